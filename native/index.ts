@@ -1,0 +1,195 @@
+/**
+ * The one loader of the native addon (build/Release/diskseqd.node) and its typed interface.
+ *
+ * The addon does only what Node cannot: device opens and ioctls, SEQPACKET sockets with
+ * SCM_RIGHTS and peer credentials, the uevent netlink socket, mknod, and readiness through
+ * uv_poll on this environment's loop. Numbers and Buffers in and out; no policy, no
+ * protobuf, no logging. Every failing call throws (or rejects with) a NativeError shaped
+ * like Node's fs errors: `code` ('EBUSY'), `errno` (positive number), `syscall`.
+ */
+import { createRequire } from 'node:module';
+
+/** An error from a system call, shaped like Node's fs errors. */
+export interface NativeError extends Error {
+  /** Symbolic errno name, e.g. 'ENXIO'. */
+  code: string;
+  /** The positive errno value, e.g. 6 for ENXIO. */
+  errno: number;
+  /** The system call that failed, e.g. 'open' or 'ioctl(BLKGETDISKSEQ)'. */
+  syscall: string;
+}
+
+/** What the kernel says about an open block device fd (DESIGN.md, open-and-verify step 4). */
+export interface FdProbe {
+  /** st_mode from fstat. */
+  mode: number;
+  /** major(st_rdev) and minor(st_rdev). */
+  rdevMajor: number;
+  rdevMinor: number;
+  /**
+   * For a loop device or a partition whose ioctls reach a loop device: whether
+   * LOOP_GET_STATUS64 succeeded (the fd pins a bound loop). null when the ioctl answered
+   * ENOTTY/EINVAL (not a loop device).
+   */
+  loopBound: boolean | null;
+  /** lo_flags from LOOP_GET_STATUS64 when loopBound is true, else 0. */
+  loopFlags: number;
+  /** BLKGETDISKSEQ, or null if that ioctl failed (errno in diskseqErrno). */
+  diskseq: bigint | null;
+  diskseqErrno: number;
+  /** BLKGETSIZE64, or null if that ioctl failed. */
+  size: bigint | null;
+}
+
+/** Result of openDevice: the fd (owned by the caller from here on) and its probe. */
+export interface OpenedDevice {
+  fd: number;
+  probe: FdProbe;
+}
+
+/** One received packet. */
+export interface Received {
+  /** Bytes stored in the buffer (at most buffer.length). */
+  bytes: number;
+  /** MSG_TRUNC: the packet was longer than the buffer (its rest is lost). */
+  truncated: boolean;
+  /** MSG_CTRUNC: control data (fds) did not fit and were discarded by the kernel. */
+  controlTruncated: boolean;
+  /** fds that arrived in SCM_RIGHTS (received with MSG_CMSG_CLOEXEC); the caller owns them. */
+  fds: number[];
+}
+
+/** SO_PEERCRED of a connected socket. */
+export interface PeerCredentials {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+/** One uevent datagram from the kernel. */
+export interface ReceivedUevent {
+  bytes: number;
+  /** Sender's netlink port id; 0 is the kernel. */
+  senderPid: number;
+  truncated: boolean;
+}
+
+/** uv_poll readiness bits (the libuv values). */
+export const POLL_READABLE = 1;
+export const POLL_WRITABLE = 2;
+export const POLL_DISCONNECT = 4;
+
+/**
+ * Readiness of one fd through uv_poll on this environment's loop. The callback gets the
+ * ready event bits, or a negative libuv status on error. The Poller never owns the fd:
+ * close() stops polling and releases the uv handle (idempotent); close the fd afterwards.
+ */
+export interface Poller {
+  /** Starts or changes the watched events (POLL_* bits). */
+  start(events: number): void;
+  /** Stops watching until the next start(). */
+  stop(): void;
+  /** Stops watching and frees the handle; idempotent. */
+  close(): void;
+}
+
+export interface PollerConstructor {
+  new (fd: number, callback: (status: number, events: number) => void): Poller;
+}
+
+/** The functions the addon exports. */
+export interface NativeBinding {
+  // --- block devices ------------------------------------------------------------------
+  /**
+   * Off the event loop: open(path, flags | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW), then probe
+   * the fd (fstat; LOOP_GET_STATUS64; BLKGETDISKSEQ; BLKGETSIZE64). If the open fails the
+   * promise rejects with the open errno. If fstat fails the fd is closed (still off the
+   * loop) and the promise rejects.
+   */
+  openDevice(path: string, flags: number): Promise<OpenedDevice>;
+  /** Off the event loop: probe an fd again (no open, no close). */
+  probeFd(fd: number): Promise<FdProbe>;
+  /** The same probe, synchronously (for clients that re-check an fd they received). */
+  probeFdSync(fd: number): FdProbe;
+  /** Off the event loop: close(fd) (a last close of a block device can flush or detach). */
+  closeAsync(fd: number): Promise<void>;
+  /** close(fd), synchronously. EINTR is not retried (Linux has closed the fd). */
+  close(fd: number): void;
+  /** mknod(path, S_IFBLK | (mode & 07777), makedev(major, minor)). */
+  mknodBlock(path: string, mode: number, major: number, minor: number): void;
+  /** The open(2) flag values of this platform, so TypeScript never hard-codes them. */
+  constants: {
+    O_RDONLY: number; O_WRONLY: number; O_RDWR: number; O_EXCL: number; O_DIRECT: number;
+    O_NONBLOCK: number; O_SYNC: number; O_DSYNC: number; O_CLOEXEC: number;
+    S_IFMT: number; S_IFBLK: number; LO_FLAGS_PARTSCAN: number; LO_FLAGS_AUTOCLEAR: number;
+    LO_FLAGS_READ_ONLY: number;
+  };
+
+  // --- SEQPACKET sockets ----------------------------------------------------------------
+  /** socket(AF_UNIX, SOCK_SEQPACKET|SOCK_NONBLOCK|SOCK_CLOEXEC) + bind(path) + listen. */
+  listenSeqpacket(path: string, backlog: number): number;
+  /**
+   * accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) on a listening fd. null on EAGAIN. Errors such as
+   * EMFILE throw (the listener stays usable).
+   */
+  accept(listenFd: number): number | null;
+  /**
+   * Blocking connect of a new SOCK_SEQPACKET socket to path; the returned fd is
+   * SOCK_CLOEXEC and set non-blocking after the connect when `nonblocking` is true.
+   */
+  connectSeqpacket(path: string, nonblocking: boolean): number;
+  /**
+   * recvmsg(MSG_CMSG_CLOEXEC | MSG_DONTWAIT) into buffer with room for up to 8 fds. null on
+   * EAGAIN. bytes = 0 with no fds means the peer closed (or sent an empty packet).
+   */
+  recv(fd: number, buffer: Buffer): Received | null;
+  /**
+   * sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of one packet, with one fd in SCM_RIGHTS when
+   * sendFd >= 0. Returns false on EAGAIN (nothing was sent); throws on other errors
+   * (EPIPE, ECONNRESET ...). Never closes sendFd.
+   */
+  send(fd: number, data: Buffer, sendFd: number): boolean;
+  /** SO_PEERCRED. */
+  peerCredentials(fd: number): PeerCredentials;
+  /** SO_PEERGROUPS: the peer's supplementary group ids. */
+  peerGroups(fd: number): number[];
+  /**
+   * For socket activation: true when fd is an AF_UNIX SOCK_SEQPACKET socket in listening
+   * state (getsockopt SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN). Throws EBADF etc.
+   */
+  isListeningSeqpacket(fd: number): boolean;
+  /** fcntl(F_SETFL, O_NONBLOCK) and FD_CLOEXEC on an inherited fd. */
+  setNonblockCloexec(fd: number): void;
+
+  // --- kernel uevents -------------------------------------------------------------------
+  /**
+   * socket(AF_NETLINK, SOCK_DGRAM|SOCK_NONBLOCK|SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT) bound
+   * to group 1. rcvbuf > 0 sets SO_RCVBUF (SO_RCVBUFFORCE when permitted); 0 keeps the
+   * default.
+   */
+  openUeventSocket(rcvbuf: number): number;
+  /** recvmsg on the uevent socket. null on EAGAIN; throws ENOBUFS on overrun. */
+  recvUevent(fd: number, buffer: Buffer): ReceivedUevent | null;
+
+  // --- readiness ------------------------------------------------------------------------
+  Poller: PollerConstructor;
+
+  // --- loop devices (for tests and benchmarks; the daemon never attaches anything) -------
+  /**
+   * Race-free claim of a free loop device: LOOP_CTL_GET_FREE, open /dev/loopN with
+   * O_RDWR|O_EXCL|O_CLOEXEC, confirm it is unbound (LOOP_GET_STATUS64 gives ENXIO); retries
+   * while another claimer wins. Returns the exclusive fd and N.
+   */
+  loopClaim(): { fd: number; index: number };
+  /** LOOP_CONFIGURE on loopFd with backingFd, lo_flags, offset and sizelimit (bytes). */
+  loopConfigure(loopFd: number, backingFd: number, flags: number, offset: number, sizelimit: number): void;
+  /** LOOP_CLR_FD. */
+  loopClear(loopFd: number): void;
+  /** LOOP_CHANGE_FD. */
+  loopChangeFd(loopFd: number, backingFd: number): void;
+}
+
+const require = createRequire(import.meta.url);
+
+/** The loaded addon. Import this, never the .node file. */
+export const native: NativeBinding = require('../../build/Release/diskseqd.node') as NativeBinding;
