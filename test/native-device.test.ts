@@ -3,7 +3,7 @@ import test from 'ava';
 import { fstatSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { native, type NativeError } from '../native/index.js';
-import { claimLoop, makeImage, requireRoot, rootTest, sysfsDev, sysfsDiskseq, tempDir } from './native-support.js';
+import { attachLoop, claimLoop, fdFlags, makeImage, requireRoot, rootTest, sysfsDev, sysfsDiskseq, tempDir } from './native-support.js';
 
 const { constants } = native;
 
@@ -11,16 +11,18 @@ rootTest('openDevice of a bound loop device probes binding, diskseq and size', a
   requireRoot(t);
   const loop = claimLoop(t);
   const image = makeImage(t, 2 << 20);
-  native.loopConfigure(loop.fd, image.fd, 0, 0, 0);
+  attachLoop(loop, image.fd, 0, 0, 0);
 
   const { fd, probe } = await native.openDevice(loop.path, constants.O_RDONLY);
   t.teardown(() => native.close(fd));
   t.true(fd >= 0);
+  t.is(fdFlags(fd) & constants.O_CLOEXEC, constants.O_CLOEXEC);
   t.is(probe.mode & constants.S_IFMT, constants.S_IFBLK);
   t.deepEqual([probe.rdevMajor, probe.rdevMinor], sysfsDev(loop.index));
   t.is(probe.rdevMajor, 7);
   t.true(probe.loopBound);
   t.is(probe.loopFlags & constants.LO_FLAGS_READ_ONLY, 0);
+  t.is(probe.loopFlags & constants.LO_FLAGS_AUTOCLEAR, constants.LO_FLAGS_AUTOCLEAR);
   t.is(probe.diskseq, sysfsDiskseq(loop.index));
   t.is(probe.diskseqErrno, 0);
   t.is(probe.size, BigInt(2 << 20));
@@ -46,7 +48,7 @@ rootTest('read-only loop flags are reported and LOOP_CHANGE_FD bumps the diskseq
   const loop = claimLoop(t);
   const first = makeImage(t, 1 << 20, 1);
   const second = makeImage(t, 1 << 20, 2);
-  native.loopConfigure(loop.fd, first.fd, constants.LO_FLAGS_READ_ONLY, 0, 0);
+  attachLoop(loop, first.fd, constants.LO_FLAGS_READ_ONLY, 0, 0);
   const before = native.probeFdSync(loop.fd);
   t.true(before.loopBound);
   t.is(before.loopFlags & constants.LO_FLAGS_READ_ONLY, constants.LO_FLAGS_READ_ONLY);
@@ -60,7 +62,7 @@ rootTest('loopConfigure honours offset and sizelimit', (t) => {
   requireRoot(t);
   const loop = claimLoop(t);
   const image = makeImage(t, 4 << 20);
-  native.loopConfigure(loop.fd, image.fd, 0, 1 << 20, 2 << 20);
+  attachLoop(loop, image.fd, 0, 1 << 20, 2 << 20);
   t.is(native.probeFdSync(loop.fd).size, BigInt(2 << 20));
 });
 
@@ -131,4 +133,20 @@ rootTest('mknodBlock creates a block node with the given mode and device number'
   t.is(st.mode & 0o7777, 0o600); // file-type bits in mode are ignored
   t.is(st.rdev, (7 << 8) | (12345 & 0xff) | ((12345 & ~0xff) << 12));
   t.is(t.throws<NativeError>(() => native.mknodBlock(path, 0o600, 7, 1))?.code, 'EEXIST');
+});
+
+rootTest('two claims held at once get two different unbound loop devices', async (t) => {
+  requireRoot(t);
+  // The first claim stays unbound, so LOOP_CTL_GET_FREE keeps naming it: the second claim
+  // must find another device instead of failing with EBUSY.
+  const first = claimLoop(t);
+  const second = claimLoop(t);
+  t.not(first.index, second.index);
+  t.false(native.probeFdSync(first.fd).loopBound);
+  t.false(native.probeFdSync(second.fd).loopBound);
+  // The exclusive opens really exclude: another O_EXCL open of a claimed device fails.
+  const error = await t.throwsAsync<NativeError>(
+    native.openDevice(first.path, constants.O_RDONLY | constants.O_EXCL),
+  );
+  t.is(error?.code, 'EBUSY');
 });

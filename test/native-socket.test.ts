@@ -1,9 +1,10 @@
 /** SEQPACKET sockets through the addon: listen/connect/accept, fd passing, truncation, credentials. */
 import test, { type ExecutionContext } from 'ava';
-import { fstatSync, readFileSync } from 'node:fs';
+import { chmodSync, fstatSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { native, type NativeError } from '../native/index.js';
-import { fdFlags, makeImage, tempDir } from './native-support.js';
+import { fdFlags, makeImage, requireRoot, rootTest, tempDir } from './native-support.js';
 
 const { O_CLOEXEC, O_NONBLOCK } = native.constants;
 
@@ -136,4 +137,35 @@ test('every socket fd is close-on-exec; listener and accepted ones are non-block
   t.teardown(() => native.close(blocking));
   t.is(fdFlags(blocking) & O_CLOEXEC, O_CLOEXEC);
   t.is(fdFlags(blocking) & O_NONBLOCK, 0);
+});
+
+rootTest('peer credentials of an unprivileged peer process are its own', async (t) => {
+  requireRoot(t);
+  const dir = tempDir(t);
+  chmodSync(dir, 0o755);
+  const path = join(dir, 'sock');
+  const listener = native.listenSeqpacket(path, 1);
+  t.teardown(() => native.close(listener));
+  chmodSync(path, 0o777);
+  // The child connects as nobody and waits for one packet, so its socket stays open.
+  const addon = new URL('../../build/Release/diskseqd.node', import.meta.url).pathname;
+  const child = spawn(
+    process.execPath,
+    ['-e', `const n = require(${JSON.stringify(addon)}); const fd = n.connectSeqpacket(${JSON.stringify(path)}, false);
+      process.stdout.write('connected\\n'); require('fs').readSync(fd, Buffer.alloc(1));`],
+    { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.teardown(() => child.kill());
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)));
+  });
+  const server = native.accept(listener);
+  if (server === null) return t.fail('no pending connection from the child');
+  t.teardown(() => native.close(server));
+  t.deepEqual(native.peerCredentials(server), { uid: 65534, gid: 65534, pid: child.pid });
+  t.deepEqual(native.peerGroups(server), []);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  t.true(native.send(server, Buffer.from('x'), -1));
+  t.is(await exited, 0);
 });

@@ -83,3 +83,11 @@ export function fdFlags(fd: number): number {
   if (match === null) throw new Error(`no flags in /proc/self/fdinfo/${fd}`);
   return parseInt(match[1], 8);
 }
+
+/**
+ * LOOP_CONFIGURE with LO_FLAGS_AUTOCLEAR added, so that a test process that dies before its
+ * teardown still detaches the device at its last close (process exit).
+ */
+export function attachLoop(loop: ClaimedLoop, backingFd: number, flags = 0, offset = 0, sizelimit = 0): void {
+  native.loopConfigure(loop.fd, backingFd, flags | native.constants.LO_FLAGS_AUTOCLEAR, offset, sizelimit);
+}

@@ -1,7 +1,7 @@
 /** The uevent netlink socket sees the kernel's 'change' event of a loop attach. */
 import test, { type ExecutionContext } from 'ava';
 import { native, POLL_READABLE, type NativeError } from '../native/index.js';
-import { claimLoop, fdFlags, makeImage, requireRoot, rootTest, sysfsDiskseq } from './native-support.js';
+import { attachLoop, claimLoop, fdFlags, makeImage, requireRoot, rootTest, sysfsDiskseq } from './native-support.js';
 
 /** Opens a uevent socket closed in teardown. */
 function ueventSocket(t: ExecutionContext, rcvbuf = 0): number {
@@ -71,7 +71,7 @@ rootTest('attaching a loop device sends a change uevent with the new DISKSEQ', a
   const image = makeImage(t, 1 << 20);
   const name = `loop${loop.index}`;
   const event = waitForUevent(t, fd, (header) => header === `change@/devices/virtual/block/${name}`);
-  native.loopConfigure(loop.fd, image.fd, 0, 0, 0);
+  attachLoop(loop, image.fd, 0, 0, 0);
   const { env, senderPid } = await event;
   t.is(senderPid, 0);
   t.is(env.get('ACTION'), 'change');
@@ -84,7 +84,7 @@ rootTest('a uevent longer than the buffer is reported truncated', async (t) => {
   const fd = ueventSocket(t);
   const loop = claimLoop(t);
   const image = makeImage(t, 1 << 20);
-  native.loopConfigure(loop.fd, image.fd, 0, 0, 0); // at least one event is now queued
+  attachLoop(loop, image.fd, 0, 0, 0); // at least one event is now queued
   const received = native.recvUevent(fd, Buffer.alloc(8));
   if (received === null) return t.fail('no uevent queued after a loop attach');
   t.is(received.bytes, 8);
@@ -96,4 +96,21 @@ test('recvUevent on a non-netlink fd throws a Node-shaped error', (t) => {
   const error = t.throws<NativeError>(() => native.recvUevent(image.fd, Buffer.alloc(8)));
   t.is(error?.code, 'ENOTSOCK');
   t.is(error?.syscall, 'recvmsg');
+});
+
+rootTest('an overrun uevent socket throws ENOBUFS', (t) => {
+  requireRoot(t);
+  const fd = ueventSocket(t, 1); // the kernel's minimum receive buffer: a few events
+  const loop = claimLoop(t);
+  const first = makeImage(t, 1 << 20, 1);
+  const second = makeImage(t, 1 << 20, 2);
+  attachLoop(loop, first.fd, native.constants.LO_FLAGS_READ_ONLY, 0, 0);
+  // Each LOOP_CHANGE_FD sends a 'change' uevent; far more than the buffer holds.
+  for (let i = 0; i < 32; i++) native.loopChangeFd(loop.fd, i % 2 === 0 ? second.fd : first.fd);
+  const buffer = Buffer.alloc(8192);
+  const error = t.throws<NativeError>(() => {
+    for (let i = 0; i < 1000 && native.recvUevent(fd, buffer) !== null; i++);
+  });
+  t.is(error?.code, 'ENOBUFS');
+  t.is(error?.errno, 105);
 });
