@@ -239,6 +239,26 @@ const cases: Case[] = [
     problem: '"whole_disk" and "partitions" are both false, so the rule can never match',
   },
   {
+    title: 'duplicate key inside a rule',
+    document: '{"rules": [\n  {"name": "a", "peer": {}},\n  {"name": "b", "peer": {"uids": [1000], "uids": [1001]}}\n]}',
+    rule: 'b',
+    field: 'peer.uids',
+    problem: 'duplicate key "uids" on line 3 (JSON would silently keep only the last one)',
+  },
+  {
+    title: 'duplicate rule name key',
+    document: '{"rules": [{"name": "a", "peer": {}, "name": "b"}]}',
+    rule: '#0',
+    field: 'name',
+    problem: 'duplicate key "name" on line 1 (JSON would silently keep only the last one)',
+  },
+  {
+    title: 'duplicate top-level key',
+    document: '{"rules": [], "comment": "x", "rules": []}',
+    field: 'rules',
+    problem: 'duplicate key "rules" on line 1 (JSON would silently keep only the last one)',
+  },
+  {
     title: 'invalid JSON',
     document: '{"rules": [',
     problem: /^not valid JSON: /,

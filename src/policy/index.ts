@@ -25,7 +25,7 @@ export const DEFAULT_POLICY_FILE = '/etc/diskseqd/policy.json';
 export const MAX_POLICY_FILE_BYTES = 1 << 20;
 
 /** Options for loading a policy. */
-export interface PolicyLoadOptions extends AccountFiles {}
+export type PolicyLoadOptions = AccountFiles;
 
 /** A complete, validated policy. Immutable; reloading makes a new one. */
 export class Policy {

@@ -5,6 +5,7 @@
  */
 import type { AccountResolver } from './accounts.js';
 import { ATTRIBUTE_KEYS, isAttributeKey } from './attribute-keys.js';
+import { findDuplicateKey } from './duplicate-keys.js';
 import { compileGlob, GlobSyntaxError, type Glob } from './glob.js';
 import { PolicyError } from './policy-error.js';
 import { ACCESS_MODES, type Access, type CompiledRule } from './types.js';
@@ -30,6 +31,7 @@ export function parsePolicyText(text: string, file: string, accounts: AccountRes
   } catch (error) {
     throw new PolicyError(file, `not valid JSON: ${(error as Error).message}`);
   }
+  rejectDuplicateKeys(text, document, file);
   const top: Reader = new Reader(file, undefined, accounts);
   const object = top.object(document, undefined, TOP_FIELDS);
   if (object.comment !== undefined) top.string(object.comment, 'comment');
@@ -43,6 +45,26 @@ export function parsePolicyText(text: string, file: string, accounts: AccountRes
     const rule = parseRule(value, index, file, accounts, firstIndexOfName);
     firstIndexOfName.set(rule.name, index);
     return rule;
+  });
+}
+
+function rejectDuplicateKeys(text: string, document: unknown, file: string): void {
+  const duplicate = findDuplicateKey(text);
+  if (duplicate === undefined) return;
+  const { path, key, line } = duplicate;
+  let rule: string | undefined;
+  let fieldPath = [...path, key];
+  if (path[0] === 'rules' && typeof path[1] === 'number') {
+    const index = path[1];
+    const value = isObject(document) && Array.isArray(document.rules) ? document.rules[index] : undefined;
+    const name = isObject(value) ? value.name : undefined;
+    rule = typeof name === 'string' && name !== '' && !(path.length === 2 && key === 'name') ? name : `#${index}`;
+    fieldPath = fieldPath.slice(2);
+  }
+  const field = fieldPath.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
+  throw new PolicyError(file, `duplicate key ${JSON.stringify(key)} on line ${line} (JSON would silently keep only the last one)`, {
+    rule,
+    field,
   });
 }
 
