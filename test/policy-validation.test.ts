@@ -89,7 +89,7 @@ const cases: Case[] = [
     document: rule({ device: { names: ['loop*', 'loop[0-9'] } }),
     rule: 'r',
     field: 'device.names[1]',
-    problem: 'bad glob "loop[0-9": unclosed "[" (write "\\[" for a literal bracket)',
+    problem: 'bad glob "loop[0-9": unclosed "[" (escape a literal bracket with a backslash)',
   },
   {
     title: 'bad glob: trailing backslash in an attribute glob',
@@ -103,7 +103,7 @@ const cases: Case[] = [
     document: rule({ device: { names: ['sd[]'] } }),
     rule: 'r',
     field: 'device.names[0]',
-    problem: 'bad glob "sd[]": empty character class "[]" (write "\\]" for a literal bracket)',
+    problem: 'bad glob "sd[]": empty character class "[]" (escape a literal bracket with a backslash)',
   },
   {
     title: 'unknown access mode',
@@ -146,6 +146,13 @@ const cases: Case[] = [
     rule: '#0',
     field: 'name',
     problem: 'rule name contains a control character',
+  },
+  {
+    title: 'reserved rule name',
+    document: { rules: [{ name: 'default-deny', effect: 'deny' }] },
+    rule: '#0',
+    field: 'name',
+    problem: 'rule name "default-deny" is reserved (audit lines use it for decisions no rule made)',
   },
   {
     title: 'duplicate rule name',

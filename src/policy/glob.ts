@@ -124,8 +124,8 @@ function parseClass(cps: number[], start: number): [Token, number] {
       ranges.push([lo, lo]);
     }
   }
-  if (i >= cps.length) throw new GlobSyntaxError('unclosed "[" (write "\\[" for a literal bracket)');
-  if (ranges.length === 0) throw new GlobSyntaxError('empty character class "[]" (write "\\]" for a literal bracket)');
+  if (i >= cps.length) throw new GlobSyntaxError('unclosed "[" (escape a literal bracket with a backslash)');
+  if (ranges.length === 0) throw new GlobSyntaxError('empty character class "[]" (escape a literal bracket with a backslash)');
   return [{ kind: 'class', negated, ranges }, i + 1];
 }
 

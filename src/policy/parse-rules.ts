@@ -20,6 +20,8 @@ const PEER_FIELDS = ['uids', 'gids', 'groups'];
 const DEVICE_FIELDS = ['drivers', 'names', 'attributes', 'whole_disk', 'partitions', 'read_only'];
 const MAX_ID = 0xfffffffe; // (uid_t)-1 means "no id" to the kernel
 const MAX_NAME_LENGTH = 128;
+/** The rule names Decision uses when no rule decided; a rule must not be mistaken for them. */
+const RESERVED_NAMES = ['root', 'default-deny'];
 
 type JsonObject = Record<string, unknown>;
 
@@ -83,6 +85,9 @@ function parseRule(
   if (name === '') byIndex.fail('name', 'empty rule name');
   if (name.length > MAX_NAME_LENGTH) byIndex.fail('name', `rule name longer than ${MAX_NAME_LENGTH} characters`);
   if (/[\p{Cc}]/u.test(name)) byIndex.fail('name', 'rule name contains a control character');
+  if (RESERVED_NAMES.includes(name)) {
+    byIndex.fail('name', `rule name ${JSON.stringify(name)} is reserved (audit lines use it for decisions no rule made)`);
+  }
   const earlier = firstIndexOfName.get(name);
   if (earlier !== undefined) byIndex.fail('name', `duplicate rule name ${JSON.stringify(name)} (also rule #${earlier})`);
 
