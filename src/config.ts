@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS } from './log.js';
+import { parseIdleExit } from './systemd/idle-exit.js';
 import { DEFAULT_SOCKET_PATH } from './wire.js';
 
 /** The daemon's settings after parsing. */
@@ -16,6 +17,8 @@ export interface Config {
   maxInFlight: number;
   maxQueuedBytes: number;
   maxQueuedFds: number;
+  /** --idle-exit: exit after this many ms with no connections and no requests; undefined = never. */
+  idleExitMs: number | undefined;
 }
 
 /** What the command line asks for. */
@@ -39,8 +42,14 @@ Options:
                            before it is dropped (default 4194304)
   --max-queued-fds N       fds queued for a client that does not read before it is
                            dropped, its queued fds closed (default 16)
+  --idle-exit SECONDS      exit cleanly after SECONDS with no connections and no
+                           request in flight or waiting (for socket activation)
   --help                   show this help and exit
   --version                show the version and exit
+
+Socket activation: a listening socket passed by systemd (LISTEN_FDS) is served
+instead of binding --socket, and is never removed. READY=1, STATUS= and WATCHDOG=1
+go to NOTIFY_SOCKET when it is set.
 
 Signals: SIGTERM/SIGINT finish in-flight requests, close, and remove the socket.
 `;
@@ -59,6 +68,7 @@ export function parseCommandLine(argv: string[]): Command {
       'max-in-flight': { type: 'string' },
       'max-queued-bytes': { type: 'string' },
       'max-queued-fds': { type: 'string' },
+      'idle-exit': { type: 'string' },
       help: { type: 'boolean' },
       version: { type: 'boolean' },
     },
@@ -80,6 +90,7 @@ export function parseCommandLine(argv: string[]): Command {
       maxInFlight: count(values['max-in-flight'], '--max-in-flight', 16),
       maxQueuedBytes: count(values['max-queued-bytes'], '--max-queued-bytes', 4 * 1024 * 1024),
       maxQueuedFds: count(values['max-queued-fds'], '--max-queued-fds', 16),
+      idleExitMs: values['idle-exit'] === undefined ? undefined : parseIdleExit(values['idle-exit']),
     },
   };
 }

@@ -10,6 +10,9 @@ import { Policy } from './policy/index.js';
 import { Registry } from './registry.js';
 import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
+import { IdleExit } from './systemd/idle-exit.js';
+import { Notifier } from './systemd/notify.js';
+import { inheritedListener } from './systemd/socket-activation.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -18,13 +21,16 @@ const VERSION: string = JSON.parse(readFileSync(new URL('../../package.json', im
 
 function run(config: Config): void {
   const log = createLogger(config.logLevel);
+  const inheritedFd = inheritedListener() ?? undefined; // throws on a wrong kind of fd: exit 1
+  const notifier = new Notifier({ log });
   const sysfs = new Sysfs(config.sysfsRoot);
   const registry = new Registry(sysfs, log);
   registry.scan();
   const policy = Policy.builtinDefault();
   const opener = new Opener(registry, sysfs, () => policy, log);
-  const server = new Server(
-    { socketPath: config.socketPath, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
+  let idle: IdleExit | undefined;
+  const server: Server = new Server(
+    { socketPath: config.socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
     {
       opener, registry, log, serverVersion: VERSION,
       limits: {
@@ -32,15 +38,22 @@ function run(config: Config): void {
         maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxQueuedFds,
       },
     },
+    () => idle?.update(server.connectionCount === 0 && !server.busy),
   );
   server.start();
-  log.info({ socket: config.socketPath, disks: registry.size, version: VERSION }, 'serving');
+  log.info({ socket: config.socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
+  const status = () => `${registry.size} disks, ${server.connectionCount} connections`;
+  notifier.ready(status());
+  notifier.startWatchdog();
+  notifier.trackStatus(status);
 
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
+  const stop = (signal: NodeJS.Signals | 'idle') => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
+    notifier.stopping();
+    idle?.close();
     void server.shutdown(SHUTDOWN_GRACE_MS).then(() => {
       log.info('stopped');
       process.exit(0);
@@ -48,6 +61,13 @@ function run(config: Config): void {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (config.idleExitMs !== undefined) {
+    idle = new IdleExit(config.idleExitMs, () => {
+      log.info({ idleExitMs: config.idleExitMs }, 'idle: no longer accepting; exiting once the last client is done');
+      server.stopAccepting();
+      void idle!.drained().then(() => stop('idle'));
+    });
+  }
 }
 
 function main(argv: string[]): void {

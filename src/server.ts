@@ -99,6 +99,31 @@ export class Server {
     for (const connection of [...this.connections]) connection.close();
   }
 
+  /**
+   * For idle exit: stop accepting for good without dropping a client. A socket path we
+   * bound is unlinked first, so no new connect() can reach the socket; then the backlog is
+   * drained into ordinary connections, served to their end; then the listener is closed.
+   * An inherited (systemd) socket keeps its path: later clients wait in systemd's copy.
+   */
+  stopAccepting(): void {
+    if (this.closing || this.listenFd < 0) return;
+    clearTimeout(this.acceptRetry);
+    this.poller?.close();
+    this.poller = undefined;
+    if (this.ownsSocketPath) {
+      this.ownsSocketPath = false; // a later shutdown must not unlink a successor's socket
+      try {
+        unlinkSync(this.options.socketPath);
+      } catch (error) {
+        this.ctx.log.warn({ err: error }, 'could not unlink the socket');
+      }
+    }
+    this.acceptAll();
+    clearTimeout(this.acceptRetry); // out of fds: what is left in the backlog is lost with the listener
+    native.close(this.listenFd);
+    this.listenFd = -1;
+  }
+
   private bindFresh(): number {
     const path = this.options.socketPath;
     try {

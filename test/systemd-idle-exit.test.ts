@@ -1,6 +1,6 @@
 /**
- * IdleExit, the counter the server pokes: fires once after the idle period with nothing
- * held, never while something is held, and tells when the last hold after firing is gone.
+ * IdleExit, the countdown the server pokes: fires once after the idle period, never while
+ * the daemon is busy, and tells when the daemon is idle again after firing.
  * (The daemon-level idle exit is in systemd-daemon.test.ts.)
  */
 import test from 'ava';
@@ -13,7 +13,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * An IdleExit and a promise of its firing. The promise carries a (ref'd) timeout: the
  * idle timer itself is unref'd, as in the daemon, where the listener keeps the loop alive.
  */
-function firedPromise(idleMs: number): { idle: IdleExit; fired: Promise<void>; count: () => number } {
+function countdown(idleMs: number): { idle: IdleExit; fired: Promise<void>; count: () => number } {
   let count = 0;
   let resolve!: () => void;
   const fired = new Promise<void>((r) => { resolve = r; });
@@ -21,46 +21,44 @@ function firedPromise(idleMs: number): { idle: IdleExit; fired: Promise<void>; c
   return { idle, fired: within(fired, 10_000, 'idle timer'), count: () => count };
 }
 
-test('fires once after the idle period when nothing was ever held', async (t) => {
-  const { idle, fired, count } = firedPromise(20);
+test('fires once after the idle period when the daemon was never busy', async (t) => {
+  const { idle, fired, count } = countdown(20);
   await fired;
+  idle.update(false);
+  idle.update(true);
   await sleep(100);
   t.is(count(), 1);
   t.true(idle.expired);
 });
 
-test('never fires while something is held, and fires after the last release', async (t) => {
-  const { idle, fired, count } = firedPromise(20);
-  const releaseConnection = idle.hold();
-  const releaseRequest = idle.hold();
-  releaseConnection();
-  releaseConnection(); // idempotent: must not release the request's hold too
-  t.is(idle.busy, 1);
+test('never fires while busy, and fires after becoming idle again', async (t) => {
+  const { idle, fired, count } = countdown(20);
+  idle.update(false);
+  idle.update(false); // repeated reports change nothing
   await sleep(200); // ten idle periods
   t.is(count(), 0);
   t.false(idle.expired);
-  releaseRequest();
+  idle.update(true);
   await fired;
   t.is(count(), 1);
 });
 
-test('a hold taken before the deadline restarts the idle period', async (t) => {
-  const { idle, fired, count } = firedPromise(500);
+test('a busy spell before the deadline restarts the idle period', async (t) => {
+  const { idle, fired, count } = countdown(500);
   await sleep(100);
-  const release = idle.hold();
+  idle.update(false);
   await sleep(500); // past the first deadline
   t.is(count(), 0);
-  release();
+  idle.update(true);
   await fired;
   t.is(count(), 1);
 });
 
-test('drained() resolves when the holds taken after expiry are released', async (t) => {
+test('drained() resolves when the daemon is idle again after firing', async (t) => {
   let idle!: IdleExit;
-  let release!: () => void;
   const fired = new Promise<void>((resolve) => {
     idle = new IdleExit(10, () => {
-      release = idle.hold(); // a connection found in the backlog at the deadline
+      idle.update(false); // a connection found in the backlog at the deadline
       resolve();
     });
   });
@@ -69,13 +67,13 @@ test('drained() resolves when the holds taken after expiry are released', async 
   const done = idle.drained().then(() => { drained = true; });
   await sleep(50);
   t.false(drained);
-  release();
-  await done;
+  idle.update(true);
+  await within(done, 10_000, 'drained');
   t.true(drained);
 });
 
-test('close() stops the timer for good', async (t) => {
-  const { idle, count } = firedPromise(10);
+test('close() stops the countdown for good', async (t) => {
+  const { idle, count } = countdown(10);
   idle.close();
   await sleep(100);
   t.is(count(), 0);

@@ -2,30 +2,31 @@
  * Idle exit (`--idle-exit SECONDS`): under socket activation the daemon need not run while
  * nobody uses it; systemd starts it again on the next connection.
  *
- * The server takes a hold for every open connection and every request still in flight or
- * waiting (wait_ms), and releases it when that ends. When nothing has been held for
- * idleMs, onIdle runs once. From then on the server must stop accepting and serve what it
- * already has; drained() tells when that is done.
+ * The server reports every busy/idle transition through update(): idle means no open
+ * connection and no request in flight or waiting (wait_ms). When the daemon has stayed
+ * idle for idleMs, onIdle runs once. From then on the server must stop accepting and serve
+ * what it already has; drained() tells when that is done.
  *
- * What happens to a client that connects around the deadline (the server's part): an
- * accepted connection is never dropped. At the deadline the server stops polling the
- * listener, and — when it bound the path itself — unlinks the path first so no new connect() can reach the socket, then accepts whatever
- * is already queued in the backlog and serves it to the end, and only then closes the
- * listener and exits. Under socket activation the path is systemd's and stays: a client
- * that connects after the last accept waits in the backlog of systemd's own copy of the
- * socket, and systemd starts a new instance for it once this one has exited.
+ * A client that connects around the deadline is never dropped (Server.stopAccepting): the
+ * server stops polling the listener and — when it bound the path itself — unlinks the path
+ * first, so no new connect() can reach the socket; then it accepts whatever is already in
+ * the backlog and serves it to the end, and only then closes the listener. Under socket
+ * activation the path is systemd's and stays: a client that connects after the last accept
+ * waits in the backlog of systemd's own copy of the socket, and systemd starts a new
+ * instance for it once this one has exited. Without socket activation such a late client
+ * finds no socket (ENOENT), exactly as if it had come after the exit.
  */
 
-/** Counts holds and fires onIdle after idleMs without any. */
+/** Fires onIdle once the daemon has been idle for idleMs without a break. */
 export class IdleExit {
-  private holds = 0;
+  private idle = true;
   private timer: NodeJS.Timeout | null = null;
   private fired = false;
   private closed = false;
   private drainWaiters: Array<() => void> = [];
 
   /**
-   * Starts counting at once: a daemon that nobody connects to exits after idleMs.
+   * Starts idle, counting at once: a daemon nobody connects to exits after idleMs.
    * onIdle runs at most once, from a timer callback; it must not throw.
    */
   constructor(private readonly idleMs: number, private readonly onIdle: () => void) {
@@ -34,27 +35,19 @@ export class IdleExit {
   }
 
   /**
-   * Marks one connection or request busy until the returned release is called. Release
-   * is idempotent, so every path that ends the connection or request may call it.
+   * The daemon is idle now (true) or busy (false). Cheap; call it on every change of
+   * connections or requests in flight. Busy stops the countdown; idle starts it afresh.
    */
-  hold(): () => void {
-    this.holds++;
-    this.disarm();
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.holds--;
-      if (this.holds === 0) {
-        if (this.fired) this.wakeDrainWaiters();
-        else this.arm();
-      }
-    };
-  }
-
-  /** Current number of holds (connections + requests in flight or waiting). */
-  get busy(): number {
-    return this.holds;
+  update(idle: boolean): void {
+    if (idle === this.idle) return;
+    this.idle = idle;
+    if (!idle) {
+      this.disarm();
+    } else if (this.fired) {
+      this.wakeDrainWaiters();
+    } else {
+      this.arm();
+    }
   }
 
   /** Whether the idle period has passed and onIdle ran. */
@@ -62,13 +55,13 @@ export class IdleExit {
     return this.fired;
   }
 
-  /** Resolves once nothing is held (at once if nothing is). Meant for after onIdle. */
+  /** Resolves once the daemon is idle (at once if it is). Meant for after onIdle. */
   drained(): Promise<void> {
-    if (this.holds === 0) return Promise.resolve();
+    if (this.idle) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  /** Stops the timer for good (the daemon is shutting down for another reason). */
+  /** Stops the countdown for good (the daemon is shutting down for another reason). */
   close(): void {
     this.closed = true;
     this.disarm();
@@ -79,7 +72,7 @@ export class IdleExit {
     if (this.closed || this.fired || this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      if (this.holds > 0 || this.closed) return;
+      if (!this.idle || this.closed) return;
       this.fired = true;
       this.onIdle();
     }, this.idleMs);
