@@ -42,10 +42,6 @@ function run(config: Config): void {
   );
   server.start();
   log.info({ socket: config.socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
-  const status = () => `${registry.size} disks, ${server.connectionCount} connections`;
-  notifier.ready(status());
-  notifier.startWatchdog();
-  notifier.trackStatus(status);
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals | 'idle') => {
@@ -68,6 +64,11 @@ function run(config: Config): void {
       void idle!.drained().then(() => stop('idle'));
     });
   }
+  // Last: systemd may send SIGTERM as soon as it reads READY=1, so the handlers come first.
+  const status = () => `${registry.size} disks, ${server.connectionCount} connections`;
+  notifier.ready(status());
+  notifier.startWatchdog();
+  notifier.trackStatus(status);
 }
 
 function main(argv: string[]): void {
