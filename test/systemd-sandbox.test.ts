@@ -1,0 +1,75 @@
+/**
+ * The daemon inside an approximation of diskseqd.service's sandbox, built from util-linux
+ * because no systemd runs as PID 1 here: socket-activated, in a private mount namespace
+ * with / and /sys read-only (ProtectSystem=strict, ProtectKernelTunables=), a pid-only,
+ * hidepid /proc (ProcSubset=pid, ProtectProc=invisible), no new privileges, and exactly
+ * the unit's CapabilityBoundingSet. It must still serve a verified open. (Not covered:
+ * the seccomp filter and the device cgroup, which need systemd itself.)
+ */
+import { readFileSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import Long from 'long';
+import { native } from '../native/index.js';
+import { claimLoop, makeImage, requireRoot, rootTest, sysfsDiskseq } from './native-support.js';
+import { REPO_ROOT, TestClient, needsTool, spawnTracked, tempDir, within } from './systemd-support.js';
+
+/** The capabilities diskseqd.service keeps, as setpriv spells them. */
+function unitCapabilities(): string {
+  const unit = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
+  const line = unit.split('\n').find((l) => l.startsWith('CapabilityBoundingSet='));
+  if (line === undefined) throw new Error('diskseqd.service has no CapabilityBoundingSet=');
+  return line.slice('CapabilityBoundingSet='.length).trim().split(/\s+/)
+    .map((cap) => `+${cap.replace(/^CAP_/, '').toLowerCase()}`).join(',');
+}
+
+/** The shell script that builds the sandbox and execs "$@" in it (no fork: pid unchanged). */
+function sandboxScript(caps: string): string {
+  if (!/^[-+a-z_,]+$/.test(caps)) throw new Error(`unexpected capability list ${caps}`);
+  return [
+    'mount -o remount,bind,ro /',
+    'mount -o remount,bind,ro /sys',
+    'mount -t proc -o subset=pid,hidepid=invisible proc /proc',
+    `exec setpriv --no-new-privs --inh-caps=-all --bounding-set=${caps} "$@"`,
+  ].join(' && ');
+}
+
+rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves a verified open', async (t) => {
+  requireRoot(t);
+  const activate = needsTool(t, 'systemd-socket-activate');
+  const unshare = needsTool(t, 'unshare');
+  if (activate === undefined || unshare === undefined || needsTool(t, 'setpriv') === undefined) return;
+  const image = makeImage(t, 1 << 20, 0x3c);
+  const loop = claimLoop(t);
+  native.loopConfigure(loop.fd, image.fd, 0, 0, 0);
+  const diskseq = sysfsDiskseq(loop.index);
+
+  const socketPath = join(tempDir(t), 'sandboxed.sock');
+  const caps = `-all,${unitCapabilities()}`;
+  t.log(`bounding set ${caps}`);
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const key of ['LISTEN_PID', 'LISTEN_FDS', 'NOTIFY_SOCKET', 'WATCHDOG_USEC']) delete env[key];
+  // unshare and sh exec in place, so LISTEN_PID (set by systemd-socket-activate) stays right.
+  const run = spawnTracked(t, activate, ['--seqpacket', '-l', socketPath,
+    unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps), 'sandbox',
+    process.execPath, join(REPO_ROOT, 'bin/diskseqd.js')], env);
+  for (let i = 0; i < 2000 && !run.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
+
+  const client = new TestClient(socketPath);
+  t.teardown(() => client.close());
+  const { response, fds } = await client.request({ open: { diskseq: Long.fromString(diskseq.toString(), true) } }, 30_000)
+    .catch((error: Error) => { throw new Error(`${error.message}; daemon stderr: ${run.stderr()}`); });
+  t.teardown(() => { for (const fd of fds) native.close(fd); });
+  t.truthy(response.opened, JSON.stringify(response.toJSON()));
+  t.is(fds.length, 1);
+  t.is(native.probeFdSync(fds[0]).diskseq, diskseq);
+  const first = Buffer.alloc(1);
+  readSync(fds[0], first, 0, 1, 0);
+  t.is(first[0], 0x3c);
+
+  const status = readFileSync(`/proc/${run.child.pid}/status`, 'utf8');
+  t.log(/^CapEff:.*$/m.exec(status)?.[0]);
+  t.regex(status, /^NoNewPrivs:\s+1$/m, 'the sandbox really applied');
+  run.child.kill('SIGTERM');
+  const result = await within(run.exited, 30_000, 'daemon exit');
+  t.is(result.code, 0, result.stderr);
+});
