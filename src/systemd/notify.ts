@@ -29,7 +29,23 @@ interface DgramSocket {
 interface UnixDgram {
   createSocket(type: 'unix_dgram'): DgramSocket;
 }
-const unixDgram = createRequire(import.meta.url)('unix-dgram') as UnixDgram;
+
+/**
+ * unix-dgram, loaded on first use: it is a native addon of its own, and a daemon not run
+ * by systemd (or a --help) should not fail because it did not build. null when it failed.
+ */
+let unixDgram: UnixDgram | null | undefined;
+function loadUnixDgram(log: NotifyLog): UnixDgram | null {
+  if (unixDgram === undefined) {
+    try {
+      unixDgram = createRequire(import.meta.url)('unix-dgram') as UnixDgram;
+    } catch (err) {
+      log.warn({ err }, 'cannot load unix-dgram (was its native part built at install?): not notifying systemd');
+      unixDgram = null;
+    }
+  }
+  return unixDgram;
+}
 
 /** sockaddr_un.sun_path holds 108 bytes including the terminating NUL. */
 const SUN_PATH_MAX = 107;
@@ -52,7 +68,8 @@ export class Notifier {
     const env = options.env ?? process.env;
     const pid = options.pid ?? process.pid;
     this.log = options.log;
-    this.socketPath = usableSocketPath(env.NOTIFY_SOCKET, this.log);
+    const path = usableSocketPath(env.NOTIFY_SOCKET, this.log);
+    this.socketPath = path !== null && loadUnixDgram(this.log) !== null ? path : null;
     this.watchdogUsec = watchdogUsec(env, pid, this.log);
   }
 
@@ -121,7 +138,7 @@ export class Notifier {
    */
   private send(message: string): void {
     const path = this.socketPath;
-    if (path === null) return;
+    if (path === null || !unixDgram) return;
     const buf = Buffer.from(message);
     let error: Error | undefined;
     let sock: DgramSocket | undefined;
