@@ -13,23 +13,32 @@ import { native } from '../native/index.js';
 import { claimLoop, makeImage, requireRoot, rootTest, sysfsDiskseq } from './native-support.js';
 import { REPO_ROOT, TestClient, needsTool, spawnTracked, tempDir, within } from './systemd-support.js';
 
-/** The capabilities diskseqd.service keeps, as setpriv spells them. */
-function unitCapabilities(): string {
-  const unit = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
+const unit = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
+const CAP_NUMBERS: Record<string, number> = { CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_FOWNER: 3, CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_MKNOD: 27 };
+
+/** The capabilities diskseqd.service keeps (CapabilityBoundingSet=). */
+function unitCapabilities(): string[] {
   const line = unit.split('\n').find((l) => l.startsWith('CapabilityBoundingSet='));
   if (line === undefined) throw new Error('diskseqd.service has no CapabilityBoundingSet=');
-  return line.slice('CapabilityBoundingSet='.length).trim().split(/\s+/)
-    .map((cap) => `+${cap.replace(/^CAP_/, '').toLowerCase()}`).join(',');
+  return line.slice('CapabilityBoundingSet='.length).trim().split(/\s+/);
+}
+
+/** The unit's SecureBits= as setpriv options (noroot changes what uid 0 gets at exec). */
+function unitSecureBits(): string {
+  const line = unit.split('\n').find((l) => l.startsWith('SecureBits='));
+  if (line === undefined) return '';
+  const bits = line.slice('SecureBits='.length).trim().split(/\s+/).map((b) => `+${b.replace(/-/g, '_')}`);
+  return `--securebits=${bits.join(',')}`;
 }
 
 /** The shell script that builds the sandbox and execs "$@" in it (no fork: pid unchanged). */
-function sandboxScript(caps: string): string {
-  if (!/^[-+a-z_,]+$/.test(caps)) throw new Error(`unexpected capability list ${caps}`);
+function sandboxScript(caps: string, secureBits: string): string {
+  if (!/^[-+a-z_,]+$/.test(caps) || !/^[-+a-z_,=]*$/.test(secureBits)) throw new Error(`unexpected ${caps} ${secureBits}`);
   return [
     'mount -o remount,bind,ro /',
     'mount -o remount,bind,ro /sys',
     'mount -t proc -o hidepid=invisible proc /proc',
-    `exec setpriv --no-new-privs --inh-caps=-all --bounding-set=${caps} "$@"`,
+    `exec setpriv --no-new-privs ${secureBits} --inh-caps=-all --bounding-set=${caps} "$@"`,
   ].join(' && ');
 }
 
@@ -44,13 +53,14 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   const diskseq = sysfsDiskseq(loop.index);
 
   const socketPath = join(tempDir(t), 'sandboxed.sock');
-  const caps = `-all,${unitCapabilities()}`;
+  const unitCaps = unitCapabilities();
+  const caps = `-all,${unitCaps.map((cap) => `+${cap.replace(/^CAP_/, '').toLowerCase()}`).join(',')}`;
   t.log(`bounding set ${caps}`);
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const key of ['LISTEN_PID', 'LISTEN_FDS', 'NOTIFY_SOCKET', 'WATCHDOG_USEC']) delete env[key];
   // unshare and sh exec in place, so LISTEN_PID (set by systemd-socket-activate) stays right.
   const run = spawnTracked(t, activate, ['--seqpacket', '-l', socketPath,
-    unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps), 'sandbox',
+    unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits()), 'sandbox',
     process.execPath, join(REPO_ROOT, 'bin/diskseqd.js')], env);
   for (let i = 0; i < 2000 && !run.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
 
@@ -70,8 +80,14 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   t.is(first[0], 0x3c);
 
   const status = readFileSync(`/proc/${run.child.pid}/status`, 'utf8');
-  t.log(/^CapEff:.*$/m.exec(status)?.[0]);
   t.regex(status, /^NoNewPrivs:\s+1$/m, 'the sandbox really applied');
+  // The daemon really holds the unit's capabilities, no more and no fewer.
+  let expected = 0n;
+  for (const cap of unitCaps) {
+    if (CAP_NUMBERS[cap] === undefined) t.fail(`add ${cap} to CAP_NUMBERS`);
+    expected |= 1n << BigInt(CAP_NUMBERS[cap] ?? 63);
+  }
+  t.is(BigInt(`0x${/^CapEff:\s+([0-9a-f]+)$/m.exec(status)![1]}`), expected);
   run.child.kill('SIGTERM');
   const result = await within(run.exited, 30_000, 'daemon exit');
   t.is(result.code, 0, result.stderr);
