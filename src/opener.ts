@@ -24,6 +24,8 @@ export interface OpenParams {
   dsync: boolean;
   /** Attribute key (from the allow-list) -> value that must hold. */
   expect: ReadonlyMap<string, string>;
+  /** How long to wait for a device (or partition) that can still appear; 0: do not wait. */
+  waitMs: number;
 }
 
 /** What the daemon tells the client about the device it opened. */
@@ -64,6 +66,14 @@ interface Mismatch {
 
 type Target = { disk: DiskEntry; part: PartitionEntry | undefined };
 
+/** Bounds on waiting for devices to appear. */
+export interface WaitLimits {
+  /** Longer wait_ms values are cut to this. */
+  maxWaitMs: number;
+  /** Requests that may wait at once, daemon-wide; beyond it RESOURCE_EXHAUSTED. */
+  maxWaiting: number;
+}
+
 /** Open errors that mean the device went away under us. */
 const GONE = ['ENOENT', 'ENXIO', 'ENODEV', 'ENOMEDIUM'];
 
@@ -73,6 +83,7 @@ export class Opener {
     private readonly sysfs: Sysfs,
     private readonly policy: () => Policy,
     private readonly log: Logger,
+    private readonly waitLimits: WaitLimits = { maxWaitMs: 600_000, maxWaiting: 4096 },
   ) {}
 
   /**
@@ -80,7 +91,8 @@ export class Opener {
    * Throws BrokerError: NOT_FOUND, STALE, PERMISSION_DENIED, BUSY, EXPECTATION_FAILED,
    * INTERNAL. A verification failure (steps a–d, g) is retried once after re-reading sysfs.
    */
-  async open(params: OpenParams, peer: Peer, trace: OpenTrace): Promise<VerifiedOpen> {
+  async open(params: OpenParams, peer: Peer, trace: OpenTrace, signal?: AbortSignal): Promise<VerifiedOpen> {
+    await this.waitUntilPresent(params, signal);
     const first = await this.attempt(params, peer, trace);
     if (first.kind !== 'mismatch') return first;
     this.log.debug({ why: first.why, name: first.name }, 'verification failed; re-reading sysfs');
@@ -97,7 +109,7 @@ export class Opener {
 
   private async attempt(params: OpenParams, peer: Peer, trace: OpenTrace): Promise<(VerifiedOpen & { kind: 'done' }) | Mismatch> {
     // 1. Resolve X (and N) to a dev_t through the registry.
-    const target = await this.resolve(params);
+    const target = this.resolve(params);
     const node = target.part ?? target.disk;
     trace.device = { name: node.name, major: node.major, minor: node.minor };
     const intent: OpenIntent = { access: params.access, exclusive: params.exclusive };
@@ -167,9 +179,30 @@ export class Opener {
     }
   }
 
+  /**
+   * With wait_ms: waits until X (and N) is in the index, or answers at once when it can no
+   * longer appear: an absent X at or below the highest diskseq seen, or the awaited
+   * partition's disk gone. The full open-and-verify follows either way.
+   */
+  private async waitUntilPresent(params: OpenParams, signal: AbortSignal | undefined): Promise<void> {
+    if (params.waitMs === 0) return;
+    const disk = this.registry.lookup(params.diskseq);
+    if (disk !== undefined && (params.partition === 0 || disk.partitions.has(params.partition))) return;
+    if (this.registry.waiting >= this.waitLimits.maxWaiting) {
+      throw new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, `too many waiting requests (limit ${this.waitLimits.maxWaiting})`);
+    }
+    const waitMs = Math.min(params.waitMs, this.waitLimits.maxWaitMs);
+    const failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal);
+    if (failure === 'timeout') {
+      throw new BrokerError(ErrorCode.ERROR_CODE_TIMEOUT, `diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms`);
+    }
+    if (failure === 'cancelled') throw new BrokerError(ErrorCode.ERROR_CODE_INTERNAL, 'request cancelled');
+    // 'gone' and null: step 1 gives the answer (NOT_FOUND, or the device).
+  }
+
   /** Step 1: X (and N) to an index entry, or NOT_FOUND. */
-  private async resolve(params: OpenParams): Promise<Target> {
-    const disk = await this.registry.resolve(params.diskseq);
+  private resolve(params: OpenParams): Target {
+    const disk = this.registry.lookup(params.diskseq);
     if (disk === undefined) throw notFound(`no disk with diskseq ${params.diskseq}`);
     if (params.partition === 0) return { disk, part: undefined };
     const part = disk.partitions.get(params.partition);
