@@ -8,6 +8,7 @@ import { parseCommandLine, USAGE, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
+import { PrivateNodes } from './private-nodes.js';
 import { Registry } from './registry.js';
 import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
@@ -44,7 +45,7 @@ function run(config: Config): void {
   registry.scan();
   uevents.drain();
 
-  const opener = new Opener(registry, sysfs, () => policy, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
+  const opener = new Opener(registry, sysfs, () => policy, new PrivateNodes(), log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
   const server = new Server(
     { socketPath: config.socketPath, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
     {

@@ -9,6 +9,7 @@ import { BrokerError, errnoOf, hasErrnoCode, notFound, permissionDenied } from '
 import type { Logger } from './log.js';
 import type { Access, DeviceFacts, OpenIntent, Peer, Policy } from './policy/index.js';
 import type { DiskEntry, PartitionEntry, Registry } from './registry.js';
+import type { PrivateNodes } from './private-nodes.js';
 import type { Sysfs } from './sysfs.js';
 import { ErrorCode, readFromParent } from './wire.js';
 
@@ -82,6 +83,7 @@ export class Opener {
     private readonly registry: Registry,
     private readonly sysfs: Sysfs,
     private readonly policy: () => Policy,
+    private readonly privateNodes: PrivateNodes,
     private readonly log: Logger,
     private readonly waitLimits: WaitLimits = { maxWaitMs: 600_000, maxWaiting: 4096 },
   ) {}
@@ -121,11 +123,11 @@ export class Opener {
     trace.rule = pre.rule;
     if (!pre.allowed) throw permissionDenied(pre.reason);
 
-    // 3. Open by the kernel's devtmpfs name. Only dev_ts sysfs listed get here.
+    // 3. Open. Only dev_ts sysfs listed get here.
     let fd: number;
     let probe: FdProbe;
     try {
-      ({ fd, probe } = await native.openDevice(`/dev/${node.devname}`, this.openFlags(params)));
+      ({ fd, probe } = await this.openNode(node, peer, params));
     } catch (error) {
       if (hasErrnoCode(error, ...GONE)) {
         return { kind: 'mismatch', name: node.name, why: `open: ${(error as Error).message}`, osErrno: errnoOf(error) };
@@ -198,6 +200,23 @@ export class Opener {
     }
     if (failure === 'cancelled') throw new BrokerError(ErrorCode.ERROR_CODE_INTERNAL, 'request cancelled');
     // 'gone' and null: step 1 gives the answer (NOT_FOUND, or the device).
+  }
+
+  /**
+   * Step 3. Root gets the kernel's devtmpfs name (root can reopen any node anyway: its
+   * grant is advisory). Any other peer gets a private node whose group and mode carry
+   * the grant, so a reopen through /dev/fd/N yields no more than was granted.
+   */
+  private async openNode(node: DiskEntry | PartitionEntry, peer: Peer, params: OpenParams) {
+    const flags = this.openFlags(params);
+    if (peer.uid === 0) return native.openDevice(`/dev/${node.devname}`, flags);
+    // A node for a removed loop minor would re-create that device when opened
+    // (CONFIG_BLOCK_LEGACY_AUTOLOAD): make sure sysfs still lists this dev_t.
+    const now = this.sysfs.readUevent(node.name);
+    if (now === null || now.major !== node.major || now.minor !== node.minor) {
+      throw Object.assign(new Error(`${node.name} is gone`), { code: 'ENODEV', errno: 19 });
+    }
+    return this.privateNodes.open(node.major, node.minor, peer.gid, params.access, flags);
   }
 
   /** Step 1: X (and N) to an index entry, or NOT_FOUND. */
