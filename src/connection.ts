@@ -85,7 +85,9 @@ export class Connection {
       if (packet.truncated) throw new ProtocolViolation(`request larger than ${MAX_REQUEST_BYTES} bytes`);
       request = decodeRequest(packet.data);
     } catch (error) {
-      for (const fd of packet.fds) native.close(fd); // never ours to keep; not block devices we opened
+      // Never ours to keep. Close off the loop: a client can send the last reference to a
+      // device whose last close flushes or detaches it.
+      for (const fd of packet.fds) void native.closeAsync(fd).catch(() => undefined);
       if (!(error instanceof ProtocolViolation)) throw error;
       this.log.warn({ reason: error.message }, 'protocol violation; dropping connection');
       this.socket.close();
