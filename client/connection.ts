@@ -30,7 +30,7 @@ export interface ResponseHandler {
 }
 
 /** Client-side output bounds: generous, since only this process's own requests queue up. */
-const CLIENT_LIMITS = { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 1 << 20, maxQueuedBytes: 256 << 20 };
+const CLIENT_LIMITS = { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 1 << 20, maxQueuedBytes: 256 << 20, maxQueuedFds: 0 };
 
 /**
  * The socket path a client uses: the explicit one, else $DISKSEQD_SOCKET, else
