@@ -15,10 +15,14 @@ import { ConnectionError, DiskseqError, type DiskseqErrorCode } from './errors.j
 import { MAX_TARGET_FD, parseCliArgs, substituteFd, UsageError, type OpenCommand } from './cli-args.js';
 import { watchEventToJSON } from './watch.js';
 
-/** Exit statuses of diskseq-open's own failures (COMMAND's status is passed through). */
+// Exit statuses of diskseq-open's own failures (COMMAND's status is passed through).
+/** diskseqd refused the request or could not be reached; COMMAND was not run. */
 export const EXIT_DAEMON_ERROR = 1;
+/** The command line was not understood; COMMAND was not run. */
 export const EXIT_USAGE = 2;
+/** COMMAND exists but could not be executed (as a shell reports it). */
 export const EXIT_CANNOT_EXECUTE = 126;
+/** COMMAND was not found (as a shell reports it). */
 export const EXIT_COMMAND_NOT_FOUND = 127;
 
 const PROGRAM = 'diskseq-open';

@@ -111,17 +111,17 @@ test('an fd that is not the requested disk (here /dev/null) is closed and reject
   t.is(openFdCount(), baseline);
 });
 
-test('Opened without an fd, Opened with two fds, and an fd with an Error are protocol errors; all fds closed', async (t) => {
+test('Opened without an fd, an fd with an Error or a DeviceList, and a duplicate Opened: all fds closed', async (t) => {
   const { daemon, client } = await setup(t);
   const baseline = openFdCount();
   const noFd = client.open({ diskseq: 1 });
-  const twoFds = client.open({ diskseq: 2 });
+  const duplicate = client.open({ diskseq: 2 });
   const errorWithFd = client.open({ diskseq: 3 });
   const listWithFd = client.list();
   const [r1, r2, r3, r4] = await daemon.nextRequests(4);
   daemon.respond(r1!, { opened: { device: wireDevice(1n) } });
-  // One packet cannot carry two fds from PacketSocket.send; send the raw packet with one
-  // fd, and a second Opened for the same id that must be treated as unknown afterwards.
+  // (One packet with two fds cannot be sent through the addon, which sends at most one; a
+  // second Opened for an id already answered must be treated as unknown.)
   daemon.respond(r2!, { opened: { device: wireDevice(2n) } }, devNullFd());
   daemon.respond(r2!, { opened: { device: wireDevice(2n) } }, devNullFd());
   daemon.respond(r3!, { error: { code: ErrorCode.ERROR_CODE_BUSY } }, devNullFd());
@@ -132,7 +132,7 @@ test('Opened without an fd, Opened with two fds, and an fd with an Error are pro
   }
   // r2's first answer had one fd of /dev/null: STALE (closed); the duplicate answer is
   // for an id no longer pending, so its fd is closed on arrival.
-  t.is((await t.throwsAsync(twoFds, { instanceOf: DiskseqError }))!.code, 'STALE');
+  t.is((await t.throwsAsync(duplicate, { instanceOf: DiskseqError }))!.code, 'STALE');
   await roundTrip(daemon, client);
   t.is(openFdCount(), baseline);
   t.false(client.isClosed);
