@@ -63,7 +63,8 @@ Other modes:
   --list            list the daemon's disks and partitions as a table
   --json            with --list: print a JSON array instead (diskseq and sizeBytes are
                     decimal strings)
-  --watch           print one JSON line per device event until interrupted
+  --watch           print one JSON line per device event until interrupted (SIGINT,
+                    SIGTERM, SIGHUP or a closed stdout end it with status 0)
   --preload         run COMMAND with LD_PRELOAD=<package>/build/Release/libdiskseq-preload.so
                     prepended, so that its opens of /dev/disk/by-diskseq/... go through
                     diskseqd (with --socket, DISKSEQD_SOCKET is set for COMMAND)

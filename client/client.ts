@@ -50,6 +50,12 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
  */
 export class Client {
   private readonly watches = new Set<DeviceWatch>();
+  /**
+   * One 'abort' listener per signal, fanned out to the requests using it: callers often
+   * share one AbortController across a batch, and one listener per request would trip
+   * Node's MaxListenersExceededWarning at 11 requests.
+   */
+  private readonly abortHooks = new Map<AbortSignal, { listener: () => void; callbacks: Set<() => void> }>();
 
   /** Use connect(). */
   constructor(private readonly connection: Connection) {}
@@ -157,10 +163,11 @@ export class Client {
         if (id !== null) this.connection.forget(id);
         reject(new AbortError(signal!.reason));
       };
+      let unhook = (): void => undefined;
       const settle = (): boolean => {
         if (settled) return false;
         settled = true;
-        signal?.removeEventListener('abort', onAbort);
+        unhook();
         return true;
       };
       id = this.send(body, {
@@ -182,8 +189,32 @@ export class Client {
       }, (error) => {
         if (settle()) reject(error);
       });
-      if (!settled) signal?.addEventListener('abort', onAbort, { once: true });
+      if (!settled && signal !== undefined) unhook = this.hookAbort(signal, onAbort);
     });
+  }
+
+  /** Runs `callback` when `signal` aborts; returns the function that unregisters it. */
+  private hookAbort(signal: AbortSignal, callback: () => void): () => void {
+    let hook = this.abortHooks.get(signal);
+    if (hook === undefined) {
+      const callbacks = new Set<() => void>();
+      const listener = (): void => {
+        this.abortHooks.delete(signal);
+        for (const run of [...callbacks]) run();
+      };
+      hook = { listener, callbacks };
+      this.abortHooks.set(signal, hook);
+      signal.addEventListener('abort', listener, { once: true });
+    }
+    const { callbacks, listener } = hook;
+    callbacks.add(callback);
+    return () => {
+      callbacks.delete(callback);
+      if (callbacks.size === 0 && this.abortHooks.get(signal)?.listener === listener) {
+        this.abortHooks.delete(signal);
+        signal.removeEventListener('abort', listener);
+      }
+    };
   }
 
   /** connection.send(), reporting a synchronous failure to `onSendError`; null then. */

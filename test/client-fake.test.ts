@@ -155,6 +155,31 @@ test('aborting an open rejects at once; the fd answered later is closed on arriv
   t.is(openFdCount(), baseline);
 });
 
+test('one signal shared by a batch aborts them all with one listener; late fds are closed', async (t) => {
+  const { daemon, client } = await setup(t);
+  const warnings: string[] = [];
+  const onWarning = (warning: Error): void => {
+    warnings.push(warning.name);
+  };
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
+  const baseline = openFdCount();
+  const controller = new AbortController();
+  // One request on the signal completes first: its settled state must not be disturbed.
+  const done = client.hello('first');
+  const opens = Array.from({ length: 20 }, (_, i) => client.open({ diskseq: i + 1, signal: controller.signal }));
+  const [helloRequest, ...requests] = await daemon.nextRequests(21);
+  daemon.respond(helloRequest!, { hello: { protocolVersion: 1 } });
+  await done;
+  controller.abort();
+  for (const open of opens) await t.throwsAsync(open, { instanceOf: AbortError });
+  for (const request of requests) daemon.respond(request, { opened: { device: wireDevice(1n) } }, devNullFd());
+  await roundTrip(daemon, client);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(openFdCount(), baseline);
+  t.deepEqual(warnings, []);
+});
+
 test('an already aborted signal rejects without sending', async (t) => {
   const { daemon, client } = await setup(t);
   const open = client.open({ diskseq: 9, signal: AbortSignal.abort() });
