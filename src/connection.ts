@@ -6,7 +6,7 @@
  */
 import { native } from '../native/index.js';
 import { describeAll } from './device-info.js';
-import { BrokerError } from './errors.js';
+import { BrokerError, invalidArgument } from './errors.js';
 import type { Logger } from './log.js';
 import type { Opener, OpenTrace } from './opener.js';
 import { PacketSocket, type CloseReason, type IncomingPacket } from './packet-socket.js';
@@ -15,6 +15,7 @@ import {
   decodeRequest, encodeDeviceLists, encodeError, encodeHello, encodeOpened, ProtocolViolation, type ParsedRequest,
 } from './protocol.js';
 import type { Registry } from './registry.js';
+import type { WatchHub } from './watch-hub.js';
 import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, PROTOCOL_VERSION } from './wire.js';
 
 /** Per-connection bounds. */
@@ -33,6 +34,7 @@ export interface ConnectionContext {
   readonly registry: Registry;
   readonly log: Logger;
   readonly limits: ConnectionLimits;
+  readonly watchHub: WatchHub;
   readonly serverVersion: string;
   /** Called when the connection goes from idle to busy or back, and when it closes. */
   readonly onActivity: () => void;
@@ -42,6 +44,9 @@ export class Connection {
   private readonly socket: PacketSocket;
   private readonly log: Logger;
   private inFlight = 0;
+  /** Aborted when the connection closes: waiting requests stop waiting. */
+  private readonly closed = new AbortController();
+  private stopWatching: (() => void) | undefined;
 
   /**
    * Takes ownership of a connected socket fd whose peer credentials were read at accept.
@@ -121,10 +126,10 @@ export class Connection {
           throw new BrokerError(ErrorCode.ERROR_CODE_UNSUPPORTED,
             `protocol version ${request.protocolVersion} is not supported; this daemon speaks ${PROTOCOL_VERSION}`);
         }
-        this.socket.send(encodeHello(request.id, this.ctx.serverVersion, ['open', 'list']));
+        this.socket.send(encodeHello(request.id, this.ctx.serverVersion, ['open', 'list', 'watch', 'wait']));
         return;
       case 'open': {
-        const opened = await this.ctx.opener.open(request.params, this.peer, trace);
+        const opened = await this.ctx.opener.open(request.params, this.peer, trace, this.closed.signal);
         // Step 5: one packet with the fd; our copy is closed whatever happens (PacketSocket).
         this.socket.send(encodeOpened(request.id, opened.device), opened.fd);
         return;
@@ -135,7 +140,12 @@ export class Connection {
         }
         return;
       case 'watch':
-        throw new BrokerError(ErrorCode.ERROR_CODE_UNSUPPORTED, 'watch is not supported yet');
+        if (this.stopWatching !== undefined) throw invalidArgument('this connection is already watching');
+        if (this.ctx.watchHub.count >= this.ctx.watchHub.maxWatchers) {
+          throw new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, `too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
+        }
+        this.stopWatching = this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet));
+        return;
     }
   }
 
@@ -155,6 +165,8 @@ export class Connection {
   }
 
   private onClose(reason: CloseReason): void {
+    this.closed.abort();
+    this.stopWatching?.();
     if (reason.kind === 'output-overflow') this.log.warn('client does not read its responses; dropped with its queued fds');
     else if (reason.kind === 'error') this.log.warn({ err: reason.error }, 'connection failed');
     this.onClosed(this);
@@ -168,7 +180,7 @@ function summarize(request: ParsedRequest): Record<string, unknown> | undefined 
       const p = request.params;
       return {
         diskseq: p.diskseq.toString(), partition: p.partition, access: p.access, exclusive: p.exclusive,
-        direct: p.direct, nonblock: p.nonblock, sync: p.sync, dsync: p.dsync, wait_ms: request.waitMs,
+        direct: p.direct, nonblock: p.nonblock, sync: p.sync, dsync: p.dsync, wait_ms: p.waitMs,
         expect: p.expect.size > 0 ? Object.fromEntries(p.expect) : undefined,
       };
     }
