@@ -195,3 +195,17 @@ test('root: a COMMAND that does not exist exits 127 after the open', async (t) =
   t.is(result.status, 127);
   t.regex(result.stderr, /^diskseq-open: cannot run \/nonexistent\/command: [^\n]+\n$/);
 });
+
+test('root: SIGTERM to diskseq-open is forwarded to COMMAND, status 128+15', async (t) => {
+  if (!requireLoopDevices(t)) return;
+  const { daemon } = setup(t);
+  const loop = claimTestLoop(t, 'cli-marker-0004');
+  const child = spawn(process.execPath, [CLI, '--socket', daemon.socketPath, `${loop.diskseq}`, '--', 'sh', '-c',
+    'echo ready; exec sleep 20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+  await serveLoop(daemon, loop);
+  await new Promise<void>((resolve) => child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve()));
+  child.kill('SIGTERM');
+  t.is(await exited, 128 + 15);
+});
