@@ -30,7 +30,9 @@ export interface ResponseHandler {
 }
 
 /** Client-side output bounds: generous, since only this process's own requests queue up. */
-const CLIENT_LIMITS = { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 1 << 20, maxQueuedBytes: 256 << 20, maxQueuedFds: 0 };
+const CLIENT_LIMITS = {
+  receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 1 << 20, maxQueuedBytes: 256 << 20, maxQueuedFds: 0, stallTimeoutMs: 0,
+};
 
 /**
  * The socket path a client uses: the explicit one, else $DISKSEQD_SOCKET, else
@@ -191,6 +193,7 @@ function closeReasonError(reason: CloseReason, socketPath: string): Error {
     case 'peer-closed':
       return new ConnectionError('diskseqd closed the connection', { code: 'CONNECTION_CLOSED', socketPath });
     case 'output-overflow':
+    case 'output-stalled':
       return new ConnectionError('too many requests queued on the connection', { code: 'CONNECTION_CLOSED', socketPath });
     case 'error': {
       const cause = reason.error as Partial<NativeError>;

@@ -26,6 +26,8 @@ export interface ConnectionLimits {
   maxQueuedPackets: number;
   maxQueuedBytes: number;
   maxQueuedFds: number;
+  /** How long a client may leave queued output unread before it is dropped. */
+  stallTimeoutMs: number;
 }
 
 /** What every connection shares with the server. */
@@ -54,10 +56,11 @@ export class Connection {
    */
   constructor(fd: number, readonly peer: Peer, private readonly ctx: ConnectionContext, private readonly onClosed: (c: Connection) => void) {
     this.log = ctx.log.child({ peer: { uid: peer.uid, gid: peer.gid, pid: peer.pid } });
-    const { maxQueuedPackets, maxQueuedBytes, maxQueuedFds } = ctx.limits;
-    this.socket = new PacketSocket(fd, { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets, maxQueuedBytes, maxQueuedFds }, {
+    const { maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs } = ctx.limits;
+    this.socket = new PacketSocket(fd, { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs }, {
       onPacket: (packet) => this.onPacket(packet),
       onClose: (reason) => this.onClose(reason),
+      onDrain: () => this.updateReading(),
     });
   }
 
@@ -157,19 +160,34 @@ export class Connection {
   }
 
   private requestStarted(): void {
-    if (++this.inFlight >= this.ctx.limits.maxInFlight) this.socket.pauseReading();
+    this.inFlight++;
+    this.updateReading();
     if (this.inFlight === 1) this.ctx.onActivity();
   }
 
   private requestEnded(): void {
-    if (--this.inFlight < this.ctx.limits.maxInFlight) this.socket.resumeReading();
+    this.inFlight--;
+    this.updateReading();
     if (this.inFlight === 0) this.ctx.onActivity();
+  }
+
+  /**
+   * Back-pressure: new requests are read only while fewer than maxInFlight are being
+   * worked on and no response is waiting for the client to read it. A client that sends
+   * faster than it reads is slowed down, not dropped; one that stops reading altogether is
+   * dropped by the stall timeout, its queued fds closed.
+   */
+  private updateReading(): void {
+    if (this.inFlight < this.ctx.limits.maxInFlight && !this.socket.hasQueuedOutput) this.socket.resumeReading();
+    else this.socket.pauseReading();
   }
 
   private onClose(reason: CloseReason): void {
     this.closed.abort();
     this.stopWatching?.();
-    if (reason.kind === 'output-overflow') this.log.warn('client does not read its responses; dropped with its queued fds');
+    if (reason.kind === 'output-overflow' || reason.kind === 'output-stalled') {
+      this.log.warn({ reason: reason.kind }, 'client does not read its responses; dropped with its queued fds');
+    }
     else if (reason.kind === 'error') this.log.warn({ err: reason.error }, 'connection failed');
     this.onClosed(this);
   }

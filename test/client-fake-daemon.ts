@@ -25,7 +25,7 @@ export interface FakeRequest {
   request: WireRequest;
 }
 
-const LIMITS = { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets: 1024, maxQueuedBytes: 1 << 24, maxQueuedFds: 64 };
+const LIMITS = { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets: 1024, maxQueuedBytes: 1 << 24, maxQueuedFds: 64, stallTimeoutMs: 0 };
 
 export class FakeDaemon {
   readonly socketPath: string;
