@@ -8,7 +8,7 @@
  * process exit. Nothing here touches a loop device it did not claim itself.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, constants, existsSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -280,10 +280,23 @@ export async function startDaemon(t: TeardownHost, options: { policy?: object } 
     writeFileSync(policyFile, JSON.stringify(options.policy), { mode: 0o644 });
     args.push('--policy', policyFile);
   }
-  let out = '';
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  // The log goes to a file, not a pipe: tests run tools with spawnSync, which blocks this
+  // event loop, and a daemon writing its audit lines into a full pipe would stall.
+  const logPath = join(dir, 'daemon.log');
+  const logFd = openSync(logPath, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd] });
+  } finally {
+    closeSync(logFd);
+  }
+  const out = (): string => {
+    try {
+      return readFileSync(logPath, 'utf8');
+    } catch {
+      return '';
+    }
+  };
   let exited = false;
   const exit = new Promise<void>((resolve) => child.once('exit', () => {
     exited = true;
@@ -294,7 +307,7 @@ export async function startDaemon(t: TeardownHost, options: { policy?: object } 
   });
   const daemon: TestDaemon = {
     socket,
-    output: () => out,
+    output: out,
     async stop(): Promise<void> {
       if (!exited) {
         child.kill('SIGTERM');
@@ -307,8 +320,8 @@ export async function startDaemon(t: TeardownHost, options: { policy?: object } 
   };
   t.teardown(() => daemon.stop());
   for (const started = Date.now(); ; await new Promise((r) => setTimeout(r, 20))) {
-    if (exited) throw new Error(`diskseqd exited before serving:\n${out}`);
-    if (Date.now() - started > 10_000) throw new Error(`diskseqd did not accept connections within 10 s:\n${out}`);
+    if (exited) throw new Error(`diskseqd exited before serving:\n${out()}`);
+    if (Date.now() - started > 10_000) throw new Error(`diskseqd did not accept connections within 10 s:\n${out()}`);
     if (!existsSync(socket)) continue;
     try {
       native.close(native.connectSeqpacket(socket, false));
