@@ -12,6 +12,9 @@
  *   preload-probe threads PATH N ITERS  N threads x ITERS open+verify+read+close, with
  *                                        stat calls interleaved
  *   preload-probe fork PATH N           N forked children open while a thread opens
+ *   preload-probe bench PATH ITERS [verify]
+ *                                        times ITERS open+close (verify: + BLKGETDISKSEQ
+ *                                        and fstat, the in-process open+verify) in ns
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +31,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef BLKGETDISKSEQ
@@ -319,7 +323,43 @@ static int cmd_fork(const char *path, int n) {
   return 0;
 }
 
+static int compare_ns(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmd_bench(const char *path, int iters, int verify) {
+  uint64_t *ns = calloc((size_t)iters, sizeof *ns), total = 0;
+  for (int i = 0; i < iters; i++) {
+    uint64_t start = now_ns(), seq;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { printf("{\"error\":\"open: %s\"}\n", strerror(errno)); return 1; }
+    if (verify && (ioctl(fd, BLKGETDISKSEQ, &seq) != 0 || fstat(fd, &st) != 0)) {
+      printf("{\"error\":\"verify failed\"}\n");
+      return 1;
+    }
+    close(fd);
+    ns[i] = now_ns() - start;
+    total += ns[i];
+  }
+  qsort(ns, (size_t)iters, sizeof *ns, compare_ns);
+  printf("{\"iters\":%d,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"mean\":%llu}\n", iters,
+         (unsigned long long)ns[iters / 2], (unsigned long long)ns[iters * 9 / 10],
+         (unsigned long long)ns[iters * 99 / 100], (unsigned long long)(total / (uint64_t)iters));
+  free(ns);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if ((argc == 4 || argc == 5) && strcmp(argv[1], "bench") == 0)
+    return cmd_bench(argv[2], atoi(argv[3]), argc == 5 && strcmp(argv[4], "verify") == 0);
   if (argc >= 3 && strcmp(argv[1], "open") == 0) return cmd_open(argv[2], argc - 3, argv + 3);
   if (argc == 3 && strcmp(argv[1], "inspect") == 0) return cmd_inspect(argv[2]);
   if (argc == 5 && strcmp(argv[1], "threads") == 0) return cmd_threads(argv[2], atoi(argv[3]), atoi(argv[4]));
