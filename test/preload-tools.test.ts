@@ -5,8 +5,10 @@
  * message instead of reading whatever now has the old name (issue 6).
  */
 import test from 'ava';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import {
-  createTestDisk, makeExt4, makeLuks, needsRootAndShim, partitionMarker, run, startDaemon, tempDir,
+  REPO_ROOT, createTestDisk, makeExt4, makeLuks, needsRootAndShim, partitionMarker, run, startDaemon, tempDir,
 } from './helpers/preload-fixture.js';
 
 const EXT4_UUID = '6f1d3c2a-8e4b-4a59-9c7e-2b1f0e5d4a31';
@@ -93,4 +95,20 @@ test('after detach and re-attach the old path fails with ENOENT in the tool and 
   const after = run('dd', [`if=/dev/disk/by-diskseq/${disk.diskseq}p2`, 'bs=512', 'count=1', 'status=none'], opts);
   t.is(after.status, 0, after.stderr);
   t.deepEqual(after.stdout, partitionMarker(1));
+});
+
+test('diskseq-open --preload -- COMMAND runs an unmodified tool with the shim', async (t) => {
+  if (!needsRootAndShim(t)) return;
+  const disk = createTestDisk(t);
+  const daemon = await startDaemon(t);
+  const cli = join(REPO_ROOT, 'bin', 'diskseq-open.js');
+  const dd = run(process.execPath, [cli, '--preload', '--socket', daemon.socket, '--',
+    'dd', `if=/dev/disk/by-diskseq/${disk.diskseq}-part2`, 'bs=512', 'count=1', 'status=none'], { shim: false });
+  t.is(dd.status, 0, dd.stderr);
+  t.deepEqual(dd.stdout, partitionMarker(0));
+  if (!existsSync('/dev/disk/by-diskseq')) {
+    // No udev here: without the wrapper the same command finds nothing.
+    const bare = run('dd', [`if=/dev/disk/by-diskseq/${disk.diskseq}-part2`, 'bs=512', 'count=1', 'status=none'], { shim: false });
+    t.not(bare.status, 0);
+  }
 });
