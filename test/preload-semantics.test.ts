@@ -48,6 +48,7 @@ test('stat, lstat, statx, access, readlink and realpath describe the verified de
     t.is(seen.creatExcl, 17);
     t.is(seen.directory, 20);
     t.is(seen.fopenHead, head(disk.partPath(1), 16).toString('hex'));
+    t.is(seen.freopenHead, head(disk.partPath(1), 16).toString('hex'));
     t.is(seen.sockets, 0);
   }
 });

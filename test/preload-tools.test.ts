@@ -112,3 +112,25 @@ test('diskseq-open --preload -- COMMAND runs an unmodified tool with the shim', 
     t.not(bare.status, 0);
   }
 });
+
+test('more unmodified tools: hexdump (freopen), ls -lL (xattrs), file, e2fsck, lsblk, blockdev, fdisk', async (t) => {
+  if (!needsRootAndShim(t)) return;
+  const disk = createTestDisk(t);
+  makeExt4(disk.partPath(1), 'preload-more', EXT4_UUID);
+  const daemon = await startDaemon(t);
+  const opts = { socket: daemon.socket };
+  const base = `/dev/disk/by-diskseq/${disk.diskseq}`;
+  const ok = (command: string, args: string[]): string => {
+    const result = run(command, args, opts);
+    t.is(result.status, 0, `${command} ${args.join(' ')}: ${result.stderr}`);
+    t.is(result.stderr.includes('No such file'), false, `${command}: ${result.stderr}`);
+    return result.stdout.toString();
+  };
+  t.true(ok('hexdump', ['-C', '-n', '48', `${base}p2`]).includes('|diskseqd-preload'));
+  t.regex(ok('ls', ['-lL', `${base}p2`]), new RegExp(`^b.* 259, *\\d+ .*${base}p2\\n$`));
+  t.true(ok('file', ['-s', `${base}-part1`]).includes(`UUID=${EXT4_UUID}`));
+  t.true(ok('e2fsck', ['-n', `${base}-part1`]).includes('preload-more: clean'));
+  t.is(ok('blockdev', ['--getsize64', `${base}-part2`]).trim(), String(1024 * 1024));
+  t.regex(ok('lsblk', ['-rno', 'NAME', base]), new RegExp(`^loop${disk.index}\\n(loop${disk.index}p\\d\\n){3}$`));
+  t.true(ok('fdisk', ['-l', base]).includes(`Disk ${base}: `));
+});

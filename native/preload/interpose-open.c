@@ -2,8 +2,9 @@
  * The open family and fopen: a /dev/disk/by-diskseq/ path is answered with a verified fd
  * from diskseqd; every other path goes to libc untouched.
  *
- * fopen is interposed itself because libc's fopen calls its internal open, which never
- * reaches the interposed one: the shim opens the fd and wraps it with fdopen.
+ * fopen and freopen are interposed themselves because libc's versions call its internal
+ * open, which never reaches the interposed one: the shim opens the fd itself and wraps it
+ * with fdopen, or (freopen) puts it under the reopened stream with dup3.
  */
 #include "broker-open.h"
 #include "path-match.h"
@@ -223,4 +224,63 @@ EXPORT FILE *fopen64(const char *path, const char *mode) {
     return NULL;
   }
   return real_libc()->fopen64(path, mode);
+}
+
+/*
+ * freopen: libc reopens `stream` in `mode` on /dev/null (which keeps the stream's fd
+ * number and sets up its buffering and mode), then the verified fd takes that fd slot.
+ * As with libc's freopen, a failure closes the stream.
+ */
+static FILE *freopen_diskseq(const struct diskseq_path *dp, const char *mode, FILE *stream,
+                             FILE *(*real_freopen)(const char *, const char *, FILE *)) {
+  int flags = mode ? fopen_flags(mode) : -1, fd, err;
+  FILE *file;
+  if (flags < 0 || real_freopen == NULL) {
+    fclose(stream);
+    errno = flags < 0 ? EINVAL : ENOSYS;
+    return NULL;
+  }
+  fd = open_diskseq(dp, flags);
+  if (fd < 0) {
+    err = errno;
+    fclose(stream);
+    errno = err;
+    return NULL;
+  }
+  file = real_freopen("/dev/null", mode, stream);
+  if (file == NULL) {
+    err = errno;
+    close(fd);
+    errno = err;
+    return NULL;
+  }
+  if (dup3(fd, fileno(file), (flags & O_CLOEXEC) ? O_CLOEXEC : 0) < 0) {
+    err = errno;
+    close(fd);
+    fclose(file);
+    errno = err;
+    return NULL;
+  }
+  close(fd);
+  return file;
+}
+
+EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream) {
+  struct diskseq_path dp;
+  if (diskseq_path_match(path, &dp)) return freopen_diskseq(&dp, mode, stream, real_libc()->freopen);
+  if (real_libc()->freopen == NULL) {
+    errno = ENOSYS;
+    return NULL;
+  }
+  return real_libc()->freopen(path, mode, stream);
+}
+
+EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream) {
+  struct diskseq_path dp;
+  if (diskseq_path_match(path, &dp)) return freopen_diskseq(&dp, mode, stream, real_libc()->freopen64);
+  if (real_libc()->freopen64 == NULL) {
+    errno = ENOSYS;
+    return NULL;
+  }
+  return real_libc()->freopen64(path, mode, stream);
 }

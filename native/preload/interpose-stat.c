@@ -179,9 +179,12 @@ static int access_diskseq(const struct diskseq_path *dp, int mode) {
   if (mode & W_OK) access = (mode & R_OK) ? BROKER_READ_WRITE : BROKER_WRITE_ONLY;
   fd = inspect_fd(dp, access);
   if (fd < 0) return -1;
-  if ((mode & X_OK) && (fstat(fd, &st) != 0 || (st.st_mode & 0111) == 0)) {
-    if (errno == saved) errno = EACCES;
-    return finish(fd, -1, saved);
+  if (mode & X_OK) {
+    if (fstat(fd, &st) != 0) return finish(fd, -1, saved);
+    if ((st.st_mode & 0111) == 0) {
+      errno = EACCES;
+      return finish(fd, -1, saved);
+    }
   }
   return finish(fd, 0, saved);
 }

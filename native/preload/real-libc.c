@@ -29,6 +29,8 @@ static void resolve_all(void) {
   RESOLVE(creat64, "creat64");
   RESOLVE(fopen, "fopen");
   RESOLVE(fopen64, "fopen64");
+  RESOLVE(freopen, "freopen");
+  RESOLVE(freopen64, "freopen64");
 
   RESOLVE(stat, "stat");
   RESOLVE(stat64, "stat64");
@@ -55,6 +57,11 @@ static void resolve_all(void) {
   RESOLVE(realpath, "realpath");
   RESOLVE(realpath_chk, "__realpath_chk");
   RESOLVE(canonicalize_file_name, "canonicalize_file_name");
+
+  RESOLVE(getxattr, "getxattr");
+  RESOLVE(lgetxattr, "lgetxattr");
+  RESOLVE(listxattr, "listxattr");
+  RESOLVE(llistxattr, "llistxattr");
 }
 
 const struct real_libc *real_libc(void) {

@@ -24,6 +24,8 @@ struct real_libc {
   int (*creat64)(const char *, mode_t);
   FILE *(*fopen)(const char *, const char *);
   FILE *(*fopen64)(const char *, const char *);
+  FILE *(*freopen)(const char *, const char *, FILE *);
+  FILE *(*freopen64)(const char *, const char *, FILE *);
 
   int (*stat)(const char *, struct stat *);
   int (*stat64)(const char *, struct stat64 *);
@@ -50,6 +52,11 @@ struct real_libc {
   char *(*realpath)(const char *, char *);
   char *(*realpath_chk)(const char *, char *, size_t);
   char *(*canonicalize_file_name)(const char *);
+
+  ssize_t (*getxattr)(const char *, const char *, void *, size_t);
+  ssize_t (*lgetxattr)(const char *, const char *, void *, size_t);
+  ssize_t (*listxattr)(const char *, char *, size_t);
+  ssize_t (*llistxattr)(const char *, char *, size_t);
 };
 
 /*

@@ -7,8 +7,9 @@
  *   preload-probe open PATH FLAG...     one open(2); FLAG: rdonly wronly rdwr creat excl
  *                                        trunc directory cloexec path nonblock direct
  *                                        sync dsync append tmpfile accmode
- *   preload-probe inspect PATH          the stat, access, readlink, realpath and fopen
- *                                        families, errno preservation, lowest-fd rule
+ *   preload-probe inspect PATH          the stat, access, readlink, realpath, fopen,
+ *                                        freopen and xattr families, errno preservation,
+ *                                        lowest-fd rule
  *   preload-probe threads PATH N ITERS  N threads x ITERS open+verify+read+close, with
  *                                        stat calls interleaved
  *   preload-probe fork PATH N           N forked children open while a thread opens
@@ -31,6 +32,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -210,6 +212,27 @@ static int cmd_inspect(const char *path) {
     if (f) fclose(f);
     errno = 0; f = fopen(path, "wx"); printf("\"fopenWx\":%d,", f ? 0 : errno);
     if (f) fclose(f);
+  }
+  {
+    FILE *s = fopen("/dev/null", "r");
+    FILE *f = s ? freopen(path, "r", s) : NULL;
+    unsigned char buf[16];
+    char hexbuf[33] = "";
+    if (f && fread(buf, 1, sizeof buf, f) == sizeof buf) hex(buf, sizeof buf, hexbuf);
+    json_str("freopenHead", f ? hexbuf : NULL);
+    if (f) fclose(f);
+  }
+  {
+    char list[4096];
+    ssize_t n;
+    errno = 0; n = listxattr(path, list, sizeof list);
+    printf("\"listxattr\":%d,", n >= 0 ? (int)n : -errno);
+    errno = 0; n = llistxattr(path, list, sizeof list);
+    printf("\"llistxattr\":%d,", n >= 0 ? (int)n : -errno);
+    errno = 0; n = getxattr(path, "system.posix_acl_access", list, sizeof list);
+    printf("\"getxattrAcl\":%d,", n >= 0 ? (int)n : -errno);
+    errno = 0; n = lgetxattr(path, "security.selinux", list, sizeof list);
+    printf("\"lgetxattrSelinux\":%d,", n >= 0 ? (int)n : -errno);
   }
   printf("\"fds\":%d,\"sockets\":%d}\n", count_fds(), count_sockets());
   return 0;
