@@ -181,7 +181,10 @@ static int receive_response(int sock, const struct diskseq_path *dp) {
   if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
     free(buffer);
     close_all(fds, nfds);
-    preload_debug("truncated response (flags 0x%x)", (unsigned)msg.msg_flags);
+    preload_debug("truncated response (flags 0x%x, %d fds)", (unsigned)msg.msg_flags, nfds);
+    /* Control data truncated with no fd installed at all: the kernel could not give this
+       process a new fd (RLIMIT_NOFILE) - what open() itself would report as EMFILE. */
+    if (!(msg.msg_flags & MSG_TRUNC) && nfds == 0) return -EMFILE;
     return -EPROTO;
   }
   response = diskseqd__v1__response__unpack(NULL, (size_t)n, buffer);

@@ -36,7 +36,8 @@ struct broker_request {
  *  - a malformed answer (undecodable, truncated, wrong id, not exactly one fd, a device
  *    other than the one asked for) -> EPROTO;
  *  - the received fd's BLKGETDISKSEQ differs from dp->diskseq, or it is not a block
- *    device -> ENOENT.
+ *    device -> ENOENT;
+ *  - no fd number left for the socket or the received fd (RLIMIT_NOFILE) -> EMFILE.
  * Every fd received on a failure path is closed. Thread-safe: no shared mutable state.
  * Not async-signal-safe (it allocates the 64 KiB receive buffer with malloc).
  */
