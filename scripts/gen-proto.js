@@ -1,6 +1,6 @@
 // Generates typed protobuf code from proto/diskseqd.proto into proto/gen/ (built, not
-// committed). protobufjs' ES module output imports "protobufjs/minimal", which Node's ESM
-// resolver cannot find without the file extension, so the import is rewritten.
+// committed). protobufjs' ES module output namespace-imports "protobufjs/minimal", a CommonJS
+// module: Node's ESM loader needs the file extension and exposes it as the default export.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,7 +16,7 @@ mkdirSync(outDir, { recursive: true });
 execFileSync(process.execPath, [join(cliDir, 'bin', 'pbjs'), '-t', 'static-module', '-w', 'es6',
   '--force-long', '--no-verify', '--no-delimited', '--no-beautify', '-o', js,
   join(root, 'proto', 'diskseqd.proto')], { stdio: 'inherit' });
-const code = readFileSync(js, 'utf8').replace(/from "protobufjs\/minimal"/, 'from "protobufjs/minimal.js"');
+const code = readFileSync(js, 'utf8').replace('import * as $protobuf from "protobufjs/minimal";', 'import $protobuf from "protobufjs/minimal.js";');
 writeFileSync(js, code);
 execFileSync(process.execPath, [join(cliDir, 'bin', 'pbts'), '-o', join(outDir, 'diskseqd.d.ts'), js],
   { stdio: 'inherit' });

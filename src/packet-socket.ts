@@ -18,6 +18,8 @@ export interface PacketSocketLimits {
   maxQueuedPackets: number;
   /** Bytes that may wait in the output queue before the socket is closed as stuck. */
   maxQueuedBytes: number;
+  /** fds that may wait in the output queue (each one is a device held open for the peer). */
+  maxQueuedFds: number;
 }
 
 /** What arrived in one packet. `data` is only valid during the callback. */
@@ -57,6 +59,7 @@ export class PacketSocket {
   private readonly receiveBuffer: Buffer;
   private readonly queue: QueuedPacket[] = [];
   private queuedBytes = 0;
+  private queuedFds = 0;
   private reading = true;
   private closed = false;
 
@@ -84,7 +87,7 @@ export class PacketSocket {
    */
   send(data: Buffer, fd = -1): boolean {
     if (this.closed) {
-      if (fd >= 0) native.close(fd);
+      if (fd >= 0) void native.closeAsync(fd).catch(() => undefined);
       return false;
     }
     if (this.queue.length === 0) {
@@ -97,7 +100,9 @@ export class PacketSocket {
     }
     this.queue.push({ data, fd });
     this.queuedBytes += data.length;
-    if (this.queue.length > this.limits.maxQueuedPackets || this.queuedBytes > this.limits.maxQueuedBytes) {
+    if (fd >= 0) this.queuedFds++;
+    if (this.queue.length > this.limits.maxQueuedPackets || this.queuedBytes > this.limits.maxQueuedBytes ||
+        this.queuedFds > this.limits.maxQueuedFds) {
       this.close({ kind: 'output-overflow' });
       return false;
     }
@@ -107,7 +112,7 @@ export class PacketSocket {
 
   /** Stops reading packets (back-pressure); the kernel buffers, then the peer blocks. */
   pauseReading(): void {
-    if (!this.reading) return;
+    if (!this.reading || this.closed) return;
     this.reading = false;
     this.updatePolling();
   }
@@ -131,6 +136,7 @@ export class PacketSocket {
       if (packet.fd >= 0) void native.closeAsync(packet.fd).catch(() => undefined);
     }
     this.queuedBytes = 0;
+    this.queuedFds = 0;
     native.close(this.fd);
     this.events.onClose(reason);
   }
@@ -160,6 +166,7 @@ export class PacketSocket {
       if (this.trySend(head.data, head.fd) !== 'sent') break;
       this.queue.shift();
       this.queuedBytes -= head.data.length;
+      if (head.fd >= 0) this.queuedFds--;
     }
     if (!this.closed) this.updatePolling();
   }

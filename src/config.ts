@@ -1,0 +1,91 @@
+/**
+ * The daemon's command line: every option, its default, and the --help text that
+ * describes exactly these. Parsing is strict: an unknown option or a bad value is a usage
+ * error, never silently ignored.
+ */
+import { parseArgs } from 'node:util';
+import { LOG_LEVELS } from './log.js';
+import { DEFAULT_SOCKET_PATH } from './wire.js';
+
+/** The daemon's settings after parsing. */
+export interface Config {
+  socketPath: string;
+  logLevel: string;
+  sysfsRoot: string;
+  maxConnections: number;
+  maxInFlight: number;
+  maxQueuedBytes: number;
+  maxQueuedFds: number;
+}
+
+/** What the command line asks for. */
+export type Command = { kind: 'run'; config: Config } | { kind: 'help' } | { kind: 'version' };
+
+export const USAGE = `Usage: diskseqd [OPTION]...
+Hands out block device file descriptors by diskseq, verified on the fd, over a
+SOCK_SEQPACKET Unix socket. Runs as root; logs JSON lines (one audit line per
+request) to standard output.
+
+Options:
+  --socket PATH            listen on PATH (default ${DEFAULT_SOCKET_PATH}); a stale
+                           socket file nobody serves is replaced
+  --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info; audit lines are info)
+  --sysfs-root DIR         read block devices from DIR instead of /sys (for tests)
+  --max-connections N      connections served at once (default 1024); the next one
+                           gets RESOURCE_EXHAUSTED and is closed
+  --max-in-flight N        requests worked on at once per connection (default 16);
+                           beyond it the connection is not read until one finishes
+  --max-queued-bytes N     response bytes queued for a client that does not read
+                           before it is dropped (default 4194304)
+  --max-queued-fds N       fds queued for a client that does not read before it is
+                           dropped, its queued fds closed (default 16)
+  --help                   show this help and exit
+  --version                show the version and exit
+
+Signals: SIGTERM/SIGINT finish in-flight requests, close, and remove the socket.
+`;
+
+/** Parses argv (without node and the script). Throws an Error with a usage message. */
+export function parseCommandLine(argv: string[]): Command {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      socket: { type: 'string' },
+      'log-level': { type: 'string' },
+      'sysfs-root': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-in-flight': { type: 'string' },
+      'max-queued-bytes': { type: 'string' },
+      'max-queued-fds': { type: 'string' },
+      help: { type: 'boolean' },
+      version: { type: 'boolean' },
+    },
+  });
+  if (positionals.length > 0) throw new Error(`unexpected argument: ${positionals[0]}`);
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  const logLevel = values['log-level'] ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new Error(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
+  const socketPath = values.socket ?? DEFAULT_SOCKET_PATH;
+  if (socketPath === '') throw new Error('--socket: empty path');
+  return {
+    kind: 'run',
+    config: {
+      socketPath,
+      logLevel,
+      sysfsRoot: values['sysfs-root'] ?? '/sys',
+      maxConnections: count(values['max-connections'], '--max-connections', 1024),
+      maxInFlight: count(values['max-in-flight'], '--max-in-flight', 16),
+      maxQueuedBytes: count(values['max-queued-bytes'], '--max-queued-bytes', 4 * 1024 * 1024),
+      maxQueuedFds: count(values['max-queued-fds'], '--max-queued-fds', 16),
+    },
+  };
+}
+
+function count(text: string | undefined, option: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (!/^[1-9][0-9]{0,8}$/.test(text)) throw new Error(`${option}: expected a positive whole number, got ${JSON.stringify(text)}`);
+  return Number(text);
+}

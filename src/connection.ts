@@ -1,0 +1,182 @@
+/**
+ * One client connection: packets in, requests dispatched, responses out, one audit line
+ * per request. Two kinds of failure, handled differently: a protocol violation (bad
+ * packet, fds from the client) is logged once and costs the client its connection; an
+ * operational failure becomes an Error response and the connection goes on.
+ */
+import { native } from '../native/index.js';
+import { describeAll } from './device-info.js';
+import { BrokerError } from './errors.js';
+import type { Logger } from './log.js';
+import type { Opener, OpenTrace } from './opener.js';
+import { PacketSocket, type CloseReason, type IncomingPacket } from './packet-socket.js';
+import type { Peer } from './policy/index.js';
+import {
+  decodeRequest, encodeDeviceLists, encodeError, encodeHello, encodeOpened, ProtocolViolation, type ParsedRequest,
+} from './protocol.js';
+import type { Registry } from './registry.js';
+import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, PROTOCOL_VERSION } from './wire.js';
+
+/** Per-connection bounds. */
+export interface ConnectionLimits {
+  /** Requests being worked on at once; beyond it the connection is not read (back-pressure). */
+  maxInFlight: number;
+  /** Output queued for a client that does not read, before it is dropped. */
+  maxQueuedPackets: number;
+  maxQueuedBytes: number;
+  maxQueuedFds: number;
+}
+
+/** What every connection shares with the server. */
+export interface ConnectionContext {
+  readonly opener: Opener;
+  readonly registry: Registry;
+  readonly log: Logger;
+  readonly limits: ConnectionLimits;
+  readonly serverVersion: string;
+  /** Called when the connection goes from idle to busy or back, and when it closes. */
+  readonly onActivity: () => void;
+}
+
+export class Connection {
+  private readonly socket: PacketSocket;
+  private readonly log: Logger;
+  private inFlight = 0;
+
+  /**
+   * Takes ownership of a connected socket fd whose peer credentials were read at accept.
+   * `onClosed` runs once, after the socket is closed.
+   */
+  constructor(fd: number, readonly peer: Peer, private readonly ctx: ConnectionContext, private readonly onClosed: (c: Connection) => void) {
+    this.log = ctx.log.child({ peer: { uid: peer.uid, gid: peer.gid, pid: peer.pid } });
+    const { maxQueuedPackets, maxQueuedBytes, maxQueuedFds } = ctx.limits;
+    this.socket = new PacketSocket(fd, { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets, maxQueuedBytes, maxQueuedFds }, {
+      onPacket: (packet) => this.onPacket(packet),
+      onClose: (reason) => this.onClose(reason),
+    });
+  }
+
+  /** Requests of this connection still being worked on. */
+  get busy(): boolean {
+    return this.inFlight > 0;
+  }
+
+  /** Closes the connection (and every fd queued for it); idempotent. */
+  close(): void {
+    this.socket.close();
+  }
+
+  /** Sends a packet outside any request (e.g. the refusal of an over-limit connection). */
+  sendRaw(data: Buffer): void {
+    this.socket.send(data);
+  }
+
+  private onPacket(packet: IncomingPacket): void {
+    let request: ParsedRequest;
+    try {
+      if (packet.fds.length > 0 || packet.controlTruncated) {
+        throw new ProtocolViolation(`client sent ${packet.fds.length || 'truncated'} fds`);
+      }
+      if (packet.truncated) throw new ProtocolViolation(`request larger than ${MAX_REQUEST_BYTES} bytes`);
+      request = decodeRequest(packet.data);
+    } catch (error) {
+      for (const fd of packet.fds) native.close(fd); // never ours to keep; not block devices we opened
+      if (!(error instanceof ProtocolViolation)) throw error;
+      this.log.warn({ reason: error.message }, 'protocol violation; dropping connection');
+      this.socket.close();
+      return;
+    }
+    void this.handle(request);
+  }
+
+  private async handle(request: ParsedRequest): Promise<void> {
+    const started = process.hrtime.bigint();
+    this.requestStarted();
+    const trace: OpenTrace = {};
+    let code = 'OK';
+    let decision: 'allow' | 'deny' | 'error' = 'allow';
+    try {
+      await this.dispatch(request, trace);
+    } catch (error) {
+      const failure = error instanceof BrokerError ? error : this.internal(error);
+      code = errorCodeName(failure.code);
+      decision = failure.code === ErrorCode.ERROR_CODE_PERMISSION_DENIED ? 'deny' : 'error';
+      this.socket.send(encodeError(request.id, failure));
+    } finally {
+      this.log.info({
+        op: request.kind, id: request.id.toString(), request: summarize(request), device: trace.device,
+        rule: trace.rule, retried: trace.retried, decision, code,
+        us: Number((process.hrtime.bigint() - started) / 1000n),
+      }, 'audit');
+      this.requestEnded();
+    }
+  }
+
+  private async dispatch(request: ParsedRequest, trace: OpenTrace): Promise<void> {
+    switch (request.kind) {
+      case 'invalid':
+        throw request.error;
+      case 'hello':
+        if (request.protocolVersion !== PROTOCOL_VERSION) {
+          throw new BrokerError(ErrorCode.ERROR_CODE_UNSUPPORTED,
+            `protocol version ${request.protocolVersion} is not supported; this daemon speaks ${PROTOCOL_VERSION}`);
+        }
+        this.socket.send(encodeHello(request.id, this.ctx.serverVersion, ['open', 'list']));
+        return;
+      case 'open': {
+        const opened = await this.ctx.opener.open(request.params, this.peer, trace);
+        // Step 5: one packet with the fd; our copy is closed whatever happens (PacketSocket).
+        this.socket.send(encodeOpened(request.id, opened.device), opened.fd);
+        return;
+      }
+      case 'list':
+        for (const packet of encodeDeviceLists(request.id, describeAll(this.ctx.registry.sysfs, this.ctx.registry.disks(), request.includePartitions))) {
+          if (!this.socket.send(packet)) return;
+        }
+        return;
+      case 'watch':
+        throw new BrokerError(ErrorCode.ERROR_CODE_UNSUPPORTED, 'watch is not supported yet');
+    }
+  }
+
+  private internal(error: unknown): BrokerError {
+    this.log.error({ err: error }, 'internal error');
+    return new BrokerError(ErrorCode.ERROR_CODE_INTERNAL, 'internal error');
+  }
+
+  private requestStarted(): void {
+    if (++this.inFlight >= this.ctx.limits.maxInFlight) this.socket.pauseReading();
+    if (this.inFlight === 1) this.ctx.onActivity();
+  }
+
+  private requestEnded(): void {
+    if (--this.inFlight < this.ctx.limits.maxInFlight) this.socket.resumeReading();
+    if (this.inFlight === 0) this.ctx.onActivity();
+  }
+
+  private onClose(reason: CloseReason): void {
+    if (reason.kind === 'output-overflow') this.log.warn('client does not read its responses; dropped with its queued fds');
+    else if (reason.kind === 'error') this.log.warn({ err: reason.error }, 'connection failed');
+    this.onClosed(this);
+  }
+}
+
+/** The request as the audit line shows it (ids and diskseqs as decimal strings). */
+function summarize(request: ParsedRequest): Record<string, unknown> | undefined {
+  switch (request.kind) {
+    case 'open': {
+      const p = request.params;
+      return {
+        diskseq: p.diskseq.toString(), partition: p.partition, access: p.access, exclusive: p.exclusive,
+        direct: p.direct, nonblock: p.nonblock, sync: p.sync, dsync: p.dsync, wait_ms: request.waitMs,
+        expect: p.expect.size > 0 ? Object.fromEntries(p.expect) : undefined,
+      };
+    }
+    case 'hello':
+      return { protocol_version: request.protocolVersion, client_name: request.clientName };
+    case 'list':
+      return { include_partitions: request.includePartitions };
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Decoding and validating client packets, encoding responses. Every request field is
+ * checked here, before anything else sees it: what leaves this module is a typed request
+ * the rest of the daemon can trust, an operational error to answer, or a protocol
+ * violation that costs the client its connection.
+ */
+import Long from 'long';
+import type { diskseqd } from '../proto/gen/diskseqd.js';
+import { BrokerError, invalidArgument } from './errors.js';
+import type { OpenParams, DeviceSnapshot } from './opener.js';
+import type { Access } from './policy/index.js';
+import { ATTRIBUTE_KEYS, EventKind, MAX_RESPONSE_BYTES, wire, type WireDevice } from './wire.js';
+
+/** A packet the daemon cannot accept at all; the connection is dropped. */
+export class ProtocolViolation extends Error {
+  override name = 'ProtocolViolation';
+}
+
+/** A decoded, validated request. `id` is echoed verbatim in every response. */
+export type ParsedRequest =
+  | { id: Long; kind: 'hello'; protocolVersion: number; clientName: string }
+  | { id: Long; kind: 'open'; params: OpenParams; waitMs: number }
+  | { id: Long; kind: 'list'; includePartitions: boolean }
+  | { id: Long; kind: 'watch' }
+  | { id: Long; kind: 'invalid'; error: BrokerError };
+
+const ACCESS_BY_WIRE: Record<number, Access> = {
+  [wire.Access.ACCESS_READ_ONLY]: 'read-only',
+  [wire.Access.ACCESS_READ_WRITE]: 'read-write',
+  [wire.Access.ACCESS_WRITE_ONLY]: 'write-only',
+};
+
+const ALLOWED_KEYS = new Set(ATTRIBUTE_KEYS);
+
+/** Decodes one request packet; throws ProtocolViolation when it is not a Request. */
+export function decodeRequest(data: Uint8Array): ParsedRequest {
+  let request: diskseqd.v1.Request;
+  try {
+    request = wire.Request.decode(data);
+  } catch (error) {
+    throw new ProtocolViolation(`undecodable request: ${(error as Error).message}`);
+  }
+  const id = toLong(request.id);
+  switch (request.body) {
+    case 'hello':
+      return { id, kind: 'hello', protocolVersion: request.hello!.protocolVersion ?? 0, clientName: request.hello!.clientName ?? '' };
+    case 'open':
+      try {
+        return { id, kind: 'open', ...validateOpen(request.open!) };
+      } catch (error) {
+        if (error instanceof BrokerError) return { id, kind: 'invalid', error };
+        throw error;
+      }
+    case 'list':
+      return { id, kind: 'list', includePartitions: request.list!.includePartitions === true };
+    case 'watch':
+      return { id, kind: 'watch' };
+    default:
+      return { id, kind: 'invalid', error: invalidArgument('request has no body') };
+  }
+}
+
+function validateOpen(open: diskseqd.v1.IOpenRequest): { params: OpenParams; waitMs: number } {
+  const diskseq = BigInt(toLong(open.diskseq).toString());
+  if (diskseq === 0n) throw invalidArgument('diskseq 0 is invalid');
+  const access = ACCESS_BY_WIRE[open.access as number];
+  if (access === undefined) throw invalidArgument(`unknown access mode ${open.access}`);
+  const expect = new Map<string, string>();
+  for (const [key, value] of Object.entries(open.expect ?? {})) {
+    if (!ALLOWED_KEYS.has(key)) throw invalidArgument(`attribute ${JSON.stringify(key)} is not one of: ${ATTRIBUTE_KEYS.join(', ')}`);
+    expect.set(key, value);
+  }
+  return {
+    params: {
+      diskseq, partition: (open.partition ?? 0) >>> 0, access, exclusive: open.exclusive === true,
+      direct: open.direct === true, nonblock: open.nonblock === true, sync: open.sync === true,
+      dsync: open.dsync === true, expect,
+    },
+    waitMs: (open.waitMs ?? 0) >>> 0,
+  };
+}
+
+/** Encodes an Error response. */
+export function encodeError(id: Long, error: BrokerError): Buffer {
+  return encode({ id, error: { code: error.code, message: error.message, osErrno: error.osErrno } });
+}
+
+/** Encodes a HelloReply. */
+export function encodeHello(id: Long, serverVersion: string, features: string[]): Buffer {
+  return encode({ id, hello: { protocolVersion: 1, serverVersion, features } });
+}
+
+/** Encodes an Opened response (its fd travels beside it in SCM_RIGHTS). */
+export function encodeOpened(id: Long, device: DeviceSnapshot): Buffer {
+  return encode({ id, opened: { device: toWireDevice(device) } });
+}
+
+/** Encodes a DeviceEvent response. */
+export function encodeEvent(id: Long, kind: EventKind, device?: DeviceSnapshot): Buffer {
+  return encode({ id, event: { kind, device: device === undefined ? null : toWireDevice(device) } });
+}
+
+/**
+ * Encodes a device list as one or more DeviceList responses with the same id, each within
+ * MAX_RESPONSE_BYTES, every one but the last with more = true.
+ */
+export function encodeDeviceLists(id: Long, devices: readonly DeviceSnapshot[]): Buffer[] {
+  const budget = MAX_RESPONSE_BYTES - 64; // room for the id, `more` and framing
+  const packets: Buffer[] = [];
+  let batch: WireDevice[] = [];
+  let batchBytes = 0;
+  for (const device of devices) {
+    const wireDevice = toWireDevice(device);
+    // Each repeated element costs its length plus a tag and a length prefix (<= 6 bytes).
+    const bytes = wire.Device.encode(wireDevice).len + 6;
+    if (batch.length > 0 && batchBytes + bytes > budget) {
+      packets.push(encode({ id, devices: { devices: batch, more: true } }));
+      batch = [];
+      batchBytes = 0;
+    }
+    batch.push(wireDevice);
+    batchBytes += bytes;
+  }
+  packets.push(encode({ id, devices: { devices: batch, more: false } }));
+  return packets;
+}
+
+function toWireDevice(device: DeviceSnapshot): WireDevice {
+  return {
+    diskseq: Long.fromString(device.diskseq.toString(), true),
+    partition: device.partition,
+    name: device.name,
+    major: device.major,
+    minor: device.minor,
+    sizeBytes: Long.fromString(device.sizeBytes.toString(), true),
+    readOnly: device.readOnly,
+    removable: device.removable,
+    driver: device.driver,
+    attributes: device.attributes,
+  };
+}
+
+function encode(response: ConstructorParameters<typeof wire.Response>[0]): Buffer {
+  const bytes = wire.Response.encode(response!).finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function toLong(value: Long | number | null | undefined): Long {
+  if (value === null || value === undefined) return Long.UZERO;
+  return Long.isLong(value) ? value : Long.fromNumber(value, true);
+}

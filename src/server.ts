@@ -1,0 +1,187 @@
+/**
+ * The listening socket: accept, read the peer's credentials once, enforce the connection
+ * limit, hand each connection to a Connection. Also the orderly shutdown: stop accepting,
+ * let in-flight requests finish, close every connection, unlink the socket if we made it.
+ */
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { native, POLL_READABLE, type Poller } from '../native/index.js';
+import { BrokerError, hasErrnoCode } from './errors.js';
+import { Connection, type ConnectionContext } from './connection.js';
+import type { Logger } from './log.js';
+import type { Peer } from './policy/index.js';
+import { encodeError } from './protocol.js';
+import { ErrorCode } from './wire.js';
+import Long from 'long';
+
+/** How the server listens and how many it serves. */
+export interface ServerOptions {
+  /** Path to bind, or the path of an inherited socket (for logs only). */
+  socketPath: string;
+  /** An already listening socket (socket activation); the server then never unlinks the path. */
+  inheritedFd?: number;
+  /** Mode of a socket file the server creates; access is decided per peer by the policy. */
+  socketMode: number;
+  maxConnections: number;
+  backlog: number;
+}
+
+/** How long accept pauses after EMFILE/ENFILE before trying again. */
+const ACCEPT_RETRY_MS = 100;
+
+export class Server {
+  private readonly connections = new Set<Connection>();
+  private listenFd = -1;
+  private poller: Poller | undefined;
+  private ownsSocketPath = false;
+  private acceptRetry: NodeJS.Timeout | undefined;
+  private closing = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly options: ServerOptions,
+    private readonly ctx: Omit<ConnectionContext, 'onActivity'>,
+    private readonly onActivity: () => void = () => undefined,
+  ) {}
+
+  /** Connections open now. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Whether any connection has a request in flight. */
+  get busy(): boolean {
+    for (const connection of this.connections) if (connection.busy) return true;
+    return false;
+  }
+
+  /** Starts listening (or adopts the inherited socket) and accepting. */
+  start(): void {
+    if (this.options.inheritedFd !== undefined) {
+      this.listenFd = this.options.inheritedFd;
+    } else {
+      this.listenFd = this.bindFresh();
+      this.ownsSocketPath = true;
+    }
+    this.poller = new native.Poller(this.listenFd, (status) => {
+      if (status < 0) this.ctx.log.error({ status }, 'poll on the listening socket failed');
+      else this.acceptAll();
+    });
+    this.poller.start(POLL_READABLE);
+  }
+
+  /**
+   * Stops accepting, waits up to graceMs for in-flight requests, then closes every
+   * connection and the listening socket, and unlinks the socket file if we created it.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearTimeout(this.acceptRetry);
+    this.poller?.close();
+    if (this.listenFd >= 0) native.close(this.listenFd);
+    this.listenFd = -1;
+    if (this.ownsSocketPath) {
+      try {
+        unlinkSync(this.options.socketPath);
+      } catch (error) {
+        this.ctx.log.warn({ err: error }, 'could not unlink the socket');
+      }
+    }
+    if (this.busy) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    for (const connection of [...this.connections]) connection.close();
+  }
+
+  private bindFresh(): number {
+    const path = this.options.socketPath;
+    try {
+      return this.listenAt(path);
+    } catch (error) {
+      if (!hasErrnoCode(error, 'EADDRINUSE')) throw error;
+    }
+    // A socket file is in the way. Replace it only if it is a socket nobody serves.
+    if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+    try {
+      native.close(native.connectSeqpacket(path, false));
+      throw new Error(`another server is already listening on ${path}`);
+    } catch (error) {
+      if (!hasErrnoCode(error, 'ECONNREFUSED')) throw error;
+    }
+    unlinkSync(path);
+    return this.listenAt(path);
+  }
+
+  private listenAt(path: string): number {
+    const fd = native.listenSeqpacket(path, this.options.backlog);
+    try {
+      chmodSync(path, this.options.socketMode);
+    } catch (error) {
+      native.close(fd);
+      throw error;
+    }
+    return fd;
+  }
+
+  private acceptAll(): void {
+    while (!this.closing) {
+      let fd: number | null;
+      try {
+        fd = native.accept(this.listenFd);
+      } catch (error) {
+        if (hasErrnoCode(error, 'ECONNABORTED', 'EINTR')) continue;
+        // Out of fds: leave the connection in the backlog and try again shortly.
+        this.ctx.log.error({ err: error }, 'accept failed; pausing');
+        this.poller?.stop();
+        this.acceptRetry = setTimeout(() => this.poller?.start(POLL_READABLE), ACCEPT_RETRY_MS);
+        return;
+      }
+      if (fd === null) return;
+      this.admit(fd);
+    }
+  }
+
+  private admit(fd: number): void {
+    let peer: Peer;
+    try {
+      peer = { ...native.peerCredentials(fd), groups: native.peerGroups(fd) };
+    } catch (error) {
+      this.ctx.log.warn({ err: error }, 'could not read peer credentials; closing');
+      native.close(fd);
+      return;
+    }
+    if (this.connections.size >= this.options.maxConnections) {
+      this.refuse(fd, peer);
+      return;
+    }
+    const connection = new Connection(fd, peer, { ...this.ctx, onActivity: () => this.activity() }, (closed) => {
+      this.connections.delete(closed);
+      this.activity();
+    });
+    this.connections.add(connection);
+    this.activity();
+  }
+
+  private refuse(fd: number, peer: Peer): void {
+    const error = new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED,
+      `too many connections (limit ${this.options.maxConnections})`);
+    try {
+      native.send(fd, encodeError(Long.UZERO, error), -1);
+    } catch {
+      // The peer is gone already; nothing to tell it.
+    }
+    native.close(fd);
+    this.ctx.log.warn({ peer, limit: this.options.maxConnections }, 'connection refused: limit reached');
+  }
+
+  private activity(): void {
+    if (!this.busy) for (const wake of this.idleWaiters.splice(0)) wake();
+    this.onActivity();
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * Reading the kernel's view of block devices from sysfs. The root is a parameter so tests
+ * can point it at a synthetic tree. Only names that sysfs itself listed and attribute keys
+ * from the fixed allow-list ever become paths here; no client input does.
+ */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { readFromParent } from './wire.js';
+
+/** The facts one `uevent` file gives about a block device. */
+export interface Uevent {
+  /** The sysfs name (directory name in class/block), e.g. loop3 or loop3p1. */
+  name: string;
+  /** The devtmpfs name, e.g. loop3; validated to be a safe relative path. */
+  devname: string;
+  major: number;
+  minor: number;
+  isPartition: boolean;
+  /** DISKSEQ= (for a partition: its parent disk's); null when absent. */
+  diskseq: bigint | null;
+  /** PARTN= for partitions, else 0. */
+  partition: number;
+}
+
+/** Counts of what this reader touched, so tests can prove a lookup did not scan. */
+export interface SysfsCounters {
+  ueventReads: number;
+  attributeReads: number;
+  directoryListings: number;
+}
+
+// A devtmpfs name: path components of ordinary characters, never '.' or '..'.
+const SAFE_DEVNAME = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9_.+:!-]+(?:\/[A-Za-z0-9_.+:!-]+)*$/;
+
+export class Sysfs {
+  readonly counters: SysfsCounters = { ueventReads: 0, attributeReads: 0, directoryListings: 0 };
+  private driverByMajor: Map<number, string> | undefined;
+
+  /**
+   * @param root the sysfs mount, normally /sys
+   * @param procDevices the file mapping block majors to driver names, normally /proc/devices
+   */
+  constructor(readonly root = '/sys', private readonly procDevices = '/proc/devices') {}
+
+  /** Names of every block device (disks and partitions) sysfs lists now. */
+  listBlockDevices(): string[] {
+    this.counters.directoryListings++;
+    return readdirSync(join(this.root, 'class', 'block'));
+  }
+
+  /** Reads `class/block/<name>/uevent`; null when the device is gone or the file is unusable. */
+  readUevent(name: string): Uevent | null {
+    this.counters.ueventReads++;
+    const text = readOptional(join(this.root, 'class', 'block', name, 'uevent'));
+    return text === undefined ? null : parseUevent(name, text);
+  }
+
+  /**
+   * The name of a partition's parent disk, from where sysfs places the partition's
+   * directory (class/block/<part> links to .../block/<disk>/<part>).
+   */
+  parentOf(partitionName: string): string | null {
+    try {
+      return basename(dirname(readlinkSync(join(this.root, 'class', 'block', partitionName))));
+    } catch {
+      return null;
+    }
+  }
+
+  /** Partition names below a disk (sub-directories that carry a `partition` file). */
+  partitionsOf(diskName: string): string[] {
+    this.counters.directoryListings++;
+    let entries: string[];
+    try {
+      entries = readdirSync(join(this.root, 'class', 'block', diskName));
+    } catch {
+      return [];
+    }
+    return entries.filter((entry) => entry.startsWith(diskName) && readOptional(join(this.root, 'class', 'block', diskName, entry, 'partition')) !== undefined);
+  }
+
+  /** An attribute of a device by sysfs name; undefined when absent. */
+  attributeByName(name: string, key: string, isPartition: boolean): string | undefined {
+    const dir = join(this.root, 'class', 'block', name);
+    return this.readAttribute(isPartition && readFromParent(key) ? join(dir, '..') : dir, key);
+  }
+
+  /**
+   * An attribute of the device with this dev_t (sys/dev/block/MAJ:MIN), the way the opener
+   * reads facts about the device an fd is bound to; undefined when absent.
+   */
+  attributeByDevt(major: number, minor: number, key: string, isPartition: boolean): string | undefined {
+    const dir = join(this.root, 'dev', 'block', `${major}:${minor}`);
+    // The kernel resolves '..' after following the link, reaching the parent disk's directory.
+    return this.readAttribute(isPartition && readFromParent(key) ? `${dir}/..` : dir, key);
+  }
+
+  /** Whether a loop device is bound to a backing file (its `loop/` directory exists). */
+  isLoopBound(name: string): boolean {
+    return this.attributeByName(name, 'loop/backing_file', false) !== undefined;
+  }
+
+  /** The driver name of a block major from /proc/devices ('loop', 'device-mapper', ...). */
+  driverOf(major: number): string {
+    if (this.driverByMajor === undefined || !this.driverByMajor.has(major)) this.driverByMajor = this.readDrivers();
+    return this.driverByMajor.get(major) ?? `major-${major}`;
+  }
+
+  private readAttribute(dir: string, key: string): string | undefined {
+    this.counters.attributeReads++;
+    const text = readOptional(`${dir}/${key}`);
+    return text === undefined ? undefined : text.replace(/\n$/, '');
+  }
+
+  private readDrivers(): Map<number, string> {
+    const drivers = new Map<number, string>();
+    const text = readOptional(this.procDevices) ?? '';
+    const block = text.split('Block devices:')[1] ?? '';
+    for (const line of block.split('\n')) {
+      const match = /^\s*(\d+)\s+(\S+)$/.exec(line);
+      if (match) drivers.set(Number(match[1]), match[2]!);
+    }
+    return drivers;
+  }
+}
+
+/** Parses one uevent file; null when a required key is missing or malformed. */
+export function parseUevent(name: string, text: string): Uevent | null {
+  const fields = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  const major = Number(fields.get('MAJOR'));
+  const minor = Number(fields.get('MINOR'));
+  const devname = fields.get('DEVNAME') ?? '';
+  const devtype = fields.get('DEVTYPE');
+  if (!Number.isInteger(major) || !Number.isInteger(minor) || !SAFE_DEVNAME.test(devname)) return null;
+  if (devtype !== 'disk' && devtype !== 'partition') return null;
+  const diskseqText = fields.get('DISKSEQ');
+  const diskseq = diskseqText !== undefined && /^[0-9]{1,20}$/.test(diskseqText) ? BigInt(diskseqText) : null;
+  const partition = devtype === 'partition' ? Number(fields.get('PARTN')) : 0;
+  if (devtype === 'partition' && !(Number.isInteger(partition) && partition > 0)) return null;
+  return { name, devname, major, minor, isPartition: devtype === 'partition', diskseq, partition };
+}
+
+function readOptional(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
