@@ -9,8 +9,12 @@ import { inProcessAsync, inProcessSync, roundTrip, throughput, type Series } fro
 
 const N = Number(process.env.BENCH_N ?? 10_000);
 
+/** One table row: the first cell left-aligned, the rest right-aligned (numbers to 0.1). */
 function row(cells: (string | number)[], widths: number[]): string {
-  return cells.map((c, i) => (typeof c === 'number' ? c.toFixed(1).padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  return cells.map((c, i) => {
+    const text = typeof c === 'number' ? c.toFixed(1) : c;
+    return i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!);
+  }).join('  ');
 }
 
 async function main(): Promise<void> {
@@ -42,10 +46,10 @@ async function main(): Promise<void> {
     const opsPerSecond = await throughput(clients.slice(0, 4), loop.diskseq, 4 * N, 4);
     const rssEnd = daemon.rssBytes();
 
-    const widths = [52, 8, 9, 9, 9];
+    const widths = [60, 6, 8, 8, 8];
     console.log(`\ndiskseqd bench: ${N} requests per series, loop device ${loop.name} (diskseq ${loop.diskseq}), daemon log level ${process.env.BENCH_LOG_LEVEL ?? 'info'}\n`);
     console.log(row(['series (microseconds)', 'count', 'p50', 'p99', 'mean'], widths));
-    for (const s of series) console.log(row([s.name, String(s.count).padStart(widths[1]!), s.p50, s.p99, s.mean], widths));
+    for (const s of series) console.log(row([s.name, String(s.count), s.p50, s.p99, s.mean], widths));
     const asyncBase = Math.min(series[0]!.p50, again.p50);
     const syncBase = series[1]!.p50;
     console.log('');

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { native } from '../../native/index.js';
 import type { TeardownHost } from './loop.js';
 
 /** The repository root (this file runs from dist/test/helpers/). */
@@ -103,7 +104,13 @@ export class DaemonProcess {
       await daemon.stop();
     });
     try {
-      await daemon.waitForLog((l) => l.msg === 'serving', options.readyTimeoutMs ?? 10_000, 'the "serving" line');
+      const timeoutMs = options.readyTimeoutMs ?? 10_000;
+      // The "serving" line is at info; at quieter levels, readiness is a connectable socket.
+      if (['trace', 'debug', 'info'].includes(options.logLevel ?? 'info')) {
+        await daemon.waitForLog((l) => l.msg === 'serving', timeoutMs, 'the "serving" line');
+      } else {
+        await daemon.waitConnectable(timeoutMs);
+      }
       if (options.worldAccessible) chmodSync(daemon.socketPath, 0o666);
     } catch (error) {
       await daemon.stop();
@@ -172,6 +179,21 @@ export class DaemonProcess {
       this.listeners.add(check);
       check();
     });
+  }
+
+  /** Resolves once a SEQPACKET connect to the socket succeeds; rejects on timeout or exit. */
+  async waitConnectable(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        native.close(native.connectSeqpacket(this.socketPath, false));
+        return;
+      } catch (error) {
+        if (this.exitInfo) throw new Error(`daemon exited (${JSON.stringify(this.exitInfo)}) before serving; ${this.describeOutput()}`);
+        if (Date.now() > deadline) throw new Error(`socket ${this.socketPath} not connectable after ${timeoutMs} ms (${(error as Error).message}); ${this.describeOutput()}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** Polls fdCount() until it is <= target or `timeoutMs` passes; returns the last count. */
