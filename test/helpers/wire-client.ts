@@ -91,7 +91,7 @@ export class WireClient {
   strayPackets = 0;
 
   private constructor(fd: number) {
-    this.socket = new PacketSocket(fd, { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4096, maxQueuedBytes: 16 << 20, maxQueuedFds: 64 }, {
+    this.socket = new PacketSocket(fd, { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4096, maxQueuedBytes: 16 << 20, maxQueuedFds: 64, stallTimeoutMs: 0 }, {
       onPacket: (packet) => this.onPacket(packet.data, packet.fds),
       onClose: (reason) => this.onClose(reason),
     });
