@@ -4,7 +4,8 @@
  *
  * BENCH_N (default 10000) sets the requests per latency series; BENCH_LOG_LEVEL (default
  * info, as in production: one audit line per request) the daemon's log level;
- * BENCH_RSS_REQUESTS (default 100000, 0 to skip) how many requests the RSS check sends.
+ * BENCH_RSS_REQUESTS (default 100000, 0 to skip) how many requests the RSS check sends;
+ * BENCH_PROFILE_DIR, when set, makes the benchmarked daemon write a V8 CPU profile there.
  */
 import { performance } from 'node:perf_hooks';
 import { connect } from '../client/index.js';
@@ -46,7 +47,8 @@ async function main(): Promise<void> {
   const closers: (() => void)[] = [];
   try {
     const startup = await startupSeries(5);
-    daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL });
+    const profileDir = process.env.BENCH_PROFILE_DIR;
+    daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL, nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] });
     const client = WireClient.connect(daemon.socketPath);
     clients.push(client);
     const library = await connect({ socketPath: daemon.socketPath });

@@ -34,6 +34,8 @@ export interface AuditLine extends LogLine {
 
 /** How to start the daemon. */
 export interface DaemonOptions {
+  /** Options for node itself, before the script (e.g. --cpu-prof). */
+  nodeArgs?: string[];
   /** Socket path (default: d.sock in a fresh temp dir). */
   socketPath?: string;
   /** Log level (default info: audit lines are info). */
@@ -72,7 +74,7 @@ export class DaemonProcess {
     if (options.sysfsRoot) args.push('--sysfs-root', options.sysfsRoot);
     if (options.policy) args.push('--policy', options.policy);
     args.push(...(options.extraArgs ?? []));
-    this.child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(this.child);
     installExitHook();
     this.exited = new Promise((resolve) => {
