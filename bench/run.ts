@@ -12,11 +12,13 @@ import { connect } from '../client/index.js';
 import { DaemonProcess } from '../test/helpers/daemon.js';
 import { createLoop } from '../test/helpers/loop.js';
 import { WireClient } from '../test/helpers/wire-client.js';
+import { scaleRun, type ScaleResult } from './scale.js';
 import { inProcessAsync, inProcessSync, libraryRoundTrip, roundTrip, summarise, throughput, type Series } from './open-roundtrip.js';
 
 const N = Number(process.env.BENCH_N ?? 10_000);
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
 const RSS_REQUESTS = Number(process.env.BENCH_RSS_REQUESTS ?? 100_000);
+const SCALE_DISKS = (process.env.BENCH_SCALE_DISKS ?? '10,10000').split(',').filter(Boolean).map(Number);
 const MiB = 2 ** 20;
 
 /** One table row: the first cell left-aligned, the rest right-aligned (numbers to 0.1). */
@@ -83,10 +85,14 @@ async function main(): Promise<void> {
       rss.push(`${(daemon.rssBytes() / MiB).toFixed(1)} (${requests})`);
     }
 
+    await daemon.stop();
+    const scale: ScaleResult[] = [];
+    for (const disks of SCALE_DISKS) scale.push(await scaleRun(loop, disks, Math.min(N, 5000)));
+
     const widths = [60, 6, 8, 8, 8];
     console.log(`\ndiskseqd bench: ${N} requests per series, loop device ${loop.name}, daemon log level ${LOG_LEVEL}, load average ${(await loadAverage()).join(' ')}\n`);
     console.log(row(['series (microseconds unless stated)', 'count', 'p50', 'p99', 'mean'], widths));
-    for (const s of [...series, startup]) console.log(row([s.name, String(s.count), s.p50, s.p99, s.mean], widths));
+    for (const s of [...series, ...scale.map((r) => r.open), startup]) console.log(row([s.name, String(s.count), s.p50, s.p99, s.mean], widths));
     const asyncBase = Math.min(asyncFirst.p50, asyncAgain.p50);
     console.log('');
     console.log(`round trip p50 / in-process sync open+verify p50:  ${(rt.p50 / sync.p50).toFixed(1)}x  (target <= 10x; DESIGN's ~5 us figure is this one)`);
@@ -94,6 +100,13 @@ async function main(): Promise<void> {
     console.log(`client library round trip p50 / in-process sync:   ${(lib.p50 / sync.p50).toFixed(1)}x`);
     console.log(`opens/s, 4 connections x 4 in flight, from one client process: ${opsPerSecond.toFixed(0)}  (target >= 30000)`);
     console.log(`daemon RSS in MiB (after N requests): ${rss.join(', ')}  (target <= 60 and flat)`);
+    for (const r of scale) {
+      console.log(`List of ${r.disks} disks: ${r.listMs.toFixed(1)} ms; an open sent meanwhile from another client took ${r.openDuringListMs.toFixed(1)} ms`);
+    }
+    if (scale.length >= 2) {
+      const [small, large] = [scale[0]!, scale[scale.length - 1]!];
+      console.log(`open p50 at ${large.disks} disks / at ${small.disks} disks: ${(large.open.p50 / small.open.p50).toFixed(2)}x  (target: the same)`);
+    }
   } finally {
     for (const close of closers) close();
     for (const c of clients) c.close();

@@ -158,14 +158,22 @@ export class WireClient {
 
   /** Lists devices (all parts of a multi-packet DeviceList). */
   async list(includePartitions = true): Promise<DeviceInfo[]> {
-    const parts = await this.exchange({ list: { includePartitions } }, true);
     const devices: DeviceInfo[] = [];
-    for (const { response, fds } of parts) {
-      for (const fd of fds) native.close(fd);
+    for (const response of await this.listResponses(includePartitions)) {
       if (response.error) throw new Error(`list failed: ${codeName(response.error.code)}: ${response.error.message}`);
       for (const d of response.devices?.devices ?? []) devices.push(deviceInfo(d));
     }
     return devices;
+  }
+
+  /** The raw responses to one list request, in arrival order (fds, if any, closed). */
+  async listResponses(includePartitions = true): Promise<Response[]> {
+    const parts = await this.exchange({ list: { includePartitions } }, true);
+    for (const { fds } of parts) {
+      for (const fd of fds) native.close(fd);
+      this.strayFds += fds.length;
+    }
+    return parts.map((p) => p.response);
   }
 
   /** Closes the connection (idempotent); pending requests reject. */
