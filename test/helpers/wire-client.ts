@@ -89,10 +89,23 @@ export class WireClient {
   strayFds = 0;
   /** Packets the daemon sent that did not decode or matched no request. */
   strayPackets = 0;
+  /** Contract breaches seen from the daemon (truncated packets, fds cut off...). */
+  readonly violations: string[] = [];
 
   private constructor(fd: number) {
     this.socket = new PacketSocket(fd, { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4096, maxQueuedBytes: 16 << 20, maxQueuedFds: 64, stallTimeoutMs: 0 }, {
-      onPacket: (packet) => this.onPacket(packet.data, packet.fds),
+      onPacket: (packet) => {
+        if (packet.truncated || packet.controlTruncated) {
+          // A Response is at most 64 KiB with at most one fd: anything cut off breaks the contract.
+          const what = packet.truncated ? 'response longer than 64 KiB' : 'fds cut off (MSG_CTRUNC)';
+          this.violations.push(what);
+          this.closeStray(packet.fds);
+          // Its request can never be answered now: fail every waiter instead of hanging.
+          this.socket.close({ kind: 'error', error: new Error(`daemon broke the contract: ${what}`) });
+          return;
+        }
+        this.onPacket(packet.data, packet.fds);
+      },
       onClose: (reason) => this.onClose(reason),
     });
   }
