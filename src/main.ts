@@ -56,8 +56,6 @@ function run(config: Config): void {
       },
     },
   );
-  server.start();
-  log.info({ socket: config.socketPath, disks: registry.size, version: VERSION }, 'serving');
 
   process.on('SIGHUP', () => {
     try {
@@ -80,6 +78,11 @@ function run(config: Config): void {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+
+  // Serve only once every signal has its handler: a signal in between would take the
+  // default action and leave requests unanswered and the socket file behind.
+  server.start();
+  log.info({ socket: config.socketPath, disks: registry.size, version: VERSION }, 'serving');
 }
 
 function describeError(error: unknown): string {
