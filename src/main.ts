@@ -45,7 +45,8 @@ function run(config: Config): void {
   registry.scan();
   uevents.drain();
 
-  const opener = new Opener(registry, sysfs, () => policy, new PrivateNodes(), log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
+  const privateNodes = new PrivateNodes();
+  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
   const server = new Server(
     { socketPath: config.socketPath, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
     {
@@ -72,6 +73,7 @@ function run(config: Config): void {
     log.info({ signal }, 'shutting down');
     void server.shutdown(SHUTDOWN_GRACE_MS).then(() => {
       uevents.close();
+      privateNodes.close();
       log.info('stopped');
       process.exit(0);
     });
