@@ -1,48 +1,78 @@
 /**
- * diskseqd's entry point: parse the command line, build the registry from sysfs, start
- * serving, and shut down in order on SIGTERM/SIGINT.
+ * diskseqd's entry point: parse the command line, load the policy, subscribe to uevents,
+ * build the registry from sysfs, start serving; reload the policy on SIGHUP; shut down in
+ * order on SIGTERM/SIGINT.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseCommandLine, USAGE, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
-import { Policy } from './policy/index.js';
+import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
+import { PrivateNodes } from './private-nodes.js';
 import { Registry } from './registry.js';
 import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
 import { IdleExit } from './systemd/idle-exit.js';
 import { Notifier } from './systemd/notify.js';
 import { inheritedListener } from './systemd/socket-activation.js';
+import { UeventListener } from './uevents.js';
+import { WatchHub } from './watch-hub.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
 const SHUTDOWN_GRACE_MS = 5000;
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 
+/** The policy in force: the file if it exists (or was named), else the built-in default. */
+function loadPolicy(config: Config): Policy {
+  if (!config.policyFileGiven && !existsSync(config.policyFile)) return Policy.builtinDefault();
+  return Policy.fromFile(config.policyFile);
+}
+
 function run(config: Config): void {
   const log = createLogger(config.logLevel);
   const inheritedFd = inheritedListener() ?? undefined; // throws on a wrong kind of fd: exit 1
   const notifier = new Notifier({ log });
+  let policy = loadPolicy(config);
+  log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
+
   const sysfs = new Sysfs(config.sysfsRoot);
-  const registry = new Registry(sysfs, log);
+  let registry: Registry | undefined;
+  // Subscribe before the first scan so that nothing falls between them.
+  const uevents = new UeventListener({
+    onEvent: (event) => {
+      if (event.action === 'remove' && !event.isPartition) registry?.forget(event.name);
+      else registry?.refresh(event.name, event.action === 'change');
+    },
+    onOverrun: () => registry?.scan(),
+  }, log);
+  registry = new Registry(sysfs, log, () => uevents.drain());
   registry.scan();
-  const policy = Policy.builtinDefault();
-  const opener = new Opener(registry, sysfs, () => policy, log);
+  uevents.drain();
+
+  const privateNodes = new PrivateNodes();
+  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
   let idle: IdleExit | undefined;
   const server: Server = new Server(
     { socketPath: config.socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
     {
-      opener, registry, log, serverVersion: VERSION,
+      opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
       limits: {
         maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
-        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxQueuedFds,
+        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxQueuedFds, stallTimeoutMs: config.stallTimeoutMs,
       },
     },
     () => idle?.update(server.connectionCount === 0 && !server.busy),
   );
-  server.start();
-  log.info({ socket: config.socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
 
+  process.on('SIGHUP', () => {
+    try {
+      policy = Policy.fromFile(config.policyFile);
+      log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy reloaded');
+    } catch (error) {
+      log.error({ error: describeError(error) }, 'policy reload failed; the old policy stays in force');
+    }
+  });
   let stopping = false;
   const stop = (signal: NodeJS.Signals | 'idle') => {
     if (stopping) return;
@@ -51,12 +81,15 @@ function run(config: Config): void {
     notifier.stopping();
     idle?.close();
     void server.shutdown(SHUTDOWN_GRACE_MS).then(() => {
+      uevents.close();
+      privateNodes.close();
       log.info('stopped');
       process.exit(0);
     });
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+
   if (config.idleExitMs !== undefined) {
     idle = new IdleExit(config.idleExitMs, () => {
       log.info({ idleExitMs: config.idleExitMs }, 'idle: no longer accepting; exiting once the last client is done');
@@ -64,11 +97,31 @@ function run(config: Config): void {
       void idle!.drained().then(() => stop('idle'));
     });
   }
-  // Last: systemd may send SIGTERM as soon as it reads READY=1, so the handlers come first.
-  const status = () => `${registry.size} disks, ${server.connectionCount} connections`;
+
+  // Serve only once every signal has its handler: a signal in between would take the
+  // default action and leave requests unanswered and the socket file behind. For the same
+  // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
+  server.start();
+  log.info({ socket: config.socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
+  const status = () => `${registry!.size} disks, ${server.connectionCount} connections`;
   notifier.ready(status());
   notifier.startWatchdog();
   notifier.trackStatus(status);
+}
+
+function describeError(error: unknown): string {
+  return error instanceof PolicyError ? formatPolicyError(error) : (error as Error).message;
+}
+
+function checkPolicy(file: string): number {
+  try {
+    const policy = Policy.fromFile(file);
+    process.stdout.write(`${file}: valid (${policy.ruleNames.length} rules)\n`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`${describeError(error)}\n`);
+    return 1;
+  }
 }
 
 function main(argv: string[]): void {
@@ -79,16 +132,24 @@ function main(argv: string[]): void {
     process.stderr.write(`diskseqd: ${(error as Error).message}\nTry 'diskseqd --help'.\n`);
     process.exit(2);
   }
-  if (command.kind === 'help') process.stdout.write(USAGE);
-  else if (command.kind === 'version') process.stdout.write(`diskseqd ${VERSION}\n`);
-  else {
-    try {
-      run(command.config);
-    } catch (error) {
-      process.stderr.write(`diskseqd: ${(error as Error).message}\n`);
-      process.exit(1);
-    }
+  switch (command.kind) {
+    case 'help':
+      process.stdout.write(USAGE);
+      return;
+    case 'version':
+      process.stdout.write(`diskseqd ${VERSION}\n`);
+      return;
+    case 'check-policy':
+      process.exit(checkPolicy(command.file));
+    case 'run':
+      try {
+        run(command.config);
+      } catch (error) {
+        process.stderr.write(`diskseqd: ${describeError(error)}\n`);
+        process.exit(1);
+      }
   }
 }
 
 main(process.argv.slice(2));
+

@@ -4,16 +4,19 @@
  * accept yet) and in the same tick the idle deadline stops the server. The client must be
  * admitted and served, never dropped with the listener.
  */
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
 import { createLogger } from '../src/log.js';
 import { Opener } from '../src/opener.js';
 import { Policy } from '../src/policy/index.js';
+import { PrivateNodes } from '../src/private-nodes.js';
 import { Registry } from '../src/registry.js';
 import { Server, type ServerOptions } from '../src/server.js';
 import { Sysfs } from '../src/sysfs.js';
+import { WatchHub } from '../src/watch-hub.js';
+import { requireRoot, rootTest } from './native-support.js';
 import { TestClient, tempDir } from './systemd-support.js';
 
 function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { socketPath: string }): Server {
@@ -21,14 +24,19 @@ function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { soc
   const sysfs = new Sysfs('/sys');
   const registry = new Registry(sysfs, log);
   const policy = Policy.builtinDefault();
+  const privateNodes = new PrivateNodes(join(tempDir(t), 'nodes'));
   const server = new Server(
     { socketMode: 0o600, maxConnections: 16, backlog: 16, ...options },
     {
-      opener: new Opener(registry, sysfs, () => policy, log), registry, log, serverVersion: 'test',
-      limits: { maxInFlight: 4, maxQueuedPackets: 16, maxQueuedBytes: 1 << 20, maxQueuedFds: 4 },
+      opener: new Opener(registry, sysfs, () => policy, privateNodes, log), registry, log, serverVersion: 'test',
+      watchHub: new WatchHub(registry, 4),
+      limits: { maxInFlight: 4, maxQueuedPackets: 16, maxQueuedBytes: 1 << 20, maxQueuedFds: 4, stallTimeoutMs: 10_000 },
     },
   );
-  t.teardown(() => server.shutdown(0));
+  t.teardown(async () => {
+    await server.shutdown(0);
+    privateNodes.close();
+  });
   return server;
 }
 
@@ -54,7 +62,8 @@ function dup(t: ExecutionContext, fd: number): number {
   }
 }
 
-test('a client in the backlog at the deadline is admitted and served; the path it bound goes first', async (t) => {
+rootTest('a client in the backlog at the deadline is admitted and served; the path it bound goes first', async (t) => {
+  requireRoot(t); // PrivateNodes, which every opener needs, wants a root-owned directory
   const socketPath = join(tempDir(t), 'd.sock');
   const server = makeServer(t, { socketPath });
   server.start();
@@ -66,7 +75,8 @@ test('a client in the backlog at the deadline is admitted and served; the path i
   t.is(await client.hello(), 'test');
 });
 
-test('with an inherited socket the path stays: later clients wait for the next instance', async (t) => {
+rootTest('with an inherited socket the path stays: later clients wait for the next instance', async (t) => {
+  requireRoot(t);
   const socketPath = join(tempDir(t), 'activated.sock');
   // Stands in for systemd's copy of the socket, which outlives the daemon.
   const systemdFd = native.listenSeqpacket(socketPath, 16);

@@ -45,6 +45,6 @@ test('after npm install -g of the tarball every bin entry runs --help', async (t
   { cwd: dir, timeout: 300_000, maxBuffer: 16 << 20 });
   for (const name of Object.keys(pkg.bin)) {
     const { stdout } = await run(join(prefix, 'bin', name), ['--help'], { cwd: dir, timeout: 30_000 });
-    t.regex(stdout, /^Usage: /m, `${name} --help`);
+    t.regex(stdout, /^Usage:/m, `${name} --help`);
   }
 });

@@ -4,25 +4,9 @@
  * policy or request can turn into an arbitrary sysfs path. For a partition, `loop/*`,
  * `dm/*`, `wwid` and `device/*` come from the parent disk (the daemon's job, not ours).
  */
-export const ATTRIBUTE_KEYS: readonly string[] = Object.freeze([
-  'size',
-  'ro',
-  'removable',
-  'partition',
-  'start',
-  'loop/backing_file',
-  'loop/offset',
-  'loop/sizelimit',
-  'loop/autoclear',
-  'loop/partscan',
-  'dm/name',
-  'dm/uuid',
-  'wwid',
-  'device/serial',
-  'device/model',
-  'device/vendor',
-  'queue/logical_block_size',
-]);
+import { ATTRIBUTE_KEYS } from '../wire.js';
+
+export { ATTRIBUTE_KEYS };
 
 const KEY_SET: ReadonlySet<string> = new Set(ATTRIBUTE_KEYS);
 

@@ -1,0 +1,74 @@
+/**
+ * Opening through a private device node, so that an unprivileged peer who reopens its fd
+ * (through /dev/fd/N, as tools given `{}` by diskseq-open do) gets exactly the access it
+ * was granted and never more. A reopen is checked against the inode's owner and mode, not
+ * against the grant: so each open gets its own node, owned by root (an owner could chmod
+ * it), with the peer's gid as group and group bits equal to the grant. The node is
+ * unlinked as soon as it is open; the fd keeps the inode.
+ *
+ * The directory is a hidden 0700 directory on devtmpfs: /run is often nodev, a tmpfs the
+ * daemon mounted would outlive a crash, and a mount namespace unshared in a multithreaded
+ * process covers only one thread.
+ */
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { native, type OpenedDevice } from '../native/index.js';
+import type { Access } from './policy/index.js';
+
+/** Group permission bits per grant; owner (root) and others get nothing. */
+const GROUP_MODE: Record<Access, number> = { 'read-only': 0o040, 'read-write': 0o060, 'write-only': 0o020 };
+
+export class PrivateNodes {
+  private counter = 0;
+
+  /** This instance's own directory, <root>/<pid>: daemons never touch each other's nodes. */
+  readonly dir: string;
+
+  /**
+   * Creates the root-owned 0700 root directory if needed and this instance's directory in
+   * it. Removes what crashed instances left (directories of pids that no longer run), never
+   * another live daemon's nodes.
+   */
+  constructor(readonly root = '/dev/.diskseqd') {
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    const stat = lstatSync(root);
+    if (!stat.isDirectory() || stat.uid !== 0) throw new Error(`${root} must be a directory owned by root`);
+    chmodSync(root, 0o700);
+    for (const entry of readdirSync(root)) {
+      const pid = /^[1-9][0-9]*$/.test(entry) ? Number(entry) : 0;
+      if (pid !== 0 && pid !== process.pid && existsSync(`/proc/${pid}`)) continue;
+      rmSync(join(root, entry), { recursive: true, force: true });
+    }
+    this.dir = join(root, String(process.pid));
+    mkdirSync(this.dir, { mode: 0o700 });
+  }
+
+  /**
+   * Off the event loop, opens major:minor through a fresh node with group `gid` and the
+   * group bits of `access`, then unlinks the node. Rejects like native.openDevice.
+   */
+  async open(major: number, minor: number, gid: number, access: Access, flags: number): Promise<OpenedDevice> {
+    const path = join(this.dir, `n${++this.counter}`);
+    native.mknodBlock(path, 0, major, minor);
+    let opened: OpenedDevice | undefined;
+    try {
+      chownSync(path, 0, gid);
+      chmodSync(path, GROUP_MODE[access]);
+      opened = await native.openDevice(path, flags);
+      return opened;
+    } finally {
+      try {
+        unlinkSync(path);
+      } catch (error) {
+        // Never lose an fd we hold because the node could not be removed.
+        if (opened !== undefined) await native.closeAsync(opened.fd).catch(() => undefined);
+        throw error;
+      }
+    }
+  }
+
+  /** Removes this instance's directory (at shutdown); idempotent. */
+  close(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
