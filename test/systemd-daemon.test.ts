@@ -4,10 +4,13 @@
  * killed in teardown if a test leaves it running.
  */
 import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Long from 'long';
 import { native } from '../native/index.js';
+import { readMarker } from './helpers/image.js';
+import { createLoop } from './helpers/loop.js';
 import { claimLoop, makeImage, requireRoot, rootTest, sysfsDiskseq } from './native-support.js';
 import {
   NotifyReceiver, REPO_ROOT, TestClient, needsTool, spawnActivated, spawnTracked, tempDir, within, type RunningChild,
@@ -183,6 +186,29 @@ test('idle exit: a client that connects as the deadline passes is served, not dr
   t.is(run.child.exitCode, null, 'still serving the client');
   t.truthy(await late.hello());
   late.close();
+  const result = await within(run.exited, EXIT_WAIT_MS, 'idle exit after the last client');
+  t.is(result.code, 0, result.stderr);
+});
+
+rootTest('idle exit: a request waiting (wait_ms) for a partition keeps the daemon past the idle period and gets its fd', async (t) => {
+  requireRoot(t);
+  // Partition 1 is in the image's table but not added yet: the open has to wait for it.
+  const loop = createLoop({ partscan: true, partitionsMiB: [2], addPartitions: false }, t);
+  const { run, socketPath } = await startDaemon(t, ['--idle-exit', '0.5']);
+  const client = new TestClient(socketPath);
+  t.teardown(() => client.close());
+  const pending = client.request({
+    open: { diskseq: Long.fromString(loop.diskseq.toString(), true), partition: 1, waitMs: 20_000 },
+  }, 30_000);
+  await new Promise((r) => setTimeout(r, 1500)); // three idle periods while the request waits
+  t.is(run.child.exitCode, null, 'the waiting request keeps the daemon');
+  execFileSync('partx', ['--add', loop.devPath]);
+  const { response, fds } = await pending;
+  t.teardown(() => { for (const fd of fds) native.close(fd); });
+  t.truthy(response.opened, JSON.stringify(response.toJSON()));
+  t.is(fds.length, 1);
+  t.is(readMarker(fds[0]), loop.image.partitions[0]!.marker);
+  client.close();
   const result = await within(run.exited, EXIT_WAIT_MS, 'idle exit after the last client');
   t.is(result.code, 0, result.stderr);
 });
