@@ -6,11 +6,14 @@
  * the unit's CapabilityBoundingSet. It must still serve a verified open. (Not covered:
  * the seccomp filter and the device cgroup, which need systemd itself.)
  */
-import { readFileSync, readSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Long from 'long';
 import { native } from '../native/index.js';
-import { claimLoop, makeImage, requireRoot, rootTest, sysfsDiskseq } from './native-support.js';
+import { readMarker } from './helpers/image.js';
+import { createLoop } from './helpers/loop.js';
+import { NOBODY, runPeer } from './helpers/peer.js';
+import { requireRoot, rootTest } from './native-support.js';
 import { REPO_ROOT, TestClient, needsTool, spawnTracked, tempDir, within } from './systemd-support.js';
 
 const unit = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
@@ -42,17 +45,20 @@ function sandboxScript(caps: string, secureBits: string): string {
   ].join(' && ');
 }
 
-rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves a verified open', async (t) => {
+rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves root and an unprivileged peer', async (t) => {
   requireRoot(t);
   const activate = needsTool(t, 'systemd-socket-activate');
   const unshare = needsTool(t, 'unshare');
   if (activate === undefined || unshare === undefined || needsTool(t, 'setpriv') === undefined) return;
-  const image = makeImage(t, 1 << 20, 0x3c);
-  const loop = claimLoop(t);
-  native.loopConfigure(loop.fd, image.fd, 0, 0, 0);
-  const diskseq = sysfsDiskseq(loop.index);
-
-  const socketPath = join(tempDir(t), 'sandboxed.sock');
+  const loop = createLoop({}, t);
+  const diskseq = loop.diskseq;
+  const dir = tempDir(t);
+  chmodSync(dir, 0o755); // the unprivileged peer must reach the socket
+  const policyPath = join(dir, 'policy.json');
+  writeFileSync(policyPath, JSON.stringify({ rules: [{
+    name: 'nobody-reads-loops', peer: { uids: [NOBODY.uid] }, device: { drivers: ['loop'] }, access: ['read-only'], loop_devices: true,
+  }] }), { mode: 0o644 });
+  const socketPath = join(dir, 'sandboxed.sock');
   const unitCaps = unitCapabilities();
   const caps = `-all,${unitCaps.map((cap) => `+${cap.replace(/^CAP_/, '').toLowerCase()}`).join(',')}`;
   t.log(`bounding set ${caps}`);
@@ -61,8 +67,9 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   // unshare and sh exec in place, so LISTEN_PID (set by systemd-socket-activate) stays right.
   const run = spawnTracked(t, activate, ['--seqpacket', '-l', socketPath,
     unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits()), 'sandbox',
-    process.execPath, join(REPO_ROOT, 'bin/diskseqd.js')], env);
+    process.execPath, join(REPO_ROOT, 'bin/diskseqd.js'), '--policy', policyPath], env);
   for (let i = 0; i < 2000 && !run.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
+  chmodSync(socketPath, 0o666);
 
   const client = new TestClient(socketPath);
   t.teardown(() => client.close());
@@ -75,9 +82,16 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   t.is(response.opened?.device?.driver, 'loop');
   t.is(fds.length, 1);
   t.is(native.probeFdSync(fds[0]).diskseq, diskseq);
-  const first = Buffer.alloc(1);
-  readSync(fds[0], first, 0, 1, 0);
-  t.is(first[0], 0x3c);
+  t.is(readMarker(fds[0], loop.image.diskMarkerOffset), loop.image.diskMarker);
+
+  // An unprivileged peer gets its fd through a private node: mknod (CAP_MKNOD), chown to
+  // its group (CAP_CHOWN), and an open of a node whose owner bits are 0 (CAP_DAC_OVERRIDE).
+  const report = await runPeer(NOBODY, {
+    socket: socketPath, via: 'wire',
+    steps: [{ op: 'open', diskseq: diskseq.toString(), readMarkerAt: loop.image.diskMarkerOffset }],
+  }, 30_000);
+  t.deepEqual(report.results, [{ ok: true, name: loop.name, fdDiskseq: diskseq.toString(), marker: loop.image.diskMarker }],
+    `${JSON.stringify(report)}; daemon stdout: ${run.stdout()}`);
 
   const status = readFileSync(`/proc/${run.child.pid}/status`, 'utf8');
   t.regex(status, /^NoNewPrivs:\s+1$/m, 'the sandbox really applied');
