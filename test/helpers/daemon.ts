@@ -14,7 +14,6 @@ import { native } from '../../native/index.js';
 import type { TeardownHost } from './loop.js';
 
 /** The repository root (this file runs from dist/test/helpers/). */
-
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** The node flags of bin/diskseqd.js's `#!/usr/bin/env -S node ...` line: tests run what users run. */
