@@ -64,8 +64,9 @@ export async function coldStart(runs = 10): Promise<ColdStartResult> {
   try {
     for (let i = 0; i < runs; i++) {
       const socketPath = join(dir, `d${i}.sock`);
-      daemon.push(await oneStart([join(REPO_ROOT, 'bin/diskseqd.js'), '--socket', socketPath, '--log-level', 'warn'], notifyPath, setOnReady));
-      floor.push(await oneStart(['-e', FLOOR_SCRIPT], notifyPath, setOnReady));
+      // Through the script's own shebang (and its Node flags), as systemd starts it.
+      daemon.push(await oneStart(join(REPO_ROOT, 'bin/diskseqd.js'), ['--socket', socketPath, '--log-level', 'warn'], notifyPath, setOnReady));
+      floor.push(await oneStart(process.execPath, ['-e', FLOOR_SCRIPT], notifyPath, setOnReady));
     }
   } finally {
     notify.close();
@@ -83,12 +84,12 @@ function timings(times: number[]): Timings {
   return { runs: times.map(round), medianMs: round(medianMs), minMs: round(sorted[0]), maxMs: round(sorted[sorted.length - 1]) };
 }
 
-function oneStart(args: string[], notifyPath: string, setOnReady: (cb: () => void) => void): Promise<number> {
+function oneStart(command: string, args: string[], notifyPath: string, setOnReady: (cb: () => void) => void): Promise<number> {
   return new Promise((resolve, reject) => {
     const env: NodeJS.ProcessEnv = { ...process.env, NOTIFY_SOCKET: notifyPath };
     for (const key of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'WATCHDOG_USEC', 'WATCHDOG_PID']) delete env[key];
     const start = process.hrtime.bigint();
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let elapsed: number | undefined;
     child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
