@@ -10,7 +10,7 @@ import { NotifyReceiver, REPO_ROOT, spawnTracked, tempDir, within } from './syst
 function recordingLog(): NotifyLog & { lines: string[] } {
   const lines: string[] = [];
   const record = (a: unknown, b?: unknown): void => { lines.push(typeof a === 'string' ? a : String(b)); };
-  return { lines, warn: record, info: record } as NotifyLog & { lines: string[] };
+  return { lines, warn: record } as NotifyLog & { lines: string[] };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -12,7 +12,7 @@ import { getSystemErrorName } from 'node:util';
 import type { BaseLogger } from 'pino';
 
 /** The part of a pino logger the notifier uses. */
-export type NotifyLog = Pick<BaseLogger, 'warn' | 'info'>;
+export type NotifyLog = Pick<BaseLogger, 'warn'>;
 
 /** Where and how to notify; everything defaults to the real process. */
 export interface NotifierOptions {
