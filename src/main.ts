@@ -92,9 +92,13 @@ function run(config: Config): void {
 
   if (config.idleExitMs !== undefined) {
     idle = new IdleExit(config.idleExitMs, () => {
-      log.info({ idleExitMs: config.idleExitMs }, 'idle: no longer accepting; exiting once the last client is done');
-      server.stopAccepting();
-      void idle!.drained().then(() => stop('idle'));
+      if (!server.stopAccepting()) {
+        log.info('idle deadline reached with clients waiting in the backlog: serving them');
+        return false;
+      }
+      log.info({ idleExitMs: config.idleExitMs }, 'idle: exiting');
+      stop('idle');
+      return true;
     });
   }
 

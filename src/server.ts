@@ -62,11 +62,15 @@ export class Server {
       this.listenFd = this.bindFresh();
       this.ownsSocketPath = true;
     }
-    this.poller = new native.Poller(this.listenFd, (status) => {
+    this.poller = this.pollListener();
+    this.poller.start(POLL_READABLE);
+  }
+
+  private pollListener(): Poller {
+    return new native.Poller(this.listenFd, (status) => {
       if (status < 0) this.ctx.log.error({ status }, 'poll on the listening socket failed');
       else this.acceptAll();
     });
-    this.poller.start(POLL_READABLE);
   }
 
   /**
@@ -100,28 +104,62 @@ export class Server {
   }
 
   /**
-   * For idle exit: stop accepting for good without dropping a client. A socket path we
-   * bound is unlinked first, so no new connect() can reach the socket; then the backlog is
-   * drained into ordinary connections, served to their end; then the listener is closed.
-   * An inherited (systemd) socket keeps its path: later clients wait in systemd's copy.
+   * For idle exit, called at the deadline (no connections, nothing in flight): stops
+   * accepting and returns true, unless clients are already waiting in the listen backlog;
+   * those are admitted, the server goes on listening, and it returns false. No client is
+   * ever dropped:
+   * - a socket we bound is unlinked first, so no connect() can reach it any more, then the
+   *   backlog is drained; if that found clients, a fresh socket is bound at the path;
+   * - an inherited (systemd) socket keeps its path: a client that connects after the last
+   *   accept waits in systemd's own copy, and systemd starts the next instance for it.
+   * Returns true as well when the listener is already closed.
    */
-  stopAccepting(): void {
-    if (this.closing || this.listenFd < 0) return;
-    clearTimeout(this.acceptRetry);
+  stopAccepting(): boolean {
+    if (this.closing || this.listenFd < 0) return true;
+    this.poller?.stop();
+    const unlinked = this.ownsSocketPath && this.unlinkSocketPath();
+    const before = this.connections.size;
+    this.acceptAll();
+    const admitted = this.connections.size > before;
+    if (admitted && (!unlinked || this.rebind())) {
+      this.poller?.start(POLL_READABLE);
+      return false;
+    }
+    clearTimeout(this.acceptRetry); // out of fds: what is left in the backlog is lost with the listener
     this.poller?.close();
     this.poller = undefined;
-    if (this.ownsSocketPath) {
-      this.ownsSocketPath = false; // a later shutdown must not unlink a successor's socket
-      try {
-        unlinkSync(this.options.socketPath);
-      } catch (error) {
-        this.ctx.log.warn({ err: error }, 'could not unlink the socket');
-      }
-    }
-    this.acceptAll();
-    clearTimeout(this.acceptRetry); // out of fds: what is left in the backlog is lost with the listener
     native.close(this.listenFd);
     this.listenFd = -1;
+    return !admitted;
+  }
+
+  /** Unlinks the socket file we bound; false (logged) if that failed. */
+  private unlinkSocketPath(): boolean {
+    try {
+      unlinkSync(this.options.socketPath);
+      this.ownsSocketPath = false; // from here on, the path may be a successor's
+      return true;
+    } catch (error) {
+      this.ctx.log.warn({ err: error }, 'could not unlink the socket');
+      return false;
+    }
+  }
+
+  /** Replaces the (unlinked) listener with a fresh one at the path; false (logged) on failure. */
+  private rebind(): boolean {
+    let fd: number;
+    try {
+      fd = this.bindFresh();
+    } catch (error) {
+      this.ctx.log.error({ err: error }, 'could not bind the socket again; serving the clients we have, then exiting');
+      return false;
+    }
+    this.poller?.close();
+    native.close(this.listenFd);
+    this.listenFd = fd;
+    this.ownsSocketPath = true;
+    this.poller = this.pollListener();
+    return true;
   }
 
   private bindFresh(): number {

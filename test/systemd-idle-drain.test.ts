@@ -1,8 +1,9 @@
 /**
  * Server.stopAccepting, the server's half of idle exit, made deterministic in-process: a
  * client connects (and waits in the listen backlog, since the event loop has not run the
- * accept yet) and in the same tick the idle deadline stops the server. The client must be
- * admitted and served, never dropped with the listener.
+ * accept yet) and in the same tick the idle deadline asks the server to stop. The client
+ * must be admitted and served, never dropped with the listener, and the server must go on
+ * listening rather than leave later clients stranded behind a daemon about to exit.
  */
 import type { ExecutionContext } from 'ava';
 import { existsSync, lstatSync } from 'node:fs';
@@ -62,34 +63,52 @@ function dup(t: ExecutionContext, fd: number): number {
   }
 }
 
-rootTest('a client in the backlog at the deadline is admitted and served; the path it bound goes first', async (t) => {
+rootTest('a client in the backlog at the deadline is admitted and served, and the server goes on listening', async (t) => {
   requireRoot(t); // PrivateNodes, which every opener needs, wants a root-owned directory
   const socketPath = join(tempDir(t), 'd.sock');
   const server = makeServer(t, { socketPath });
   server.start();
   const client = new TestClient(socketPath); // queued: the poller has not run yet
   t.teardown(() => client.close());
-  server.stopAccepting();
+  t.false(server.stopAccepting(), 'a waiting client cancels the exit');
   t.is(server.connectionCount, 1, 'the queued client was accepted, not dropped with the listener');
-  t.false(existsSync(socketPath), 'unlinked before the last accept: nobody can queue up behind it');
   t.is(await client.hello(), 'test');
+  // The path was unlinked before the last accept and bound afresh: new clients get in.
+  const next = new TestClient(socketPath);
+  t.teardown(() => next.close());
+  t.is(await next.hello(), 'test');
 });
 
-rootTest('with an inherited socket the path stays: later clients wait for the next instance', async (t) => {
+rootTest('with an empty backlog the server stops: the path it bound is gone, nobody is left waiting', async (t) => {
+  requireRoot(t);
+  const socketPath = join(tempDir(t), 'd.sock');
+  const server = makeServer(t, { socketPath });
+  server.start();
+  t.true(server.stopAccepting());
+  t.is(server.connectionCount, 0);
+  t.false(existsSync(socketPath));
+  t.true(server.stopAccepting(), 'idempotent');
+});
+
+rootTest('with an inherited socket the path stays: a client after the last accept waits for the next instance', async (t) => {
   requireRoot(t);
   const socketPath = join(tempDir(t), 'activated.sock');
   // Stands in for systemd's copy of the socket, which outlives the daemon.
   const systemdFd = native.listenSeqpacket(socketPath, 16);
   t.teardown(() => native.close(systemdFd));
-  const server = makeServer(t, { socketPath, inheritedFd: dup(t, systemdFd) });
-  server.start();
+
+  const first = makeServer(t, { socketPath, inheritedFd: dup(t, systemdFd) });
+  first.start();
   const early = new TestClient(socketPath);
   t.teardown(() => early.close());
-  server.stopAccepting();
-  t.is(server.connectionCount, 1);
+  t.false(first.stopAccepting(), 'a waiting client cancels the exit');
+  t.is(first.connectionCount, 1);
   t.is(await early.hello(), 'test');
-  t.true(lstatSync(socketPath).isSocket(), 'never unlinks a socket it did not create');
+  early.close();
+  await until(() => first.connectionCount === 0);
 
+  t.true(first.stopAccepting(), 'nobody waiting: the server stops');
+  t.true(lstatSync(socketPath).isSocket(), 'never unlinks a socket it did not create');
   // A client after the last accept queues on systemd's socket, alive for the next instance.
   const later = new TestClient(socketPath);
   t.teardown(() => later.close());
@@ -97,3 +116,8 @@ rootTest('with an inherited socket the path stays: later clients wait for the ne
   next.start();
   t.is(await later.hello(), 'test');
 });
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!condition()) throw new Error('timed out');
+}

@@ -1,6 +1,6 @@
 /**
- * IdleExit, the countdown the server pokes: fires once after the idle period, never while
- * the daemon is busy, and tells when the daemon is idle again after firing.
+ * IdleExit, the countdown the server pokes: fires after the idle period, never while the
+ * daemon is busy, and counts again when the daemon decided to go on.
  * (The daemon-level idle exit is in systemd-daemon.test.ts.)
  */
 import test from 'ava';
@@ -17,7 +17,7 @@ function countdown(idleMs: number): { idle: IdleExit; fired: Promise<void>; coun
   let count = 0;
   let resolve!: () => void;
   const fired = new Promise<void>((r) => { resolve = r; });
-  const idle = new IdleExit(idleMs, () => { count++; resolve(); });
+  const idle = new IdleExit(idleMs, () => { count++; resolve(); return true; });
   return { idle, fired: within(fired, 10_000, 'idle timer'), count: () => count };
 }
 
@@ -54,22 +54,31 @@ test('a busy spell before the deadline restarts the idle period', async (t) => {
   t.is(count(), 1);
 });
 
-test('drained() resolves when the daemon is idle again after firing', async (t) => {
+test('when onIdle goes on (clients were waiting), the countdown starts again once they leave', async (t) => {
+  let calls = 0;
   let idle!: IdleExit;
-  const fired = new Promise<void>((resolve) => {
-    idle = new IdleExit(10, () => {
-      idle.update(false); // a connection found in the backlog at the deadline
-      resolve();
-    });
+  let firstCall!: () => void;
+  let secondCall!: () => void;
+  const first = new Promise<void>((r) => { firstCall = r; });
+  const second = new Promise<void>((r) => { secondCall = r; });
+  idle = new IdleExit(10, () => {
+    calls++;
+    if (calls === 1) {
+      idle.update(false); // the server admitted a client it found in the backlog
+      firstCall();
+      return false;
+    }
+    secondCall();
+    return true;
   });
-  await within(fired, 10_000, 'idle timer');
-  let drained = false;
-  const done = idle.drained().then(() => { drained = true; });
-  await sleep(50);
-  t.false(drained);
+  await within(first, 10_000, 'first deadline');
+  await sleep(100); // ten idle periods while the client is connected
+  t.is(calls, 1);
+  t.false(idle.expired);
   idle.update(true);
-  await within(done, 10_000, 'drained');
-  t.true(drained);
+  await within(second, 10_000, 'second deadline');
+  t.is(calls, 2);
+  t.true(idle.expired);
 });
 
 test('close() stops the countdown for good', async (t) => {
