@@ -14,7 +14,7 @@ import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
 import { IdleExit } from './systemd/idle-exit.js';
 import { Notifier } from './systemd/notify.js';
-import { inheritedListener } from './systemd/socket-activation.js';
+import { inheritedListener, socketPathOf } from './systemd/socket-activation.js';
 import { UeventListener } from './uevents.js';
 import { WatchHub } from './watch-hub.js';
 
@@ -32,6 +32,8 @@ function loadPolicy(config: Config): Policy {
 function run(config: Config): void {
   const log = createLogger(config.logLevel);
   const inheritedFd = inheritedListener() ?? undefined; // throws on a wrong kind of fd: exit 1
+  // An inherited socket is where systemd bound it, whatever --socket says.
+  const socketPath = inheritedFd === undefined ? config.socketPath : socketPathOf(inheritedFd) ?? config.socketPath;
   const notifier = new Notifier({ log });
   let policy = loadPolicy(config);
   log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
@@ -54,7 +56,7 @@ function run(config: Config): void {
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
   let idle: IdleExit | undefined;
   const server: Server = new Server(
-    { socketPath: config.socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
+    { socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
     {
       opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
       limits: {
@@ -106,7 +108,7 @@ function run(config: Config): void {
   // default action and leave requests unanswered and the socket file behind. For the same
   // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
   server.start();
-  log.info({ socket: config.socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
+  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
   const status = () => `${registry!.size} disks, ${server.connectionCount} connections`;
   notifier.ready(status());
   notifier.startWatchdog();

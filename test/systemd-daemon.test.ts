@@ -75,7 +75,8 @@ rootTest('under systemd-socket-activate --seqpacket it serves a verified open an
   const first = Buffer.alloc(1);
   readSync(fds[0], first, 0, 1, 0);
   t.is(first[0], 0xa7);
-  t.regex(run.stdout(), /"inherited":true.*"msg":"serving"/);
+  t.regex(run.stdout(), /"socket":"([^"]+)","inherited":true.*"msg":"serving"/);
+  t.is(/"socket":"([^"]+)","inherited":true/.exec(run.stdout())?.[1], socketPath, 'logs where systemd bound it');
 
   // systemd-socket-activate execs in place: the child's pid is the daemon's.
   const flags = fdFlagsOf(run.child.pid!, 3);

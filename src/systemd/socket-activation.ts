@@ -77,6 +77,38 @@ function wrongKind(fd: number, cause?: unknown): Error {
 
 const UNIX_TYPES: Record<number, string> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 5: 'SOCK_SEQPACKET' };
 
+/** One AF_UNIX socket as /proc/self/net/unix lists it. */
+interface UnixSocketEntry {
+  type: number;
+  listening: boolean;
+  /** The bound path ('@name' for an abstract one), or undefined when unbound. */
+  path: string | undefined;
+}
+
+/** The /proc/self/net/unix entry of socket fd, or undefined (not AF_UNIX, or unreadable). */
+function unixSocketEntry(fd: number): UnixSocketEntry | undefined {
+  let table: string;
+  let inode: number;
+  try {
+    inode = fstatSync(fd).ino;
+    table = readFileSync('/proc/self/net/unix', 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Num RefCount Protocol Flags Type St Inode Path
+  for (const line of table.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 7 || Number(f[6]) !== inode) continue;
+    return { type: parseInt(f[4], 16), listening: (parseInt(f[3], 16) & 0x10000) !== 0, path: f.length > 7 ? f.slice(7).join(' ') : undefined };
+  }
+  return undefined;
+}
+
+/** Where an inherited socket lives, for the log: its bound path, if the kernel says. */
+export function socketPathOf(fd: number): string | undefined {
+  return unixSocketEntry(fd)?.path;
+}
+
 /**
  * A best-effort human description of what fd is, for the error message only: the decision
  * itself is the addon's getsockopt check. Socket details come from /proc/self/net/unix
@@ -102,19 +134,8 @@ export function describeFd(fd: number): string {
       return 'an fd of unknown kind';
     }
   }
-  let table: string;
-  try {
-    table = readFileSync('/proc/self/net/unix', 'utf8');
-  } catch {
-    return 'a socket';
-  }
-  // Num RefCount Protocol Flags Type St Inode Path
-  for (const line of table.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 7 || Number(f[6]) !== st.ino) continue;
-    const type = UNIX_TYPES[parseInt(f[4], 16)] ?? `type ${f[4]}`;
-    const listening = (parseInt(f[3], 16) & 0x10000) !== 0;
-    return `an AF_UNIX ${type} socket, ${listening ? 'listening' : 'not listening'}`;
-  }
-  return 'a socket that is not AF_UNIX';
+  const entry = unixSocketEntry(fd);
+  if (entry === undefined) return 'a socket that is not AF_UNIX';
+  const type = UNIX_TYPES[entry.type] ?? `type ${entry.type}`;
+  return `an AF_UNIX ${type} socket, ${entry.listening ? 'listening' : 'not listening'}`;
 }
