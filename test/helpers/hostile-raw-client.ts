@@ -31,6 +31,8 @@ export class RawClient {
   private waiters: Array<() => void> = [];
   private writeWaiters: Array<() => void> = [];
   private reading = true;
+  /** libuv reported a socket error; polling has stopped, reading still drains the queue. */
+  private failed = false;
   private ended = false;
   private closed = false;
 
@@ -114,6 +116,13 @@ export class RawClient {
     this.updatePolling();
   }
 
+  /** Reads again after pauseReading(). */
+  resumeReading(): void {
+    this.reading = true;
+    if (this.failed) this.drain();
+    else this.updatePolling();
+  }
+
   /** Closes the socket and the fds of every unread packet; idempotent. */
   close(): void {
     if (this.closed) return;
@@ -129,7 +138,13 @@ export class RawClient {
   private onReady(status: number, events: number): void {
     if (this.closed) return;
     if (status < 0) {
-      this.finish({ kind: 'error', code: `uv status ${status}` });
+      // libuv reports a socket error (EPOLLERR, e.g. ECONNRESET after the daemon dropped us
+      // with our requests unread) as a bad status and stops polling. Packets queued before
+      // the error can still be read, and recv reports the error itself after them; a
+      // waiting send retries and sees it too.
+      this.failed = true;
+      for (const w of this.writeWaiters.splice(0)) w();
+      if (this.reading) this.drain();
       return;
     }
     if (events & POLL_WRITABLE) for (const w of this.writeWaiters.splice(0)) w();
@@ -146,7 +161,11 @@ export class RawClient {
         this.finish({ kind: 'error', code: (error as { code?: string }).code ?? String(error) });
         return;
       }
-      if (received === null) break;
+      if (received === null) {
+        // After a socket error the queue is empty here and the error was already consumed.
+        if (this.failed) this.finish({ kind: 'error', code: 'socket error' });
+        break;
+      }
       if (received.bytes === 0 && received.fds.length === 0 && !received.truncated) {
         this.finish({ kind: 'eof' });
         return;
@@ -170,7 +189,7 @@ export class RawClient {
   }
 
   private updatePolling(): void {
-    if (this.closed) return;
+    if (this.closed || this.failed) return;
     const events = (this.reading && !this.ended ? POLL_READABLE | POLL_DISCONNECT : 0) |
       (this.writeWaiters.length > 0 ? POLL_WRITABLE : 0);
     if (events === 0) this.poller.stop();

@@ -20,7 +20,7 @@ export interface Answer {
 }
 
 /** Builds a Long uint64 for request fields. */
-export function u64(value: bigint | number): Long {
+export function u64(value: bigint | number | string): Long {
   return Long.fromString(value.toString(), true);
 }
 
