@@ -33,6 +33,7 @@ export class RawClient {
   private reading = true;
   /** libuv reported a socket error; polling has stopped, reading still drains the queue. */
   private failed = false;
+  private socketError: string | undefined;
   private ended = false;
   private closed = false;
 
@@ -153,21 +154,30 @@ export class RawClient {
   }
 
   private drain(): void {
+    let errorsInARow = 0;
     while (!this.ended) {
       let received;
       try {
         received = native.recv(this.fd, this.buffer);
+        errorsInARow = 0;
       } catch (error) {
-        this.finish({ kind: 'error', code: (error as { code?: string }).code ?? String(error) });
-        return;
+        // Linux reports a pending socket error (ECONNRESET: the daemon closed its end with
+        // our packets unread) once, *before* the packets still queued for us: note it and
+        // read on, so the packets come first and the error last, as they were sent.
+        this.socketError ??= (error as { code?: string }).code ?? String(error);
+        this.failed = true;
+        if (++errorsInARow > 1) {
+          this.finish({ kind: 'error', code: this.socketError });
+          return;
+        }
+        continue;
       }
       if (received === null) {
-        // After a socket error the queue is empty here and the error was already consumed.
-        if (this.failed) this.finish({ kind: 'error', code: 'socket error' });
+        if (this.failed) this.finish({ kind: 'error', code: this.socketError ?? 'socket error' });
         break;
       }
       if (received.bytes === 0 && received.fds.length === 0 && !received.truncated) {
-        this.finish({ kind: 'eof' });
+        this.finish(this.socketError === undefined ? { kind: 'eof' } : { kind: 'error', code: this.socketError });
         return;
       }
       this.inbox.push({
