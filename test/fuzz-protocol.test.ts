@@ -39,6 +39,7 @@ test('100,000 fuzzed packets: requests answered, violations drop only their conn
   t.deepEqual(warmup.failures, [], 'warm-up run');
   const baseline = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   const violationsBefore = daemon.count(VIOLATION_MSG);
+  const auditsBefore = daemon.count('audit');
   t.log(`daemon at start: ${describeFootprint(fresh)}; after a ${WARMUP_PACKETS}-packet warm-up (baseline): ${describeFootprint(baseline)}`);
 
   const stats = await runFuzz({ socketPath: daemon.socketPath, target, packets: PACKETS, workers: WORKERS, seed });
@@ -54,6 +55,8 @@ test('100,000 fuzzed packets: requests answered, violations drop only their conn
   t.true(stats.requests > PACKETS / 2 && stats.violations > 1000 && stats.withFd > 100 && stats.empties > 100 && stats.opened > 1000, summary(stats));
   // Each violation is logged exactly once (an empty packet reads as end-of-file: no log).
   t.is(await daemon.waitForCount(VIOLATION_MSG, violationsBefore + stats.violations) - violationsBefore, stats.violations);
+  // ... and each request gets exactly one audit line.
+  t.is(await daemon.waitForCount('audit', auditsBefore + stats.requests) - auditsBefore, stats.requests);
   t.is(daemon.count('internal error'), 0, 'no request ended in an internal error');
 
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'a valid open after the fuzz');
