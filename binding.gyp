@@ -2,7 +2,16 @@
   "targets": [
     {
       "target_name": "diskseqd",
-      "sources": ["native/addon.cc"],
+      "sources": [
+        "native/addon.cc",
+        "native/device.cc",
+        "native/errors.cc",
+        "native/loop.cc",
+        "native/poller.cc",
+        "native/probe.cc",
+        "native/socket.cc",
+        "native/uevent.cc"
+      ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"]

@@ -1,4 +1,17 @@
-// Placeholder so the skeleton builds; the real addon replaces this file.
-#include <napi.h>
-static Napi::Object Init(Napi::Env env, Napi::Object exports) { return exports; }
+// Module entry point: collects the exports of each part of the addon.
+#include "addon.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  diskseqd::InitDevice(env, exports);
+  diskseqd::InitSocket(env, exports);
+  diskseqd::InitUevent(env, exports);
+  diskseqd::InitPoller(env, exports);
+  diskseqd::InitLoop(env, exports);
+  return exports;
+}
+
+}  // namespace
+
 NODE_API_MODULE(diskseqd, Init)

@@ -5,21 +5,33 @@
  */
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS } from './log.js';
+import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { DEFAULT_SOCKET_PATH } from './wire.js';
 
 /** The daemon's settings after parsing. */
 export interface Config {
   socketPath: string;
+  /** The policy file, and whether the user named it (a named file must exist). */
+  policyFile: string;
+  policyFileGiven: boolean;
   logLevel: string;
   sysfsRoot: string;
   maxConnections: number;
   maxInFlight: number;
   maxQueuedBytes: number;
   maxQueuedFds: number;
+  stallTimeoutMs: number;
+  maxWaiting: number;
+  maxWaitMs: number;
+  maxWatchers: number;
 }
 
 /** What the command line asks for. */
-export type Command = { kind: 'run'; config: Config } | { kind: 'help' } | { kind: 'version' };
+export type Command =
+  | { kind: 'run'; config: Config }
+  | { kind: 'check-policy'; file: string }
+  | { kind: 'help' }
+  | { kind: 'version' };
 
 export const USAGE = `Usage: diskseqd [OPTION]...
 Hands out block device file descriptors by diskseq, verified on the fd, over a
@@ -30,6 +42,11 @@ Options:
   --socket PATH            listen on PATH (default ${DEFAULT_SOCKET_PATH}); a stale
                            socket file nobody serves is replaced
   --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info; audit lines are info)
+  --policy FILE            who may open what (default ${DEFAULT_POLICY_FILE}; when
+                           that file does not exist: root may open anything, everyone
+                           else is denied). SIGHUP reloads it; a bad new file is logged
+                           and the old policy stays in force
+  --check-policy FILE      validate FILE, print what is wrong, exit 0 (valid) or 1
   --sysfs-root DIR         read block devices from DIR instead of /sys (for tests)
   --max-connections N      connections served at once (default 1024); the next one
                            gets RESOURCE_EXHAUSTED and is closed
@@ -39,6 +56,13 @@ Options:
                            before it is dropped (default 4194304)
   --max-queued-fds N       fds queued for a client that does not read before it is
                            dropped, its queued fds closed (default 16)
+  --stall-timeout-ms N     a client whose responses wait unread this long is dropped,
+                           its queued fds closed (default 10000); a client that reads
+                           slowly is not dropped: it is not read while its responses wait
+  --max-waiting N          open requests waiting (wait_ms) for a device to appear, in
+                           all (default 4096); beyond it RESOURCE_EXHAUSTED
+  --max-wait-ms N          longer wait_ms values are cut to N (default 600000)
+  --max-watchers N         watching connections (default 256)
   --help                   show this help and exit
   --version                show the version and exit
 
@@ -55,10 +79,16 @@ export function parseCommandLine(argv: string[]): Command {
       socket: { type: 'string' },
       'log-level': { type: 'string' },
       'sysfs-root': { type: 'string' },
+      policy: { type: 'string' },
+      'check-policy': { type: 'string' },
+      'max-waiting': { type: 'string' },
+      'max-wait-ms': { type: 'string' },
+      'max-watchers': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-in-flight': { type: 'string' },
       'max-queued-bytes': { type: 'string' },
       'max-queued-fds': { type: 'string' },
+      'stall-timeout-ms': { type: 'string' },
       help: { type: 'boolean' },
       version: { type: 'boolean' },
     },
@@ -66,6 +96,7 @@ export function parseCommandLine(argv: string[]): Command {
   if (positionals.length > 0) throw new Error(`unexpected argument: ${positionals[0]}`);
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
+  if (values['check-policy'] !== undefined) return { kind: 'check-policy', file: values['check-policy'] };
   const logLevel = values['log-level'] ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new Error(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
   const socketPath = values.socket ?? DEFAULT_SOCKET_PATH;
@@ -74,12 +105,18 @@ export function parseCommandLine(argv: string[]): Command {
     kind: 'run',
     config: {
       socketPath,
+      policyFile: values.policy ?? DEFAULT_POLICY_FILE,
+      policyFileGiven: values.policy !== undefined,
       logLevel,
       sysfsRoot: values['sysfs-root'] ?? '/sys',
       maxConnections: count(values['max-connections'], '--max-connections', 1024),
       maxInFlight: count(values['max-in-flight'], '--max-in-flight', 16),
       maxQueuedBytes: count(values['max-queued-bytes'], '--max-queued-bytes', 4 * 1024 * 1024),
       maxQueuedFds: count(values['max-queued-fds'], '--max-queued-fds', 16),
+      stallTimeoutMs: count(values['stall-timeout-ms'], '--stall-timeout-ms', 10_000),
+      maxWaiting: count(values['max-waiting'], '--max-waiting', 4096),
+      maxWaitMs: count(values['max-wait-ms'], '--max-wait-ms', 600_000),
+      maxWatchers: count(values['max-watchers'], '--max-watchers', 256),
     },
   };
 }

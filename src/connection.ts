@@ -6,7 +6,7 @@
  */
 import { native } from '../native/index.js';
 import { describeAll } from './device-info.js';
-import { BrokerError } from './errors.js';
+import { BrokerError, invalidArgument } from './errors.js';
 import type { Logger } from './log.js';
 import type { Opener, OpenTrace } from './opener.js';
 import { PacketSocket, type CloseReason, type IncomingPacket } from './packet-socket.js';
@@ -15,6 +15,7 @@ import {
   decodeRequest, encodeDeviceLists, encodeError, encodeHello, encodeOpened, ProtocolViolation, type ParsedRequest,
 } from './protocol.js';
 import type { Registry } from './registry.js';
+import type { WatchHub } from './watch-hub.js';
 import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, PROTOCOL_VERSION } from './wire.js';
 
 /** Per-connection bounds. */
@@ -25,6 +26,8 @@ export interface ConnectionLimits {
   maxQueuedPackets: number;
   maxQueuedBytes: number;
   maxQueuedFds: number;
+  /** How long a client may leave queued output unread before it is dropped. */
+  stallTimeoutMs: number;
 }
 
 /** What every connection shares with the server. */
@@ -33,6 +36,7 @@ export interface ConnectionContext {
   readonly registry: Registry;
   readonly log: Logger;
   readonly limits: ConnectionLimits;
+  readonly watchHub: WatchHub;
   readonly serverVersion: string;
   /** Called when the connection goes from idle to busy or back, and when it closes. */
   readonly onActivity: () => void;
@@ -42,6 +46,9 @@ export class Connection {
   private readonly socket: PacketSocket;
   private readonly log: Logger;
   private inFlight = 0;
+  /** Aborted when the connection closes: waiting requests stop waiting. */
+  private readonly closed = new AbortController();
+  private stopWatching: (() => void) | undefined;
 
   /**
    * Takes ownership of a connected socket fd whose peer credentials were read at accept.
@@ -49,10 +56,11 @@ export class Connection {
    */
   constructor(fd: number, readonly peer: Peer, private readonly ctx: ConnectionContext, private readonly onClosed: (c: Connection) => void) {
     this.log = ctx.log.child({ peer: { uid: peer.uid, gid: peer.gid, pid: peer.pid } });
-    const { maxQueuedPackets, maxQueuedBytes, maxQueuedFds } = ctx.limits;
-    this.socket = new PacketSocket(fd, { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets, maxQueuedBytes, maxQueuedFds }, {
+    const { maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs } = ctx.limits;
+    this.socket = new PacketSocket(fd, { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs }, {
       onPacket: (packet) => this.onPacket(packet),
       onClose: (reason) => this.onClose(reason),
+      onDrain: () => this.updateReading(),
     });
   }
 
@@ -80,7 +88,9 @@ export class Connection {
       if (packet.truncated) throw new ProtocolViolation(`request larger than ${MAX_REQUEST_BYTES} bytes`);
       request = decodeRequest(packet.data);
     } catch (error) {
-      for (const fd of packet.fds) native.close(fd); // never ours to keep; not block devices we opened
+      // Never ours to keep. Close off the loop: a client can send the last reference to a
+      // device whose last close flushes or detaches it.
+      for (const fd of packet.fds) void native.closeAsync(fd).catch(() => undefined);
       if (!(error instanceof ProtocolViolation)) throw error;
       this.log.warn({ reason: error.message }, 'protocol violation; dropping connection');
       this.socket.close();
@@ -121,10 +131,10 @@ export class Connection {
           throw new BrokerError(ErrorCode.ERROR_CODE_UNSUPPORTED,
             `protocol version ${request.protocolVersion} is not supported; this daemon speaks ${PROTOCOL_VERSION}`);
         }
-        this.socket.send(encodeHello(request.id, this.ctx.serverVersion, ['open', 'list']));
+        this.socket.send(encodeHello(request.id, this.ctx.serverVersion, ['open', 'list', 'watch', 'wait']));
         return;
       case 'open': {
-        const opened = await this.ctx.opener.open(request.params, this.peer, trace);
+        const opened = await this.ctx.opener.open(request.params, this.peer, trace, this.closed.signal);
         // Step 5: one packet with the fd; our copy is closed whatever happens (PacketSocket).
         this.socket.send(encodeOpened(request.id, opened.device), opened.fd);
         return;
@@ -135,7 +145,12 @@ export class Connection {
         }
         return;
       case 'watch':
-        throw new BrokerError(ErrorCode.ERROR_CODE_UNSUPPORTED, 'watch is not supported yet');
+        if (this.stopWatching !== undefined) throw invalidArgument('this connection is already watching');
+        if (this.ctx.watchHub.count >= this.ctx.watchHub.maxWatchers) {
+          throw new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, `too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
+        }
+        this.stopWatching = this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet));
+        return;
     }
   }
 
@@ -145,17 +160,34 @@ export class Connection {
   }
 
   private requestStarted(): void {
-    if (++this.inFlight >= this.ctx.limits.maxInFlight) this.socket.pauseReading();
+    this.inFlight++;
+    this.updateReading();
     if (this.inFlight === 1) this.ctx.onActivity();
   }
 
   private requestEnded(): void {
-    if (--this.inFlight < this.ctx.limits.maxInFlight) this.socket.resumeReading();
+    this.inFlight--;
+    this.updateReading();
     if (this.inFlight === 0) this.ctx.onActivity();
   }
 
+  /**
+   * Back-pressure: new requests are read only while fewer than maxInFlight are being
+   * worked on and no response is waiting for the client to read it. A client that sends
+   * faster than it reads is slowed down, not dropped; one that stops reading altogether is
+   * dropped by the stall timeout, its queued fds closed.
+   */
+  private updateReading(): void {
+    if (this.inFlight < this.ctx.limits.maxInFlight && !this.socket.hasQueuedOutput) this.socket.resumeReading();
+    else this.socket.pauseReading();
+  }
+
   private onClose(reason: CloseReason): void {
-    if (reason.kind === 'output-overflow') this.log.warn('client does not read its responses; dropped with its queued fds');
+    this.closed.abort();
+    this.stopWatching?.();
+    if (reason.kind === 'output-overflow' || reason.kind === 'output-stalled') {
+      this.log.warn({ reason: reason.kind }, 'client does not read its responses; dropped with its queued fds');
+    }
     else if (reason.kind === 'error') this.log.warn({ err: reason.error }, 'connection failed');
     this.onClosed(this);
   }
@@ -168,7 +200,7 @@ function summarize(request: ParsedRequest): Record<string, unknown> | undefined 
       const p = request.params;
       return {
         diskseq: p.diskseq.toString(), partition: p.partition, access: p.access, exclusive: p.exclusive,
-        direct: p.direct, nonblock: p.nonblock, sync: p.sync, dsync: p.dsync, wait_ms: request.waitMs,
+        direct: p.direct, nonblock: p.nonblock, sync: p.sync, dsync: p.dsync, wait_ms: p.waitMs,
         expect: p.expect.size > 0 ? Object.fromEntries(p.expect) : undefined,
       };
     }

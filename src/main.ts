@@ -1,53 +1,100 @@
 /**
- * diskseqd's entry point: parse the command line, build the registry from sysfs, start
- * serving, and shut down in order on SIGTERM/SIGINT.
+ * diskseqd's entry point: parse the command line, load the policy, subscribe to uevents,
+ * build the registry from sysfs, start serving; reload the policy on SIGHUP; shut down in
+ * order on SIGTERM/SIGINT.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseCommandLine, USAGE, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
-import { Policy } from './policy/index.js';
+import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
+import { PrivateNodes } from './private-nodes.js';
 import { Registry } from './registry.js';
 import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
+import { UeventListener } from './uevents.js';
+import { WatchHub } from './watch-hub.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
 const SHUTDOWN_GRACE_MS = 5000;
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 
+/** The policy in force: the file if it exists (or was named), else the built-in default. */
+function loadPolicy(config: Config): Policy {
+  if (!config.policyFileGiven && !existsSync(config.policyFile)) return Policy.builtinDefault();
+  return Policy.fromFile(config.policyFile);
+}
+
 function run(config: Config): void {
   const log = createLogger(config.logLevel);
+  let policy = loadPolicy(config);
+  log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
+
   const sysfs = new Sysfs(config.sysfsRoot);
-  const registry = new Registry(sysfs, log);
+  let registry: Registry | undefined;
+  // Subscribe before the first scan so that nothing falls between them.
+  const uevents = new UeventListener({
+    onEvent: (event) => {
+      if (event.action === 'remove' && !event.isPartition) registry?.forget(event.name);
+      else registry?.refresh(event.name, event.action === 'change');
+    },
+    onOverrun: () => registry?.scan(),
+  }, log);
+  registry = new Registry(sysfs, log, () => uevents.drain());
   registry.scan();
-  const policy = Policy.builtinDefault();
-  const opener = new Opener(registry, sysfs, () => policy, log);
+  uevents.drain();
+
+  const opener = new Opener(registry, sysfs, () => policy, new PrivateNodes(), log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
   const server = new Server(
     { socketPath: config.socketPath, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
     {
-      opener, registry, log, serverVersion: VERSION,
+      opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
       limits: {
         maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
-        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxQueuedFds,
+        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxQueuedFds, stallTimeoutMs: config.stallTimeoutMs,
       },
     },
   );
   server.start();
   log.info({ socket: config.socketPath, disks: registry.size, version: VERSION }, 'serving');
 
+  process.on('SIGHUP', () => {
+    try {
+      policy = Policy.fromFile(config.policyFile);
+      log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy reloaded');
+    } catch (error) {
+      log.error({ error: describeError(error) }, 'policy reload failed; the old policy stays in force');
+    }
+  });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
     void server.shutdown(SHUTDOWN_GRACE_MS).then(() => {
+      uevents.close();
       log.info('stopped');
       process.exit(0);
     });
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+}
+
+function describeError(error: unknown): string {
+  return error instanceof PolicyError ? formatPolicyError(error) : (error as Error).message;
+}
+
+function checkPolicy(file: string): number {
+  try {
+    const policy = Policy.fromFile(file);
+    process.stdout.write(`${file}: valid (${policy.ruleNames.length} rules)\n`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`${describeError(error)}\n`);
+    return 1;
+  }
 }
 
 function main(argv: string[]): void {
@@ -58,16 +105,24 @@ function main(argv: string[]): void {
     process.stderr.write(`diskseqd: ${(error as Error).message}\nTry 'diskseqd --help'.\n`);
     process.exit(2);
   }
-  if (command.kind === 'help') process.stdout.write(USAGE);
-  else if (command.kind === 'version') process.stdout.write(`diskseqd ${VERSION}\n`);
-  else {
-    try {
-      run(command.config);
-    } catch (error) {
-      process.stderr.write(`diskseqd: ${(error as Error).message}\n`);
-      process.exit(1);
-    }
+  switch (command.kind) {
+    case 'help':
+      process.stdout.write(USAGE);
+      return;
+    case 'version':
+      process.stdout.write(`diskseqd ${VERSION}\n`);
+      return;
+    case 'check-policy':
+      process.exit(checkPolicy(command.file));
+    case 'run':
+      try {
+        run(command.config);
+      } catch (error) {
+        process.stderr.write(`diskseqd: ${describeError(error)}\n`);
+        process.exit(1);
+      }
   }
 }
 
 main(process.argv.slice(2));
+

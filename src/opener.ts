@@ -9,6 +9,7 @@ import { BrokerError, errnoOf, hasErrnoCode, notFound, permissionDenied } from '
 import type { Logger } from './log.js';
 import type { Access, DeviceFacts, OpenIntent, Peer, Policy } from './policy/index.js';
 import type { DiskEntry, PartitionEntry, Registry } from './registry.js';
+import type { PrivateNodes } from './private-nodes.js';
 import type { Sysfs } from './sysfs.js';
 import { ErrorCode, readFromParent } from './wire.js';
 
@@ -24,6 +25,8 @@ export interface OpenParams {
   dsync: boolean;
   /** Attribute key (from the allow-list) -> value that must hold. */
   expect: ReadonlyMap<string, string>;
+  /** How long to wait for a device (or partition) that can still appear; 0: do not wait. */
+  waitMs: number;
 }
 
 /** What the daemon tells the client about the device it opened. */
@@ -64,6 +67,14 @@ interface Mismatch {
 
 type Target = { disk: DiskEntry; part: PartitionEntry | undefined };
 
+/** Bounds on waiting for devices to appear. */
+export interface WaitLimits {
+  /** Longer wait_ms values are cut to this. */
+  maxWaitMs: number;
+  /** Requests that may wait at once, daemon-wide; beyond it RESOURCE_EXHAUSTED. */
+  maxWaiting: number;
+}
+
 /** Open errors that mean the device went away under us. */
 const GONE = ['ENOENT', 'ENXIO', 'ENODEV', 'ENOMEDIUM'];
 
@@ -72,7 +83,9 @@ export class Opener {
     private readonly registry: Registry,
     private readonly sysfs: Sysfs,
     private readonly policy: () => Policy,
+    private readonly privateNodes: PrivateNodes,
     private readonly log: Logger,
+    private readonly waitLimits: WaitLimits = { maxWaitMs: 600_000, maxWaiting: 4096 },
   ) {}
 
   /**
@@ -80,7 +93,8 @@ export class Opener {
    * Throws BrokerError: NOT_FOUND, STALE, PERMISSION_DENIED, BUSY, EXPECTATION_FAILED,
    * INTERNAL. A verification failure (steps a–d, g) is retried once after re-reading sysfs.
    */
-  async open(params: OpenParams, peer: Peer, trace: OpenTrace): Promise<VerifiedOpen> {
+  async open(params: OpenParams, peer: Peer, trace: OpenTrace, signal?: AbortSignal): Promise<VerifiedOpen> {
+    await this.waitUntilPresent(params, signal);
     const first = await this.attempt(params, peer, trace);
     if (first.kind !== 'mismatch') return first;
     this.log.debug({ why: first.why, name: first.name }, 'verification failed; re-reading sysfs');
@@ -97,7 +111,7 @@ export class Opener {
 
   private async attempt(params: OpenParams, peer: Peer, trace: OpenTrace): Promise<(VerifiedOpen & { kind: 'done' }) | Mismatch> {
     // 1. Resolve X (and N) to a dev_t through the registry.
-    const target = await this.resolve(params);
+    const target = this.resolve(params);
     const node = target.part ?? target.disk;
     trace.device = { name: node.name, major: node.major, minor: node.minor };
     const intent: OpenIntent = { access: params.access, exclusive: params.exclusive };
@@ -109,11 +123,11 @@ export class Opener {
     trace.rule = pre.rule;
     if (!pre.allowed) throw permissionDenied(pre.reason);
 
-    // 3. Open by the kernel's devtmpfs name. Only dev_ts sysfs listed get here.
+    // 3. Open. Only dev_ts sysfs listed get here.
     let fd: number;
     let probe: FdProbe;
     try {
-      ({ fd, probe } = await native.openDevice(`/dev/${node.devname}`, this.openFlags(params)));
+      ({ fd, probe } = await this.openNode(node, peer, params));
     } catch (error) {
       if (hasErrnoCode(error, ...GONE)) {
         return { kind: 'mismatch', name: node.name, why: `open: ${(error as Error).message}`, osErrno: errnoOf(error) };
@@ -133,7 +147,7 @@ export class Opener {
         const value = this.sysfs.attributeByDevt(probe.rdevMajor, probe.rdevMinor, key, fromParent);
         if (value !== undefined) read[key] = value;
         return value;
-      });
+      }, probe.readOnly);
       for (const [key, want] of params.expect) {
         const have = verified.attribute(key);
         if (have !== want) {
@@ -144,7 +158,6 @@ export class Opener {
       const decision = this.policy().decide(peer, verified, intent);
       trace.rule = decision.rule;
       if (!decision.allowed) throw permissionDenied(decision.reason);
-      const removable = verified.attribute('removable') === '1';
 
       // g. Re-check liveness and diskseq after the last sysfs read, right before delivery:
       //    the holder of a read-only loop can LOOP_CHANGE_FD it between c and here.
@@ -158,7 +171,8 @@ export class Opener {
         device: {
           diskseq: params.diskseq, partition: params.partition, name: node.name,
           major: probe.rdevMajor, minor: probe.rdevMinor, sizeBytes: last.size ?? 0n,
-          readOnly: verified.readOnly, removable, driver: verified.driver, attributes: read,
+          readOnly: verified.readOnly, removable: this.registry.isRemovable(target.disk), driver: verified.driver,
+          attributes: read,
         },
       };
     } catch (error) {
@@ -167,9 +181,47 @@ export class Opener {
     }
   }
 
+  /**
+   * With wait_ms: waits until X (and N) is in the index, or answers at once when it can no
+   * longer appear: an absent X at or below the highest diskseq seen, or the awaited
+   * partition's disk gone. The full open-and-verify follows either way.
+   */
+  private async waitUntilPresent(params: OpenParams, signal: AbortSignal | undefined): Promise<void> {
+    if (params.waitMs === 0) return;
+    const disk = this.registry.lookup(params.diskseq);
+    if (disk !== undefined && (params.partition === 0 || disk.partitions.has(params.partition))) return;
+    if (this.registry.waiting >= this.waitLimits.maxWaiting) {
+      throw new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, `too many waiting requests (limit ${this.waitLimits.maxWaiting})`);
+    }
+    const waitMs = Math.min(params.waitMs, this.waitLimits.maxWaitMs);
+    const failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal);
+    if (failure === 'timeout') {
+      throw new BrokerError(ErrorCode.ERROR_CODE_TIMEOUT, `diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms`);
+    }
+    if (failure === 'cancelled') throw new BrokerError(ErrorCode.ERROR_CODE_INTERNAL, 'request cancelled');
+    // 'gone' and null: step 1 gives the answer (NOT_FOUND, or the device).
+  }
+
+  /**
+   * Step 3. Root gets the kernel's devtmpfs name (root can reopen any node anyway: its
+   * grant is advisory). Any other peer gets a private node whose group and mode carry
+   * the grant, so a reopen through /dev/fd/N yields no more than was granted.
+   */
+  private async openNode(node: DiskEntry | PartitionEntry, peer: Peer, params: OpenParams) {
+    const flags = this.openFlags(params);
+    if (peer.uid === 0) return native.openDevice(`/dev/${node.devname}`, flags);
+    // A node for a removed loop minor would re-create that device when opened
+    // (CONFIG_BLOCK_LEGACY_AUTOLOAD): make sure sysfs still lists this dev_t.
+    const now = this.sysfs.readUevent(node.name);
+    if (now === null || now.major !== node.major || now.minor !== node.minor) {
+      throw Object.assign(new Error(`${node.name} is gone`), { code: 'ENODEV', errno: 19 });
+    }
+    return this.privateNodes.open(node.major, node.minor, peer.gid, params.access, flags);
+  }
+
   /** Step 1: X (and N) to an index entry, or NOT_FOUND. */
-  private async resolve(params: OpenParams): Promise<Target> {
-    const disk = await this.registry.resolve(params.diskseq);
+  private resolve(params: OpenParams): Target {
+    const disk = this.registry.lookup(params.diskseq);
     if (disk === undefined) throw notFound(`no disk with diskseq ${params.diskseq}`);
     if (params.partition === 0) return { disk, part: undefined };
     const part = disk.partitions.get(params.partition);
@@ -225,8 +277,11 @@ export class Opener {
     return undefined;
   }
 
-  /** Policy facts of a target, reading attributes lazily and at most once each. */
-  private facts(target: Target, read: (key: string, fromParent: boolean) => string | undefined): DeviceFacts {
+  /**
+   * Policy facts of a target, reading attributes lazily and at most once each. `readOnly`:
+   * the fd's BLKROGET answer when there is an fd, else the `ro` attribute decides.
+   */
+  private facts(target: Target, read: (key: string, fromParent: boolean) => string | undefined, readOnly: boolean | null = null): DeviceFacts {
     const cache = new Map<string, string | undefined>();
     const attribute = (key: string): string | undefined => {
       if (!cache.has(key)) cache.set(key, read(key, target.part !== undefined && readFromParent(key)));
@@ -239,7 +294,7 @@ export class Opener {
       driver: target.disk.driver,
       isLoop: target.disk.isLoop,
       get readOnly() {
-        return attribute('ro') === '1';
+        return readOnly ?? attribute('ro') === '1';
       },
       attribute,
     };

@@ -8,7 +8,7 @@ import Long from 'long';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 import { BrokerError, invalidArgument } from './errors.js';
 import type { OpenParams, DeviceSnapshot } from './opener.js';
-import type { Access } from './policy/index.js';
+import { isAttributeKey, type Access } from './policy/index.js';
 import { ATTRIBUTE_KEYS, EventKind, MAX_RESPONSE_BYTES, wire, type WireDevice } from './wire.js';
 
 /** A packet the daemon cannot accept at all; the connection is dropped. */
@@ -19,7 +19,7 @@ export class ProtocolViolation extends Error {
 /** A decoded, validated request. `id` is echoed verbatim in every response. */
 export type ParsedRequest =
   | { id: Long; kind: 'hello'; protocolVersion: number; clientName: string }
-  | { id: Long; kind: 'open'; params: OpenParams; waitMs: number }
+  | { id: Long; kind: 'open'; params: OpenParams }
   | { id: Long; kind: 'list'; includePartitions: boolean }
   | { id: Long; kind: 'watch' }
   | { id: Long; kind: 'invalid'; error: BrokerError };
@@ -29,8 +29,6 @@ const ACCESS_BY_WIRE: Record<number, Access> = {
   [wire.Access.ACCESS_READ_WRITE]: 'read-write',
   [wire.Access.ACCESS_WRITE_ONLY]: 'write-only',
 };
-
-const ALLOWED_KEYS = new Set(ATTRIBUTE_KEYS);
 
 /** Decodes one request packet; throws ProtocolViolation when it is not a Request. */
 export function decodeRequest(data: Uint8Array): ParsedRequest {
@@ -60,23 +58,22 @@ export function decodeRequest(data: Uint8Array): ParsedRequest {
   }
 }
 
-function validateOpen(open: diskseqd.v1.IOpenRequest): { params: OpenParams; waitMs: number } {
+function validateOpen(open: diskseqd.v1.IOpenRequest): { params: OpenParams } {
   const diskseq = BigInt(toLong(open.diskseq).toString());
   if (diskseq === 0n) throw invalidArgument('diskseq 0 is invalid');
   const access = ACCESS_BY_WIRE[open.access as number];
   if (access === undefined) throw invalidArgument(`unknown access mode ${open.access}`);
   const expect = new Map<string, string>();
   for (const [key, value] of Object.entries(open.expect ?? {})) {
-    if (!ALLOWED_KEYS.has(key)) throw invalidArgument(`attribute ${JSON.stringify(key)} is not one of: ${ATTRIBUTE_KEYS.join(', ')}`);
+    if (!isAttributeKey(key)) throw invalidArgument(`attribute ${JSON.stringify(key)} is not one of: ${ATTRIBUTE_KEYS.join(', ')}`);
     expect.set(key, value);
   }
   return {
     params: {
       diskseq, partition: (open.partition ?? 0) >>> 0, access, exclusive: open.exclusive === true,
       direct: open.direct === true, nonblock: open.nonblock === true, sync: open.sync === true,
-      dsync: open.dsync === true, expect,
+      dsync: open.dsync === true, expect, waitMs: (open.waitMs ?? 0) >>> 0,
     },
-    waitMs: (open.waitMs ?? 0) >>> 0,
   };
 }
 

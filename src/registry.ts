@@ -1,9 +1,11 @@
 /**
- * The registry: an index diskseq -> disk (and its partitions by number), built from sysfs.
- * It is a cache for speed only; correctness comes from verifying every opened fd. Lookups
- * never scan: diskseq only grows, so an X at or below the highest diskseq seen that is not
- * in the index is absent for good. Only an X above it may still appear; such a miss costs
- * one rescan, rate-limited and shared by every request waiting for it.
+ * The registry: an index diskseq -> disk (and its partitions by number), built from one
+ * sysfs scan and kept current by re-reading single devices when the kernel's uevents name
+ * them. It is a cache for speed only; correctness comes from verifying every opened fd.
+ *
+ * Lookups never scan. diskseq only grows, so an X at or below the highest diskseq seen
+ * that is not in the index is absent for good; only an X above it can still appear. Full
+ * rescans happen at start and after a uevent overrun, never because a client asked.
  */
 import type { Logger } from './log.js';
 import type { Sysfs, Uevent } from './sysfs.js';
@@ -32,24 +34,42 @@ export interface PartitionEntry {
   readonly disk: DiskEntry;
 }
 
-/** Options of the registry. */
-export interface RegistryOptions {
-  /** Lower bound between two miss-triggered rescans. */
-  minRescanIntervalMs: number;
+/** A change of the index, as watchers see it. Identity is (diskseq, partition). */
+export interface RegistryChange {
+  kind: 'added' | 'removed' | 'changed';
+  disk: DiskEntry;
+  /** Set for a partition's own change. */
+  part?: PartitionEntry;
+}
+
+/** Why a wait ended without the device. */
+export type WaitFailure = 'gone' | 'timeout' | 'cancelled';
+
+interface Waiter {
+  diskseq: bigint;
+  partition: number;
+  settle(failure: WaitFailure | null): void;
 }
 
 export class Registry {
   private readonly byDiskseq = new Map<bigint, DiskEntry>();
   private readonly byName = new Map<string, DiskEntry>();
+  /** Partition sysfs name -> its disk, so a removed partition still finds its parent. */
+  private readonly partitionOwner = new Map<string, DiskEntry>();
+  private readonly waiters = new Map<bigint, Set<Waiter>>();
+  private readonly listeners = new Set<(change: RegistryChange) => void>();
+  private readonly removable = new WeakMap<DiskEntry, boolean>();
+  private waiterCount = 0;
   private highest = 0n;
-  private lastScanEnd = 0;
-  private lastScanCost = 0;
-  private pendingRescan: Promise<void> | undefined;
 
+  /**
+   * @param drainEvents reads pending uevents before a miss is answered, so a device the
+   *   kernel already announced is never reported absent
+   */
   constructor(
     readonly sysfs: Sysfs,
     private readonly log: Logger,
-    private readonly options: RegistryOptions = { minRescanIntervalMs: 10 },
+    private readonly drainEvents: () => void = () => undefined,
   ) {}
 
   /** The highest diskseq seen on any disk, bound or not. */
@@ -62,6 +82,11 @@ export class Registry {
     return this.byDiskseq.size;
   }
 
+  /** Requests waiting for a device to appear. */
+  get waiting(): number {
+    return this.waiterCount;
+  }
+
   /** Every indexed disk, in no particular order. */
   disks(): IterableIterator<DiskEntry> {
     return this.byDiskseq.values();
@@ -72,120 +97,221 @@ export class Registry {
     return this.byDiskseq.get(diskseq);
   }
 
+  /** The disk with this diskseq, after handling any uevent already pending. */
+  lookup(diskseq: bigint): DiskEntry | undefined {
+    const hit = this.byDiskseq.get(diskseq);
+    if (hit !== undefined) return hit;
+    this.drainEvents();
+    return this.byDiskseq.get(diskseq);
+  }
+
+  /** Whether a disk is removable media; read once per disk instance, then remembered. */
+  isRemovable(disk: DiskEntry): boolean {
+    let removable = this.removable.get(disk);
+    if (removable === undefined) {
+      removable = this.sysfs.attributeByName(disk.name, 'removable', false) === '1';
+      this.removable.set(disk, removable);
+    }
+    return removable;
+  }
+
   /** Whether a diskseq not in the index could still appear (it is above all seen). */
   couldAppear(diskseq: bigint): boolean {
     return diskseq > this.highest;
   }
 
-  /**
-   * The disk with this diskseq. A miss above the highest diskseq seen waits for one shared,
-   * rate-limited rescan; any other miss answers at once.
-   */
-  async resolve(diskseq: bigint): Promise<DiskEntry | undefined> {
-    const hit = this.byDiskseq.get(diskseq);
-    if (hit !== undefined || !this.couldAppear(diskseq)) return hit;
-    await this.rescanSoon();
-    return this.byDiskseq.get(diskseq);
+  /** Subscribes to index changes; returns the unsubscribe function. */
+  subscribe(listener: (change: RegistryChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
-  /** Rebuilds the whole index from sysfs. */
+  /**
+   * Waits until disk `diskseq` (and its partition, when > 0) is in the index. Resolves
+   * null when it is; otherwise with why not: 'gone' as soon as it can no longer appear
+   * (an absent X at or below the highest seen, or the awaited partition's disk removed),
+   * 'timeout' after timeoutMs, 'cancelled' when the signal fires. Costs nothing while it
+   * waits: it is woken only by index changes that concern it.
+   */
+  waitFor(diskseq: bigint, partition: number, timeoutMs: number, signal?: AbortSignal): Promise<WaitFailure | null> {
+    const now = this.check(diskseq, partition);
+    if (now !== 'wait') return Promise.resolve(now);
+    return new Promise((resolve) => {
+      const onAbort = () => waiter.settle('cancelled');
+      const timer = setTimeout(() => waiter.settle('timeout'), timeoutMs);
+      const waiter: Waiter = {
+        diskseq, partition,
+        settle: (failure) => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          const set = this.waiters.get(diskseq);
+          if (set?.delete(waiter)) {
+            this.waiterCount--;
+            if (set.size === 0) this.waiters.delete(diskseq);
+          }
+          resolve(failure);
+        },
+      };
+      let set = this.waiters.get(diskseq);
+      if (set === undefined) this.waiters.set(diskseq, (set = new Set()));
+      set.add(waiter);
+      this.waiterCount++;
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Rebuilds the whole index from sysfs, telling watchers what changed. */
   scan(): void {
     const started = performance.now();
-    const names = this.sysfs.listBlockDevices();
+    const seen = new Set<string>();
     const partitions: Uevent[] = [];
-    this.byDiskseq.clear();
-    this.byName.clear();
-    for (const name of names) {
+    for (const name of this.sysfs.listBlockDevices()) {
       const uevent = this.sysfs.readUevent(name);
       if (uevent === null) continue;
-      if (uevent.isPartition) partitions.push(uevent);
-      else this.addDisk(uevent);
+      if (uevent.isPartition) {
+        partitions.push(uevent);
+        continue;
+      }
+      seen.add(name);
+      this.replace(name, this.entryFor(uevent), false);
     }
+    for (const [name, disk] of this.byName) if (!seen.has(name)) this.replace(name, undefined, false, disk);
+    const found = new Map<string, Uevent[]>();
     for (const uevent of partitions) {
-      const parentName = this.sysfs.parentOf(uevent.name);
-      const disk = parentName === null ? undefined : this.byName.get(parentName);
-      if (disk !== undefined) this.addPartition(disk, uevent);
+      const parent = this.sysfs.parentOf(uevent.name);
+      if (parent === null) continue;
+      let list = found.get(parent);
+      if (list === undefined) found.set(parent, (list = []));
+      list.push(uevent);
     }
-    this.lastScanEnd = performance.now();
-    this.lastScanCost = this.lastScanEnd - started;
-    this.log.debug({ disks: this.byDiskseq.size, ms: Math.round(this.lastScanCost * 10) / 10 }, 'sysfs scan');
+    for (const disk of this.byName.values()) this.syncPartitions(disk, found.get(disk.name) ?? []);
+    this.log.debug({ disks: this.byDiskseq.size, ms: Math.round((performance.now() - started) * 10) / 10 }, 'sysfs scan');
+    this.wakeWaiters();
   }
 
   /**
-   * Re-reads one device (for a partition: its parent disk) from sysfs and replaces what
-   * the index holds for that name. Used after a verification failure.
+   * Re-reads one device (for a partition: its parent disk) from sysfs and updates the
+   * index. `changeEvent`: the kernel sent a `change` for it, which under the same diskseq
+   * means its attributes (size, read-only) changed.
    */
-  refresh(name: string): void {
-    const old = this.byName.get(name);
-    if (old !== undefined) this.remove(old);
+  refresh(name: string, changeEvent = false): void {
+    const owner = this.partitionOwner.get(name);
+    if (owner !== undefined) return this.refresh(owner.name);
     const uevent = this.sysfs.readUevent(name);
-    if (uevent === null) return;
-    if (uevent.isPartition) {
+    if (uevent?.isPartition) {
       const parent = this.sysfs.parentOf(name);
       if (parent !== null) this.refresh(parent);
       return;
     }
-    const disk = this.addDisk(uevent);
-    if (disk === undefined) return;
-    for (const partName of this.sysfs.partitionsOf(name)) {
-      const partUevent = this.sysfs.readUevent(partName);
-      if (partUevent?.isPartition) this.addPartition(disk, partUevent);
+    const before = this.byName.get(name);
+    const disk = this.replace(name, uevent === null ? undefined : this.entryFor(uevent), changeEvent);
+    if (disk !== undefined) {
+      const partitions: Uevent[] = [];
+      for (const partName of this.sysfs.partitionsOf(name)) {
+        const partUevent = this.sysfs.readUevent(partName);
+        if (partUevent?.isPartition) partitions.push(partUevent);
+      }
+      this.syncPartitions(disk, partitions);
     }
+    if (before !== undefined || disk !== undefined) this.wakeWaiters();
   }
 
-  /** Drops a disk from the index (its name and diskseq). */
-  remove(disk: DiskEntry): void {
-    if (this.byDiskseq.get(disk.diskseq) === disk) this.byDiskseq.delete(disk.diskseq);
-    if (this.byName.get(disk.name) === disk) this.byName.delete(disk.name);
+  /** Drops a partition's parent or a disk by name; used when a removal is announced. */
+  forget(name: string): void {
+    const disk = this.byName.get(name);
+    if (disk === undefined) return;
+    this.replace(name, undefined, false, disk);
+    this.wakeWaiters();
   }
 
-  private addDisk(uevent: Uevent): DiskEntry | undefined {
+  /** A new entry for a disk uevent, or undefined when it must not be indexed. */
+  private entryFor(uevent: Uevent): DiskEntry | undefined {
     if (uevent.diskseq === null) return undefined;
     if (uevent.diskseq > this.highest) this.highest = uevent.diskseq;
     const driver = this.sysfs.driverOf(uevent.major);
     const isLoop = driver === 'loop';
-    // An unbound loop device has a diskseq (left by its last detach) but no content:
-    // an fd opened on it is not pinned and would follow the next attach.
+    // An unbound loop device has a diskseq (left by its last detach) but no content: an
+    // fd opened on it is not pinned and would follow the next attach.
     if (isLoop && !this.sysfs.isLoopBound(uevent.name)) return undefined;
-    const disk: DiskEntry = {
+    return {
       name: uevent.name, devname: uevent.devname, major: uevent.major, minor: uevent.minor,
       diskseq: uevent.diskseq, driver, isLoop, partitions: new Map(),
     };
-    const previous = this.byDiskseq.get(disk.diskseq);
-    if (previous !== undefined) this.remove(previous);
-    const sameName = this.byName.get(disk.name);
-    if (sameName !== undefined) this.remove(sameName);
-    this.byDiskseq.set(disk.diskseq, disk);
-    this.byName.set(disk.name, disk);
-    return disk;
   }
 
-  private addPartition(disk: DiskEntry, uevent: Uevent): void {
+  /**
+   * Puts `next` (or nothing) where `name` was. Identity is the diskseq: the same diskseq
+   * keeps the old entry (and, for a change event, reports 'changed'); a different one is a
+   * removal of the old instance and an addition of the new.
+   */
+  private replace(name: string, next: DiskEntry | undefined, changeEvent: boolean, old = this.byName.get(name)): DiskEntry | undefined {
+    if (old !== undefined && next !== undefined && old.diskseq === next.diskseq) {
+      if (changeEvent) this.emit({ kind: 'changed', disk: old });
+      return old;
+    }
+    if (old !== undefined) {
+      for (const part of old.partitions.values()) {
+        this.partitionOwner.delete(part.name);
+        this.emit({ kind: 'removed', disk: old, part });
+      }
+      this.byName.delete(name);
+      if (this.byDiskseq.get(old.diskseq) === old) this.byDiskseq.delete(old.diskseq);
+      this.emit({ kind: 'removed', disk: old });
+    }
+    if (next === undefined) return undefined;
+    const stale = this.byDiskseq.get(next.diskseq);
+    if (stale !== undefined) this.replace(stale.name, undefined, false, stale); // renamed under us
+    this.byName.set(name, next);
+    this.byDiskseq.set(next.diskseq, next);
+    this.emit({ kind: 'added', disk: next });
+    return next;
+  }
+
+  /** Makes a disk's partitions those in `found`, reporting additions and removals. */
+  private syncPartitions(disk: DiskEntry, found: Uevent[]): void {
     // Without LO_FLAGS_PARTSCAN, BLKPG partitions of a loop device survive its detach and
     // would be served from the next instance's bytes: never index them.
-    if (disk.isLoop && this.sysfs.attributeByName(disk.name, 'loop/partscan', false) !== '1') return;
-    if (uevent.diskseq !== disk.diskseq) return; // read across a re-attach; the next look fixes it
-    disk.partitions.set(uevent.partition, {
-      name: uevent.name, devname: uevent.devname, major: uevent.major, minor: uevent.minor,
-      partition: uevent.partition, disk,
-    });
+    const usable = !disk.isLoop || this.sysfs.attributeByName(disk.name, 'loop/partscan', false) === '1';
+    const next = new Map<number, Uevent>();
+    if (usable) for (const uevent of found) if (uevent.diskseq === disk.diskseq) next.set(uevent.partition, uevent);
+    for (const [number, part] of disk.partitions) {
+      const now = next.get(number);
+      if (now !== undefined && now.major === part.major && now.minor === part.minor && now.name === part.name) continue;
+      disk.partitions.delete(number);
+      this.partitionOwner.delete(part.name);
+      this.emit({ kind: 'removed', disk, part });
+    }
+    for (const [number, uevent] of next) {
+      if (disk.partitions.has(number)) continue;
+      const part: PartitionEntry = {
+        name: uevent.name, devname: uevent.devname, major: uevent.major, minor: uevent.minor, partition: number, disk,
+      };
+      disk.partitions.set(number, part);
+      this.partitionOwner.set(part.name, disk);
+      this.emit({ kind: 'added', disk, part });
+    }
   }
 
-  private rescanSoon(): Promise<void> {
-    this.pendingRescan ??= new Promise<void>((resolve) => {
-      // Rate limit: at least the minimum interval, and never more than ~10% of the time.
-      const gap = Math.max(this.options.minRescanIntervalMs, this.lastScanCost * 10);
-      const delay = Math.max(0, this.lastScanEnd + gap - performance.now());
-      setTimeout(() => {
-        this.pendingRescan = undefined;
-        try {
-          this.scan();
-        } catch (error) {
-          this.log.error({ err: error }, 'sysfs rescan failed');
-        }
-        resolve();
-      }, delay);
-    });
-    return this.pendingRescan;
+  private emit(change: RegistryChange): void {
+    for (const listener of this.listeners) listener(change);
+  }
+
+  /** Settles waiters whose device is now present, or can no longer appear. */
+  private wakeWaiters(): void {
+    if (this.waiterCount === 0) return;
+    for (const set of [...this.waiters.values()]) {
+      for (const waiter of [...set]) {
+        const state = this.check(waiter.diskseq, waiter.partition);
+        if (state !== 'wait') waiter.settle(state);
+      }
+    }
+  }
+
+  private check(diskseq: bigint, partition: number): null | 'gone' | 'wait' {
+    const disk = this.byDiskseq.get(diskseq);
+    if (disk === undefined) return this.couldAppear(diskseq) ? 'wait' : 'gone';
+    if (partition === 0 || disk.partitions.has(partition)) return null;
+    return 'wait'; // a present disk may still get the partition (BLKPG add)
   }
 }

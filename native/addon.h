@@ -1,0 +1,19 @@
+// Each file registers its own exports; addon.cc calls these from Init.
+#pragma once
+
+#include <napi.h>
+
+namespace diskseqd {
+
+/** openDevice, probeFd, probeFdSync, closeAsync, close, mknodBlock, constants. */
+void InitDevice(Napi::Env env, Napi::Object exports);
+/** SEQPACKET sockets: listen/accept/connect, recv/send with SCM_RIGHTS, peer credentials. */
+void InitSocket(Napi::Env env, Napi::Object exports);
+/** The kernel uevent netlink socket. */
+void InitUevent(Napi::Env env, Napi::Object exports);
+/** The Poller class (uv_poll on this environment's loop). */
+void InitPoller(Napi::Env env, Napi::Object exports);
+/** Loop device helpers for tests and benchmarks. */
+void InitLoop(Napi::Env env, Napi::Object exports);
+
+}  // namespace diskseqd
