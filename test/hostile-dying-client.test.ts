@@ -45,7 +45,8 @@ test('clients that die mid-request leak no fds in the daemon', async (t) => {
   if (!needsRoot(t)) return;
   t.timeout(60_000);
   const loop = createHostileLoop(t);
-  const daemon = await HostileDaemon.start(t);
+  // A short stall timeout: the peer that sends 1000 opens without reading is dropped soon.
+  const daemon = await HostileDaemon.start(t, ['--stall-timeout-ms', '500']);
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);

@@ -1,6 +1,7 @@
 // A client that pipelines opens and never reads (issue 3): once its socket buffer is full
-// the daemon queues the Opened packets and their fds; past --max-queued-fds it drops the
-// client and closes the queued fds. The daemon's fd count returns to the baseline while
+// the daemon queues the Opened packets and their fds (and stops reading the client's
+// requests); past --max-queued-fds, or after --stall-timeout-ms with output unread, it
+// drops the client and closes the queued fds. The daemon's fd count returns to the baseline while
 // the client is still connected (what the kernel already delivered sits in the client's
 // socket, not in the daemon), and the daemon keeps serving.
 import test from 'ava';
@@ -13,16 +14,16 @@ import { encodeRequest } from './helpers/hostile-packets.js';
 import { RawClient } from './helpers/hostile-raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
 
-const MAX_QUEUED_FDS = 4;
 /** Far more opens than the kernel buffers plus the daemon's queue can hold. */
 const MAX_REQUESTS = 50_000;
 const DROP_MSG = 'client does not read its responses; dropped with its queued fds';
 
-test('a client that pipelines opens and never reads is dropped and its queued fds are closed', async (t) => {
+const macro = test.macro(async (t, args: string[], reason: string) => {
   if (!needsRoot(t)) return;
   t.timeout(60_000);
   const loop = createHostileLoop(t);
-  const daemon = await HostileDaemon.start(t, ['--max-queued-fds', String(MAX_QUEUED_FDS)]);
+  const daemon = await HostileDaemon.start(t, args);
+  t.log(`daemon options: ${args.join(' ')}`);
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
@@ -52,7 +53,8 @@ test('a client that pipelines opens and never reads is dropped and its queued fd
   }
   t.log(`sent ${sent} opens without reading; then the send failed with ${ended}`);
   t.true(ended === 'EPIPE' || ended === 'ECONNRESET', `the daemon dropped the client (send ended with ${ended})`);
-  t.truthy(await daemon.waitForLog((l) => l.msg === DROP_MSG), 'the drop is logged as a client that does not read');
+  const logged = await daemon.waitForLog((l) => l.msg === DROP_MSG);
+  t.is(logged?.reason, reason, 'the drop is logged as a client that does not read, for the expected reason');
   t.is(daemon.count(DROP_MSG), 1, 'logged once');
 
   // The daemon closed what it had queued: back to the baseline while we are still connected.
@@ -81,3 +83,8 @@ test('a client that pipelines opens and never reads is dropped and its queued fd
   t.is(await daemon.settleFds(before.fds), before.fds);
   t.log(`daemon at the end: ${describeFootprint(daemon.footprint())}`);
 });
+
+test('a client that never reads is dropped when its queued fds exceed --max-queued-fds; queued fds closed', macro,
+  ['--max-queued-fds', '4', '--stall-timeout-ms', '600000'], 'output-overflow');
+test('a client that never reads is dropped after --stall-timeout-ms; queued fds closed', macro,
+  ['--max-queued-fds', '1000', '--stall-timeout-ms', '300'], 'output-stalled');

@@ -87,10 +87,11 @@ export function validRequest(rng: Rng, target: FuzzTarget): diskseqd.v1.IRequest
     const odd = rng.chance(0.3);
     return { id, hello: { protocolVersion: odd ? rng.pick([0, 2, 3, 255, 0xffffffff]) : 1, clientName: rng.chance(0.5) ? 'fuzz' : 'x'.repeat(rng.int(300)) } };
   }
-  // A list reads every attribute of every device: kept rare so the run stays short.
-  if (roll < 14) return { id, list: { includePartitions: rng.chance(0.5) } };
-  if (roll < 16) return { id, watch: {} };
-  if (roll < 20) return { id }; // no body
+  // A list, and the start of a watch, read every attribute of every device: kept rare so
+  // the run stays short.
+  if (roll < 13) return { id, list: { includePartitions: rng.chance(0.5) } };
+  if (roll < 14) return { id, watch: {} };
+  if (roll < 18) return { id }; // no body
   return { id, open: openRequest(rng, target) };
 }
 
@@ -118,6 +119,7 @@ function openRequest(rng: Rng, target: FuzzTarget): diskseqd.v1.IOpenRequest {
     nonblock: rng.chance(0.2),
     sync: rng.chance(0.1),
     dsync: rng.chance(0.1),
+    waitMs: rng.chance(0.1) ? 1 + rng.int(MAX_FUZZ_WAIT_MS) : 0,
     expect,
   };
 }
@@ -212,15 +214,19 @@ export function classify(data: Buffer, withFd: boolean): Expectation {
   }
 }
 
+/** Longest wait_ms a fuzzed open may carry (unless it opens the test's own whole disk). */
+export const MAX_FUZZ_WAIT_MS = 20;
+
 /**
  * Whether a decoded request is safe to send: an open must name the test's own device, 0,
- * or a diskseq at or above the foreign floor, and must not wait (a wait for a diskseq that
- * never appears would hold the request for up to 49 days).
+ * or a diskseq at or above the foreign floor; and it must not wait long (a wait for
+ * something that never appears holds the request until wait_ms, up to --max-wait-ms).
  */
 export function isSafe(request: diskseqd.v1.Request, target: FuzzTarget): boolean {
   if (request.body !== 'open' || request.open === null || request.open === undefined) return true;
   const diskseq = BigInt(Long.fromValue(request.open.diskseq ?? 0).toUnsigned().toString());
-  if (diskseq !== target.ownDiskseq && (request.open.waitMs ?? 0) !== 0) return false;
+  const answersAtOnce = diskseq === target.ownDiskseq && (request.open.partition ?? 0) === 0;
+  if (!answersAtOnce && (request.open.waitMs ?? 0) > MAX_FUZZ_WAIT_MS) return false;
   return diskseq === 0n || diskseq === target.ownDiskseq || diskseq >= target.foreignFloor;
 }
 
