@@ -3,7 +3,7 @@
  * fd; list and watch the daemon's devices; run a path-only tool with the LD_PRELOAD shim.
  * The usage text below is the reference; exit statuses are listed there.
  */
-import { spawn, type StdioOptions } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -244,12 +244,16 @@ async function runPreloaded(command: string[], socketPath: string | undefined): 
  */
 function runCommand(command: string[], stdio: StdioOptions, env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(command[0]!, command.slice(1), { stdio, env });
+    // Handlers first: a signal that arrives while (or right after) the child starts must
+    // reach the child, not kill this wrapper by the default action. Node runs the handler
+    // on a later turn of the loop, by when `child` is set.
     const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    let child: ChildProcess | undefined;
     const forward = (signal: NodeJS.Signals): void => {
-      child.kill(signal);
+      child?.kill(signal);
     };
     for (const signal of signals) process.on(signal, forward);
+    child = spawn(command[0]!, command.slice(1), { stdio, env });
     let done = false;
     const finish = (status: number): void => {
       if (done) return;

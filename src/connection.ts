@@ -5,14 +5,14 @@
  * operational failure becomes an Error response and the connection goes on.
  */
 import { native } from '../native/index.js';
-import { describeAll } from './device-info.js';
+import { describeGradually, listDevices } from './device-info.js';
 import { BrokerError, invalidArgument } from './errors.js';
 import type { Logger } from './log.js';
 import type { Opener, OpenTrace } from './opener.js';
 import { PacketSocket, type CloseReason, type IncomingPacket } from './packet-socket.js';
 import type { Peer } from './policy/index.js';
 import {
-  decodeRequest, encodeDeviceLists, encodeError, encodeHello, encodeOpened, ProtocolViolation, type ParsedRequest,
+  decodeRequest, DeviceListBuilder, encodeError, encodeHello, encodeOpened, ProtocolViolation, type ParsedRequest,
 } from './protocol.js';
 import type { Registry } from './registry.js';
 import type { WatchHub } from './watch-hub.js';
@@ -139,17 +139,24 @@ export class Connection {
         this.socket.send(encodeOpened(request.id, opened.device), opened.fd);
         return;
       }
-      case 'list':
-        for (const packet of encodeDeviceLists(request.id, describeAll(this.ctx.registry.sysfs, this.ctx.registry.disks(), request.includePartitions))) {
-          if (!this.socket.send(packet)) return;
+      case 'list': {
+        const builder = new DeviceListBuilder(request.id);
+        const devices = listDevices(this.ctx.registry.disks(), request.includePartitions);
+        for await (const device of describeGradually(this.ctx.registry.sysfs, devices)) {
+          const packet = builder.add(device);
+          if (packet !== undefined && !this.socket.send(packet)) return;
         }
+        this.socket.send(builder.finish());
         return;
+      }
       case 'watch':
         if (this.stopWatching !== undefined) throw invalidArgument('this connection is already watching');
         if (this.ctx.watchHub.count >= this.ctx.watchHub.maxWatchers) {
           throw new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, `too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
         }
-        this.stopWatching = this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet));
+        this.stopWatching = () => undefined; // one watch per connection, even while it starts
+        this.stopWatching = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close());
+        if (this.socket.isClosed) this.stopWatching(); // closed during the snapshot
         return;
     }
   }

@@ -158,6 +158,7 @@ export class Opener {
       const decision = this.policy().decide(peer, verified, intent);
       trace.rule = decision.rule;
       if (!decision.allowed) throw permissionDenied(decision.reason);
+      const removable = this.registry.isRemovable(target.disk);
 
       // g. Re-check liveness and diskseq after the last sysfs read, right before delivery:
       //    the holder of a read-only loop can LOOP_CHANGE_FD it between c and here.
@@ -171,8 +172,7 @@ export class Opener {
         device: {
           diskseq: params.diskseq, partition: params.partition, name: node.name,
           major: probe.rdevMajor, minor: probe.rdevMinor, sizeBytes: last.size ?? 0n,
-          readOnly: verified.readOnly, removable: this.registry.isRemovable(target.disk), driver: verified.driver,
-          attributes: read,
+          readOnly: verified.readOnly, removable, driver: verified.driver, attributes: read,
         },
       };
     } catch (error) {
