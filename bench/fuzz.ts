@@ -11,7 +11,8 @@
 import { parseArgs } from 'node:util';
 import { describeFootprint, HostileDaemon } from '../test/helpers/hostile-daemon.js';
 import { runFuzz, type FuzzStats } from '../test/helpers/hostile-fuzz.js';
-import { createHostileLoop, highestDiskseqNow } from '../test/helpers/hostile-loop.js';
+import { highestDiskseqNow } from '../test/helpers/hostile-packets.js';
+import { createLoop } from '../test/helpers/loop.js';
 
 /** The result of one bench run, for a bench runner that collects figures. */
 export interface FuzzBenchResult {
@@ -24,7 +25,7 @@ export interface FuzzBenchResult {
 
 /** Runs the fuzz bench with `packets` packets over `workers` connections. */
 export async function benchFuzz(packets: number, workers: number, seed: number): Promise<FuzzBenchResult> {
-  const loop = createHostileLoop();
+  const loop = createLoop();
   const daemon = await HostileDaemon.start(undefined).catch((error: unknown) => {
     loop.cleanup();
     throw error;

@@ -3,11 +3,12 @@
 // every violation must cost exactly its connection, logged once; afterwards the daemon
 // opens a device correctly and its fds and RSS are back at the baseline.
 import test from 'ava';
+import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
 import { runFuzz, type FuzzStats } from './helpers/hostile-fuzz.js';
-import { needsRoot } from './helpers/hostile-gate.js';
-import { createHostileLoop, highestDiskseqNow } from './helpers/hostile-loop.js';
+import { highestDiskseqNow } from './helpers/hostile-packets.js';
 import { checkValidOpen } from './helpers/hostile-requests.js';
+import { createLoop } from './helpers/loop.js';
 
 const PACKETS = 100_000;
 const WARMUP_PACKETS = 10_000;
@@ -30,7 +31,7 @@ test('100,000 fuzzed packets: requests answered, violations drop only their conn
   t.timeout(110_000);
   const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.log(`seed ${seed} (replay with FUZZ_SEED=${seed})`);
-  const loop = createHostileLoop(t);
+  const loop = createLoop({}, t);
   const daemon = await HostileDaemon.start(t);
   const target = { ownDiskseq: loop.diskseq, foreignFloor: highestDiskseqNow() + 1_000_000n };
   const fresh = daemon.footprint();

@@ -3,11 +3,11 @@
 // served client leaves, a new client is served normally, and the limit holds again.
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { diskseqd } from '../proto/gen/diskseqd.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
 import { encodeRequest } from './helpers/hostile-packets.js';
 import { RawClient } from './helpers/hostile-raw-client.js';
 import { ask, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
+import { diskseqd } from '../proto/gen/diskseqd.js';
 
 const LIMIT = 1024;
 const CLIENTS = 1100;

@@ -6,17 +6,17 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { needsRoot } from './helpers/hostile-gate.js';
-import { createHostileLoop, type HostileLoop } from './helpers/hostile-loop.js';
 import { encodeRequest } from './helpers/hostile-packets.js';
 import { RawClient } from './helpers/hostile-raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
+import { createLoop, type LoopFixture } from './helpers/loop.js';
 
 const PEER = fileURLToPath(new URL('./helpers/hostile-dying-peer.js', import.meta.url));
 
 /** Runs the dying peer until it has sent `count` opens and read `read` answers, then SIGKILLs it. */
-async function killMidRequest(socketPath: string, loop: HostileLoop, count: number, read: number): Promise<string> {
+async function killMidRequest(socketPath: string, loop: LoopFixture, count: number, read: number): Promise<string> {
   const child = spawn(process.execPath, [PEER, socketPath, loop.diskseq.toString(), String(count), String(read)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -44,7 +44,7 @@ async function killMidRequest(socketPath: string, loop: HostileLoop, count: numb
 test('clients that die mid-request leak no fds in the daemon', async (t) => {
   if (!needsRoot(t)) return;
   t.timeout(60_000);
-  const loop = createHostileLoop(t);
+  const loop = createLoop({}, t);
   // A short stall timeout: the peer that sends 1000 opens without reading is dropped soon.
   const daemon = await HostileDaemon.start(t, ['--stall-timeout-ms', '500']);
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');

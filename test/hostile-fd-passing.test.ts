@@ -8,12 +8,12 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { needsRoot } from './helpers/hostile-gate.js';
-import { createHostileLoop } from './helpers/hostile-loop.js';
 import { encodeRequest, MAX_REQUEST_BYTES } from './helpers/hostile-packets.js';
 import { RawClient } from './helpers/hostile-raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
+import { createLoop } from './helpers/loop.js';
 
 const VIOLATION_MSG = 'protocol violation; dropping connection';
 
@@ -52,7 +52,7 @@ async function eventually(check: () => boolean, timeoutMs = 5000): Promise<boole
 
 test('fds sent by a client are closed and cost it the connection, with nothing answered', async (t) => {
   if (!needsRoot(t)) return;
-  const loop = createHostileLoop(t);
+  const loop = createLoop({}, t);
   const daemon = await HostileDaemon.start(t);
   const dir = mkdtempSync(join(tmpdir(), 'diskseqd-hostile-fifo-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

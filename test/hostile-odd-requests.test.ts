@@ -3,19 +3,19 @@
 // must still answer a Hello and open a device at the end. Also the 4096-byte boundary and
 // a pipelined burst.
 import test from 'ava';
-import { diskseqd } from '../proto/gen/diskseqd.js';
+import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { needsRoot } from './helpers/hostile-gate.js';
-import { createHostileLoop, highestDiskseqNow } from './helpers/hostile-loop.js';
-import { encodeRequest, MAX_REQUEST_BYTES, varint } from './helpers/hostile-packets.js';
+import { encodeRequest, highestDiskseqNow, MAX_REQUEST_BYTES, varint } from './helpers/hostile-packets.js';
 import { RawClient } from './helpers/hostile-raw-client.js';
 import { ask, checkValidOpen, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
+import { createLoop } from './helpers/loop.js';
+import { diskseqd } from '../proto/gen/diskseqd.js';
 
 type Case = [name: string, request: diskseqd.v1.IRequest, expected: string[]];
 
 test('valid-but-odd requests get Error answers and the connection stays', async (t) => {
   if (!needsRoot(t)) return;
-  const loop = createHostileLoop(t);
+  const loop = createLoop({}, t);
   const daemon = await HostileDaemon.start(t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);

@@ -5,8 +5,8 @@
 import test from 'ava';
 import type Long from 'long';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { highestDiskseqNow } from './helpers/hostile-loop.js';
-import { encodeRequest } from './helpers/hostile-packets.js';
+
+import { encodeRequest, highestDiskseqNow } from './helpers/hostile-packets.js';
 import { RawClient } from './helpers/hostile-raw-client.js';
 import { ask, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
 

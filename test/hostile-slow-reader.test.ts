@@ -6,13 +6,13 @@
 // socket, not in the daemon), and the daemon keeps serving.
 import test from 'ava';
 import { closeSync } from 'node:fs';
-import { diskseqd } from '../proto/gen/diskseqd.js';
+import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { needsRoot } from './helpers/hostile-gate.js';
-import { createHostileLoop } from './helpers/hostile-loop.js';
 import { encodeRequest } from './helpers/hostile-packets.js';
 import { RawClient } from './helpers/hostile-raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
+import { createLoop } from './helpers/loop.js';
+import { diskseqd } from '../proto/gen/diskseqd.js';
 
 /** Far more opens than the kernel buffers plus the daemon's queue can hold. */
 const MAX_REQUESTS = 50_000;
@@ -21,7 +21,7 @@ const DROP_MSG = 'client does not read its responses; dropped with its queued fd
 const macro = test.macro(async (t, args: string[], reason: string) => {
   if (!needsRoot(t)) return;
   t.timeout(60_000);
-  const loop = createHostileLoop(t);
+  const loop = createLoop({}, t);
   const daemon = await HostileDaemon.start(t, args);
   t.log(`daemon options: ${args.join(' ')}`);
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');

@@ -7,6 +7,7 @@
  *
  * Everything is driven by a seeded PRNG so a failing run can be replayed from its seed.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import Long from 'long';
 import { diskseqd } from '../../proto/gen/diskseqd.js';
 
@@ -75,6 +76,23 @@ export interface FuzzTarget {
    * did not create.
    */
   foreignFloor: bigint;
+}
+
+/**
+ * The highest diskseq of any block device now (sysfs). Fuzzed opens of other diskseqs stay
+ * far above it, so they never touch a device the test did not create.
+ */
+export function highestDiskseqNow(): bigint {
+  let highest = 0n;
+  for (const name of readdirSync('/sys/class/block')) {
+    try {
+      const value = BigInt(readFileSync(`/sys/class/block/${name}/diskseq`, 'utf8').trim());
+      if (value > highest) highest = value;
+    } catch {
+      // Partitions have no diskseq file; devices can vanish while we read.
+    }
+  }
+  return highest;
 }
 
 const u64 = (v: bigint): Long => Long.fromString(v.toString(), true);

@@ -3,12 +3,13 @@
  * the generated code, read the answer, and the one check every hostile test ends with —
  * the daemon still opens a device correctly.
  */
-import { closeSync, readSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import Long from 'long';
 import { native } from '../../native/index.js';
 import { diskseqd } from '../../proto/gen/diskseqd.js';
 import { encodeRequest } from './hostile-packets.js';
-import type { HostileLoop } from './hostile-loop.js';
+import { readMarker } from './image.js';
+import type { LoopFixture } from './loop.js';
 import { RawClient } from './hostile-raw-client.js';
 
 const wire = diskseqd.v1;
@@ -55,10 +56,10 @@ export async function ask(client: RawClient, request: diskseqd.v1.IRequest, time
 
 /**
  * Opens `loop` read-only through the daemon on a fresh connection and checks the fd: one
- * fd, BLKGETDISKSEQ = the loop's diskseq, and its first bytes are the loop's marker.
+ * fd, BLKGETDISKSEQ = the loop's diskseq, and it reads the marker of the loop's image.
  * Returns what was wrong, or undefined when the open was correct.
  */
-export async function checkValidOpen(socketPath: string, loop: HostileLoop): Promise<string | undefined> {
+export async function checkValidOpen(socketPath: string, loop: LoopFixture): Promise<string | undefined> {
   const client = new RawClient(socketPath);
   try {
     const { response, fds } = await ask(client, { id: u64(424242), open: { diskseq: u64(loop.diskseq) } });
@@ -68,9 +69,8 @@ export async function checkValidOpen(socketPath: string, loop: HostileLoop): Pro
       if (fds.length !== 1) return `Opened came with ${fds.length} fds`;
       const probe = native.probeFdSync(fds[0]!);
       if (probe.diskseq !== loop.diskseq) return `fd has diskseq ${probe.diskseq}, expected ${loop.diskseq}`;
-      const head = Buffer.alloc(loop.marker.length);
-      readSync(fds[0]!, head, 0, head.length, 0);
-      if (!head.equals(loop.marker)) return `fd reads ${JSON.stringify(head.toString())}, not the loop's marker`;
+      const marker = readMarker(fds[0]!, loop.image.diskMarkerOffset);
+      if (marker !== loop.image.diskMarker) return `fd reads ${JSON.stringify(marker)}, not the loop's marker ${loop.image.diskMarker}`;
       return undefined;
     } finally {
       for (const fd of fds) closeSync(fd);
