@@ -153,7 +153,9 @@ async function worker(rng: Rng, options: FuzzOptions, budget: { left: number }, 
         const packet = nextPacket(rng, options.target, options.terminalKeep ?? 0.25);
         if (packet.exp.kind === 'request') {
           const id = Long.fromValue(packet.exp.request.id).toUnsigned().toString();
-          if (batch.has(id)) continue; // ids are unique within a batch so answers can be matched
+          // Ids are unique within a batch, and never those of a watch still streaming on
+          // this connection, so that every answer can be matched to its request.
+          if (batch.has(id) || streams.has(id)) continue;
           batch.set(id, { request: packet.exp.request, done: false });
         }
         budget.left--;
