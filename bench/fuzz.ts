@@ -55,7 +55,7 @@ export async function benchFuzz(packets: number, workers: number, seed: number):
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { packets: { type: 'string', default: '1000000' }, workers: { type: 'string', default: '8' }, seed: { type: 'string' } },
+    options: { packets: { type: 'string', default: '1000000' }, workers: { type: 'string', default: '16' }, seed: { type: 'string' } },
   });
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
   const result = await benchFuzz(Number(values.packets), Number(values.workers), seed);

@@ -54,11 +54,6 @@ export class RawClient {
     return this.ended;
   }
 
-  /** Packets received and not yet taken. */
-  get pending(): number {
-    return this.inbox.length;
-  }
-
   /**
    * Sends one packet (with `fd` in SCM_RIGHTS when >= 0; the caller keeps its fd). Waits
    * while the socket buffer is full. A failed send (peer gone) is an outcome, not a throw.
@@ -80,6 +75,7 @@ export class RawClient {
 
   /** Sends without waiting: 'again' when the socket buffer is full. */
   trySend(data: Buffer, fd = -1): SendOutcome | 'again' {
+    if (this.closed) return { sent: false, code: 'ECLOSED' }; // our fd number may be reused by now
     try {
       return native.send(this.fd, data, fd) ? { sent: true } : 'again';
     } catch (error) {
