@@ -1,6 +1,6 @@
 // A client that pipelines opens and never reads (issue 3): once its socket buffer is full
 // the daemon queues the Opened packets and their fds (and stops reading the client's
-// requests); past --max-queued-fds, or after --stall-timeout-ms with output unread, it
+// requests); past its output bounds, or after --stall-timeout-ms with output unread, it
 // drops the client and closes the queued fds. The daemon's fd count returns to the baseline while
 // the client is still connected (what the kernel already delivered sits in the client's
 // socket, not in the daemon), and the daemon keeps serving.
@@ -84,7 +84,10 @@ const macro = test.macro(async (t, args: string[], reason: string) => {
   t.log(`daemon at the end: ${describeFootprint(daemon.footprint())}`);
 });
 
-test('a client that never reads is dropped when its queued fds exceed --max-queued-fds; queued fds closed', macro,
-  ['--max-queued-fds', '4', '--stall-timeout-ms', '600000'], 'output-overflow');
+// The output bound, made to trip at the first queued response. (--max-queued-fds cannot be
+// tripped on purpose: reading stops while output is queued, so only requests already in
+// flight can add to the queue, at most --max-in-flight of them.)
+test('a client that never reads is dropped when its queued output exceeds --max-queued-bytes; queued fds closed', macro,
+  ['--max-queued-bytes', '1', '--stall-timeout-ms', '600000'], 'output-overflow');
 test('a client that never reads is dropped after --stall-timeout-ms; queued fds closed', macro,
   ['--max-queued-fds', '1000', '--stall-timeout-ms', '300'], 'output-stalled');
