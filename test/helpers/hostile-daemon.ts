@@ -35,6 +35,7 @@ const TAIL = 20;
 const running = new Set<ChildProcess>();
 let exitHook = false;
 
+/** A running daemon on a private socket (see the module comment). */
 export class HostileDaemon {
   readonly socketPath: string;
   private readonly dir: string;

@@ -59,6 +59,7 @@ export class Rng {
   u64(): bigint {
     return this.nextU64() >> BigInt(this.int(64));
   }
+  /** n random bytes. */
   bytes(n: number): Buffer {
     const out = Buffer.allocUnsafe(n);
     for (let i = 0; i < n; i++) out[i] = this.int(256);
@@ -162,6 +163,7 @@ export function varint(value: bigint, overlong = 0): Buffer {
 
 /** The mutations the fuzz applies, by name (for the statistics). */
 export const MUTATIONS = ['bitflip', 'truncate', 'extend', 'tag', 'huge-varint', 'splice', 'duplicate', 'length'] as const;
+/** One of MUTATIONS. */
 export type Mutation = typeof MUTATIONS[number];
 
 /** Applies one mutation to a valid encoding. */

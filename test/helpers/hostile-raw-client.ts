@@ -23,6 +23,7 @@ export type SendOutcome = { sent: true } | { sent: false; code: string };
 /** Receive buffer: the largest Response is 65536 bytes (DESIGN.md wire contract). */
 const RECEIVE_SIZE = 65536;
 
+/** One raw SOCK_SEQPACKET connection to the daemon (see the module comment). */
 export class RawClient {
   readonly fd: number;
   private readonly poller: Poller;
