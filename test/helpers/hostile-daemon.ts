@@ -17,6 +17,10 @@ import { fileURLToPath } from 'node:url';
 /** The repository root (this file runs from dist/test/helpers/). */
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
+/** The node flags of bin/diskseqd.js's `#!/usr/bin/env -S node ...` line: test what users run. */
+const SHEBANG_NODE_FLAGS: string[] = readFileSync(join(REPO_ROOT, 'bin', 'diskseqd.js'), 'utf8').split('\n')[0]!
+  .split(/\s+/).filter((word) => word.startsWith('--'));
+
 /** One parsed pino line. */
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
 
@@ -51,7 +55,7 @@ export class HostileDaemon {
     this.dir = mkdtempSync(join(tmpdir(), 'diskseqd-hostile-'));
     this.socketPath = join(this.dir, 'd.sock');
     // HOSTILE_DAEMON_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is for diagnosis.
-    const nodeArgs = (process.env.HOSTILE_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    const nodeArgs = [...SHEBANG_NODE_FLAGS, ...(process.env.HOSTILE_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')];
     this.child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'bin', 'diskseqd.js'), '--socket', this.socketPath, ...extraArgs],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(this.child);
