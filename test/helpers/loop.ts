@@ -1,0 +1,280 @@
+/**
+ * Loop-device fixtures for tests and benchmarks: claim a free loop device race-free,
+ * attach a backing file with known content, add GPT partitions through BLKPG (partx),
+ * re-attach another file to the same device ("same name, new diskseq"), and always clean
+ * up — on t.teardown and, as a safety net, on process exit. Never touches a loop device
+ * it did not claim itself.
+ *
+ * Ownership: a fixture holds one non-exclusive fd on /dev/loopN while attached. That fd
+ * pins the binding (KERNEL-FACTS: an fd opened while bound keeps its device) without
+ * O_EXCL, so the daemon's exclusive opens remain possible. Detach is LOOP_CLR_FD on it and
+ * then its close (the real detach happens at the last close).
+ */
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native } from '../../native/index.js';
+import { createImage, type ImageLayout, type ImageSpec } from './image.js';
+
+/** Anything with ava's teardown (an ExecutionContext), so benches can pass nothing. */
+export interface TeardownHost {
+  teardown(fn: () => void | Promise<void>): void;
+}
+
+/** How to create a loop fixture. */
+export interface LoopOptions extends ImageSpec {
+  /** Attach with LO_FLAGS_PARTSCAN (default false). */
+  partscan?: boolean;
+  /** Run `partx --add` after attaching when the image has partitions (default true). */
+  addPartitions?: boolean;
+}
+
+const live = new Set<{ cleanup(): void }>();
+let exitHookInstalled = false;
+
+/** Registers `owner` for cleanup at process exit, whatever else happens. */
+function trackForExit(owner: { cleanup(): void }): void {
+  live.add(owner);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const o of [...live]) {
+      try {
+        o.cleanup();
+      } catch {
+        // Best effort at exit: keep cleaning the others.
+      }
+    }
+  });
+}
+
+/** Sleeps synchronously (the fixtures are synchronous; waits here are short). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** The kernel's diskseq of block device `name` (e.g. loop3), from sysfs. */
+export function sysfsDiskseq(name: string): bigint {
+  return BigInt(readFileSync(`/sys/block/${name}/diskseq`, 'utf8').trim());
+}
+
+/** True while /sys/block/loopN says the loop device has a backing file. */
+export function loopIsBound(index: number): boolean {
+  return existsSync(`/sys/block/loop${index}/loop/backing_file`);
+}
+
+function run(cmd: string, args: string[]): void {
+  try {
+    execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (error) {
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${stderr || String(error)}`);
+  }
+}
+
+/** One loop device this process claimed, attached to a file it created. */
+export class LoopFixture {
+  /** N of /dev/loopN. */
+  readonly index: number;
+  readonly partscan: boolean;
+  /** The temp directory holding this fixture's backing files (removed at cleanup). */
+  readonly dir: string;
+  /** The current image (replaced by reattach). */
+  image!: ImageLayout;
+  /** The current disk instance's diskseq (replaced by reattach). */
+  diskseq = 0n;
+  private holderFd = -1;
+  private partitionsAdded = false;
+  private readonly addPartitions: boolean;
+  private generation = 0;
+  private cleaned = false;
+
+  /** Use createLoop(). Takes ownership of `exclusiveFd` (the claimed, unbound device). */
+  constructor(exclusiveFd: number, index: number, options: LoopOptions) {
+    this.index = index;
+    this.partscan = options.partscan ?? false;
+    this.addPartitions = options.addPartitions ?? true;
+    this.dir = mkdtempSync(join(tmpdir(), `diskseqd-loop${index}-`));
+    trackForExit(this);
+    try {
+      this.attach(exclusiveFd, options);
+    } catch (error) {
+      this.cleanup();
+      throw error;
+    }
+  }
+
+  /** loopN */
+  get name(): string {
+    return `loop${this.index}`;
+  }
+
+  /** /dev/loopN */
+  get devPath(): string {
+    return `/dev/loop${this.index}`;
+  }
+
+  /** The kernel name of partition n, e.g. loop3p1. */
+  partitionName(n: number): string {
+    return `${this.name}p${n}`;
+  }
+
+  /** True while this fixture holds a binding. */
+  get attached(): boolean {
+    return this.holderFd >= 0;
+  }
+
+  /**
+   * Attaches a new image through `exclusiveFd` (owned from here; closed here whatever
+   * happens), then swaps to a non-exclusive holder fd.
+   */
+  private attach(exclusiveFd: number, spec: ImageSpec): void {
+    try {
+      this.image = createImage(join(this.dir, `image-${this.generation++}.img`), spec);
+      const backing = openSync(this.image.path, 'r+');
+      try {
+        const flags = this.partscan ? native.constants.LO_FLAGS_PARTSCAN : 0;
+        native.loopConfigure(exclusiveFd, backing, flags, 0, 0);
+      } finally {
+        closeSync(backing);
+      }
+      this.holderFd = openSync(this.devPath, constants.O_RDONLY);
+    } finally {
+      native.close(exclusiveFd);
+    }
+    const probe = native.probeFdSync(this.holderFd);
+    if (probe.loopBound !== true || probe.diskseq === null) {
+      throw new Error(`${this.name}: not bound after LOOP_CONFIGURE (probe ${JSON.stringify(probe, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))})`);
+    }
+    this.diskseq = probe.diskseq;
+    const fromSysfs = sysfsDiskseq(this.name);
+    if (fromSysfs !== this.diskseq) throw new Error(`${this.name}: BLKGETDISKSEQ ${this.diskseq} != sysfs ${fromSysfs}`);
+    if (this.image.partitions.length > 0 && this.addPartitions) {
+      this.partitionsAdded = true;
+      run('partx', ['--add', this.devPath]);
+      for (const p of this.image.partitions) {
+        if (!existsSync(`/dev/${this.partitionName(p.number)}`)) throw new Error(`partx --add did not create /dev/${this.partitionName(p.number)}`);
+      }
+    }
+  }
+
+  /**
+   * Detaches: deletes BLKPG partitions (they would survive a detach without PARTSCAN),
+   * LOOP_CLR_FD, closes the holder, and waits until the device is unbound. Returns false
+   * when someone else still holds it open (the detach then completes at their close).
+   */
+  detach(waitMs = 5000): boolean {
+    if (this.holderFd < 0) return true;
+    if (this.partitionsAdded) {
+      run('partx', ['--delete', this.devPath]);
+      this.partitionsAdded = false;
+    }
+    try {
+      native.loopClear(this.holderFd);
+    } finally {
+      closeSync(this.holderFd);
+      this.holderFd = -1;
+    }
+    for (let waited = 0; loopIsBound(this.index); waited += 5) {
+      if (waited >= waitMs) return false;
+      sleepSync(5);
+    }
+    return true;
+  }
+
+  /**
+   * Same device name, new disk instance: detaches, re-claims /dev/loopN with O_EXCL and
+   * attaches a freshly created image. Fails clearly when the detach cannot complete or
+   * another process claimed the device in between.
+   */
+  reattach(spec: ImageSpec = {}): void {
+    const oldDiskseq = this.diskseq;
+    if (!this.detach()) throw new Error(`${this.name}: still bound 5 s after detach (an fd on it was not closed)`);
+    let fd: number;
+    try {
+      fd = openSync(this.devPath, constants.O_RDWR | constants.O_EXCL);
+    } catch (error) {
+      throw new Error(`${this.name}: could not re-claim it after detach (${(error as NodeJS.ErrnoException).code}); another process took it`);
+    }
+    if (native.probeFdSync(fd).loopBound !== false) {
+      closeSync(fd);
+      throw new Error(`${this.name}: bound by another process right after our detach; not touching it`);
+    }
+    this.attach(fd, spec);
+    if (this.diskseq <= oldDiskseq) throw new Error(`${this.name}: diskseq did not grow (${oldDiskseq} -> ${this.diskseq})`);
+  }
+
+  /** Detaches (best effort) and removes the backing files; idempotent. */
+  cleanup(): void {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    live.delete(this);
+    try {
+      if (this.holderFd >= 0) {
+        if (this.partitionsAdded) {
+          try {
+            run('partx', ['--delete', this.devPath]);
+          } catch (error) {
+            console.error(`loop fixture cleanup: ${(error as Error).message}`);
+          }
+          this.partitionsAdded = false;
+        }
+        try {
+          native.loopClear(this.holderFd);
+        } catch (error) {
+          console.error(`loop fixture cleanup: LOOP_CLR_FD on ${this.name}: ${(error as Error).message}`);
+        }
+        closeSync(this.holderFd);
+        this.holderFd = -1;
+      }
+    } finally {
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * Claims a free loop device and attaches a new image described by `options`. Cleanup is
+ * registered on `t` (when given) and at process exit.
+ */
+export function createLoop(options: LoopOptions = {}, t?: TeardownHost): LoopFixture {
+  const { fd, index } = native.loopClaim();
+  const fixture = new LoopFixture(fd, index, options);
+  t?.teardown(() => fixture.cleanup());
+  return fixture;
+}
+
+/** A free loop device held O_EXCL and left unbound, so nobody can attach to it meanwhile. */
+export interface UnboundLoop {
+  index: number;
+  name: string;
+  /** The diskseq it carries while unbound (left by its last detach). */
+  diskseq: bigint;
+  /** Closes the exclusive fd; idempotent. */
+  release(): void;
+}
+
+/** Claims a free loop device and keeps it unbound (held with O_EXCL) until released. */
+export function claimUnboundLoop(t?: TeardownHost): UnboundLoop {
+  const { fd, index } = native.loopClaim();
+  let held = true;
+  const owner = {
+    cleanup(): void {
+      if (!held) return;
+      held = false;
+      live.delete(owner);
+      native.close(fd);
+    },
+  };
+  trackForExit(owner);
+  try {
+    const name = `loop${index}`;
+    const diskseq = sysfsDiskseq(name);
+    t?.teardown(() => owner.cleanup());
+    return { index, name, diskseq, release: () => owner.cleanup() };
+  } catch (error) {
+    owner.cleanup();
+    throw error;
+  }
+}

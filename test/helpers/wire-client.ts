@@ -1,0 +1,230 @@
+/**
+ * A minimal protocol-level client for tests: speaks the wire contract directly (protobuf
+ * over SEQPACKET through the shared PacketSocket), so tests observe exactly what the
+ * daemon sends — error codes, fds per packet, dropped connections — independently of the
+ * client library. Also sends arbitrary raw packets, with or without an fd, for hostile
+ * tests.
+ *
+ * Ownership: fds that arrive with a response belong to whoever awaits that response; fds
+ * that arrive unexpectedly (with no waiter, or more than one per packet) are closed here
+ * and counted in `strayFds`.
+ */
+import Long from 'long';
+import { native } from '../../native/index.js';
+import { diskseqd } from '../../proto/gen/diskseqd.js';
+import { PacketSocket, type CloseReason } from '../../src/packet-socket.js';
+import { MAX_RESPONSE_BYTES } from '../../src/wire.js';
+
+type Response = diskseqd.v1.Response;
+
+/** Fields of an open request, in test-friendly types. */
+export interface OpenParams {
+  diskseq: bigint | number;
+  partition?: number;
+  access?: 'ro' | 'rw' | 'wo';
+  exclusive?: boolean;
+  direct?: boolean;
+  nonblock?: boolean;
+  sync?: boolean;
+  dsync?: boolean;
+  waitMs?: number;
+  expect?: Record<string, string>;
+}
+
+/** A device as the daemon described it, with bigint diskseq. */
+export interface DeviceInfo {
+  diskseq: bigint;
+  partition: number;
+  name: string;
+  major: number;
+  minor: number;
+  sizeBytes: bigint;
+  readOnly: boolean;
+  driver: string;
+  attributes: Record<string, string>;
+}
+
+/** The outcome of one open: an fd the caller now owns, or the daemon's error. */
+export type OpenOutcome =
+  | { ok: true; fd: number; device: DeviceInfo }
+  | { ok: false; code: string; message: string; osErrno: number };
+
+interface Waiter {
+  resolve(value: { response: Response; fds: number[] }[]): void;
+  reject(error: Error): void;
+  parts: { response: Response; fds: number[] }[];
+  multi: boolean;
+}
+
+const ACCESS = { ro: 0, rw: 1, wo: 2 } as const;
+
+/** Converts a wire Device into DeviceInfo. */
+export function deviceInfo(d: diskseqd.v1.IDevice | null | undefined): DeviceInfo {
+  return {
+    diskseq: BigInt((d?.diskseq ?? 0).toString()),
+    partition: d?.partition ?? 0,
+    name: d?.name ?? '',
+    major: d?.major ?? 0,
+    minor: d?.minor ?? 0,
+    sizeBytes: BigInt((d?.sizeBytes ?? 0).toString()),
+    readOnly: d?.readOnly ?? false,
+    driver: d?.driver ?? '',
+    attributes: { ...(d?.attributes ?? {}) },
+  };
+}
+
+/** The symbolic name of a wire ErrorCode, e.g. 'NOT_FOUND'. */
+export function codeName(code: number | null | undefined): string {
+  return (diskseqd.v1.ErrorCode[code ?? 0] ?? `ERROR_CODE_${code}`).replace(/^ERROR_CODE_/, '');
+}
+
+/** One connection to the daemon. */
+export class WireClient {
+  private readonly socket: PacketSocket;
+  private readonly waiters = new Map<string, Waiter>();
+  private nextId = 1n;
+  private closeReason: CloseReason | undefined;
+  private readonly closeWaiters: ((reason: CloseReason) => void)[] = [];
+  /** fds received with no one to hand them to (closed on arrival). */
+  strayFds = 0;
+  /** Packets the daemon sent that did not decode or matched no request. */
+  strayPackets = 0;
+
+  private constructor(fd: number) {
+    this.socket = new PacketSocket(fd, { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4096, maxQueuedBytes: 16 << 20, maxQueuedFds: 64 }, {
+      onPacket: (packet) => this.onPacket(packet.data, packet.fds),
+      onClose: (reason) => this.onClose(reason),
+    });
+  }
+
+  /** Connects to the daemon's socket (a blocking connect; fine for tests). */
+  static connect(socketPath: string): WireClient {
+    return new WireClient(native.connectSeqpacket(socketPath, true));
+  }
+
+  /** Why the connection closed, once it has. */
+  get closed(): CloseReason | undefined {
+    return this.closeReason;
+  }
+
+  /** Resolves with the close reason when the connection closes (at once if it has). */
+  whenClosed(): Promise<CloseReason> {
+    if (this.closeReason) return Promise.resolve(this.closeReason);
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  /**
+   * Sends raw bytes as one packet, with `fd` in SCM_RIGHTS when >= 0. Ownership of `fd`
+   * passes to this client (it is closed once sent or when the connection closes).
+   */
+  sendRaw(bytes: Uint8Array, fd = -1): boolean {
+    return this.socket.send(Buffer.from(bytes), fd);
+  }
+
+  /** Sends one Request and resolves with its single response (and any fds with it). */
+  async request(body: Omit<diskseqd.v1.IRequest, 'id'>): Promise<{ response: Response; fds: number[] }> {
+    const [first] = await this.exchange(body, false);
+    return first!;
+  }
+
+  /** Sends an open request; resolves with an owned fd or the daemon's error code. */
+  async open(params: OpenParams): Promise<OpenOutcome> {
+    const open = {
+      diskseq: Long.fromString(params.diskseq.toString(), true),
+      partition: params.partition ?? 0,
+      access: ACCESS[params.access ?? 'ro'],
+      exclusive: params.exclusive ?? false,
+      direct: params.direct ?? false,
+      nonblock: params.nonblock ?? false,
+      sync: params.sync ?? false,
+      dsync: params.dsync ?? false,
+      waitMs: params.waitMs ?? 0,
+      expect: params.expect ?? {},
+    };
+    const { response, fds } = await this.request({ open });
+    if (response.opened) {
+      if (fds.length !== 1) {
+        for (const fd of fds) native.close(fd);
+        throw new Error(`Opened response carried ${fds.length} fds, not exactly 1`);
+      }
+      return { ok: true, fd: fds[0]!, device: deviceInfo(response.opened.device) };
+    }
+    for (const fd of fds) native.close(fd);
+    if (fds.length > 0) throw new Error(`error response carried ${fds.length} fds`);
+    const e = response.error;
+    if (!e) throw new Error(`unexpected response to open: ${JSON.stringify(response.toJSON())}`);
+    return { ok: false, code: codeName(e.code), message: e.message ?? '', osErrno: e.osErrno ?? 0 };
+  }
+
+  /** Lists devices (all parts of a multi-packet DeviceList). */
+  async list(includePartitions = true): Promise<DeviceInfo[]> {
+    const parts = await this.exchange({ list: { includePartitions } }, true);
+    const devices: DeviceInfo[] = [];
+    for (const { response, fds } of parts) {
+      for (const fd of fds) native.close(fd);
+      if (response.error) throw new Error(`list failed: ${codeName(response.error.code)}: ${response.error.message}`);
+      for (const d of response.devices?.devices ?? []) devices.push(deviceInfo(d));
+    }
+    return devices;
+  }
+
+  /** Closes the connection (idempotent); pending requests reject. */
+  close(): void {
+    this.socket.close();
+  }
+
+  private exchange(body: Omit<diskseqd.v1.IRequest, 'id'>, multi: boolean): Promise<{ response: Response; fds: number[] }[]> {
+    const id = this.nextId++;
+    const bytes = diskseqd.v1.Request.encode({ ...body, id: Long.fromString(id.toString(), true) }).finish();
+    return new Promise((resolve, reject) => {
+      if (this.closeReason) {
+        reject(new Error(`connection closed (${this.closeReason.kind})`));
+        return;
+      }
+      this.waiters.set(id.toString(), { resolve, reject, parts: [], multi });
+      if (!this.socket.send(Buffer.from(bytes))) {
+        this.waiters.delete(id.toString());
+        reject(new Error('send failed: connection closed'));
+      }
+    });
+  }
+
+  private onPacket(data: Buffer, fds: number[]): void {
+    let response: Response;
+    try {
+      response = diskseqd.v1.Response.decode(data);
+    } catch {
+      this.strayPackets++;
+      this.closeStray(fds);
+      return;
+    }
+    const key = BigInt(response.id.toString()).toString();
+    const waiter = this.waiters.get(key);
+    if (!waiter) {
+      this.strayPackets++;
+      this.closeStray(fds);
+      return;
+    }
+    waiter.parts.push({ response, fds });
+    if (waiter.multi && response.devices?.more) return;
+    this.waiters.delete(key);
+    waiter.resolve(waiter.parts);
+  }
+
+  private closeStray(fds: number[]): void {
+    for (const fd of fds) {
+      this.strayFds++;
+      native.close(fd);
+    }
+  }
+
+  private onClose(reason: CloseReason): void {
+    this.closeReason = reason;
+    for (const [key, waiter] of this.waiters) {
+      this.waiters.delete(key);
+      for (const part of waiter.parts) for (const fd of part.fds) native.close(fd);
+      waiter.reject(new Error(`connection closed (${reason.kind}) before the response`));
+    }
+    for (const resolve of this.closeWaiters.splice(0)) resolve(reason);
+  }
+}

@@ -1,0 +1,56 @@
+// Opening a whole disk by diskseq: the delivered fd is bound to exactly that disk
+// instance (checked on the fd by the kernel, not by what the daemon says) and reads the
+// backing file's bytes.
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { native } from '../native/index.js';
+import { expectOpened, startBroker } from './helpers/broker.js';
+import { needsRoot } from './helpers/ci.js';
+import { readMarker } from './helpers/image.js';
+import { createLoop } from './helpers/loop.js';
+
+test('whole disk by diskseq: BLKGETDISKSEQ on the fd is X and the fd reads the marker', async (t) => {
+  if (!needsRoot(t)) return;
+  const loop = createLoop({}, t);
+  const { client, daemon } = await startBroker(t);
+
+  const { fd, device } = expectOpened(t, await client.open({ diskseq: loop.diskseq }));
+  const probe = native.probeFdSync(fd);
+  t.is(probe.diskseq, loop.diskseq, 'the kernel says the fd is bound to instance X');
+  t.is(probe.loopBound, true);
+  t.is(probe.mode & native.constants.S_IFMT, native.constants.S_IFBLK);
+  t.is(`${probe.rdevMajor}:${probe.rdevMinor}`, readFileSync(`/sys/block/${loop.name}/dev`, 'utf8').trim());
+  t.is(readMarker(fd, loop.image.diskMarkerOffset), loop.image.diskMarker);
+
+  t.is(device.diskseq, loop.diskseq);
+  t.is(device.partition, 0);
+  t.is(device.name, loop.name);
+  t.is(device.sizeBytes, BigInt(loop.image.sizeBytes));
+
+  const audit = await daemon.waitForLog((l) => l.msg === 'audit' && l.op === 'open', 5000, 'the audit line of the open');
+  t.is(audit.decision, 'allow');
+  t.is(audit.code, 'OK');
+  t.like(audit, { peer: { uid: 0, pid: process.pid } });
+  t.like(audit, { device: { name: loop.name } });
+  t.is(typeof audit.us, 'number');
+});
+
+test('list shows the disk and, with include_partitions, its partitions with the parent diskseq', async (t) => {
+  if (!needsRoot(t)) return;
+  const loop = createLoop({ partitionsMiB: [2, 2], partscan: true }, t);
+  const { client } = await startBroker(t);
+
+  const disks = await client.list(false);
+  const disk = disks.find((d) => d.name === loop.name);
+  t.truthy(disk, `${loop.name} listed`);
+  t.is(disk?.diskseq, loop.diskseq);
+  t.false(disks.some((d) => d.partition !== 0), 'no partitions without include_partitions');
+
+  const all = await client.list(true);
+  for (const p of loop.image.partitions) {
+    const entry = all.find((d) => d.name === loop.partitionName(p.number));
+    t.truthy(entry, `${loop.partitionName(p.number)} listed`);
+    t.is(entry?.diskseq, loop.diskseq);
+    t.is(entry?.partition, p.number);
+  }
+});
