@@ -7,6 +7,7 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/index.js';
+import type { Client } from '../client/index.js';
 import type { WireClient } from '../test/helpers/wire-client.js';
 
 /** Latency summary of one measured series, in microseconds. */
@@ -86,4 +87,16 @@ export async function throughput(clients: WireClient[], diskseq: bigint, total: 
   const t0 = performance.now();
   await Promise.all(clients.flatMap((c) => Array.from({ length: depth }, () => worker(c))));
   return total / ((performance.now() - t0) / 1000);
+}
+
+/** Like roundTrip, through the client library (which re-checks BLKGETDISKSEQ itself). */
+export async function libraryRoundTrip(client: Client, diskseq: bigint, n: number): Promise<Series> {
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const { fd } = await client.open({ diskseq });
+    samples.push((performance.now() - t0) * 1000);
+    native.close(fd);
+  }
+  return summarise('client library round trip, 1 client, sequential', samples);
 }

@@ -39,6 +39,8 @@ export interface FdProbe {
   diskseqErrno: number;
   /** BLKGETSIZE64, or null if that ioctl failed. */
   size: bigint | null;
+  /** BLKROGET (the device, or for a partition the partition, is read-only), or null if it failed. */
+  readOnly: boolean | null;
 }
 
 /** Result of openDevice: the fd (owned by the caller from here on) and its probe. */
@@ -102,7 +104,7 @@ export interface NativeBinding {
   // --- block devices ------------------------------------------------------------------
   /**
    * Off the event loop: open(path, flags | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW), then probe
-   * the fd (fstat; LOOP_GET_STATUS64; BLKGETDISKSEQ; BLKGETSIZE64). If the open fails the
+   * the fd (fstat; LOOP_GET_STATUS64; BLKGETDISKSEQ; BLKGETSIZE64; BLKROGET). If the open fails the
    * promise rejects with the open errno. If fstat fails the fd is closed (still off the
    * loop) and the promise rejects.
    */

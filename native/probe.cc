@@ -1,4 +1,4 @@
-// fstat + loop/diskseq/size ioctls on one fd.
+// fstat + loop/diskseq/size/read-only ioctls on one fd.
 #include "probe.h"
 
 #include <cerrno>
@@ -44,6 +44,9 @@ int ProbeFd(int fd, FdProbe* probe) {
     probe->has_size = true;
     probe->size = size;
   }
+
+  int read_only = 0;
+  if (ioctl(fd, BLKROGET, &read_only) == 0) probe->read_only = read_only != 0;
   return 0;
 }
 
@@ -68,6 +71,11 @@ Napi::Object ProbeToJs(Napi::Env env, const FdProbe& probe) {
     out.Set("size", Napi::BigInt::New(env, probe.size));
   } else {
     out.Set("size", env.Null());
+  }
+  if (probe.read_only < 0) {
+    out.Set("readOnly", env.Null());
+  } else {
+    out.Set("readOnly", Napi::Boolean::New(env, probe.read_only == 1));
   }
   return out;
 }

@@ -1,4 +1,5 @@
-// The fd probe of DESIGN.md's open-and-verify step 4: fstat, loop binding, diskseq, size.
+// The fd probe of DESIGN.md's open-and-verify step 4: fstat, loop binding, diskseq, size,
+// read-only state.
 #pragma once
 
 #include <napi.h>
@@ -20,10 +21,11 @@ struct FdProbe {
   int diskseq_errno = 0;
   bool has_size = false;
   uint64_t size = 0;
+  int read_only = -1;  // -1: BLKROGET failed (null), else its answer
 };
 
 /**
- * Probes fd in the order fstat, LOOP_GET_STATUS64, BLKGETDISKSEQ, BLKGETSIZE64: binding is
+ * Probes fd in the order fstat, LOOP_GET_STATUS64, BLKGETDISKSEQ, BLKGETSIZE64, BLKROGET: binding is
  * checked before the diskseq is read (an unbound loop's fd is not pinned). Safe on any
  * thread. Returns 0, or the errno of fstat (the only step whose failure fails the probe).
  */

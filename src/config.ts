@@ -20,6 +20,7 @@ export interface Config {
   maxInFlight: number;
   maxQueuedBytes: number;
   maxQueuedFds: number;
+  stallTimeoutMs: number;
   maxWaiting: number;
   maxWaitMs: number;
   maxWatchers: number;
@@ -55,6 +56,9 @@ Options:
                            before it is dropped (default 4194304)
   --max-queued-fds N       fds queued for a client that does not read before it is
                            dropped, its queued fds closed (default 16)
+  --stall-timeout-ms N     a client whose responses wait unread this long is dropped,
+                           its queued fds closed (default 10000); a client that reads
+                           slowly is not dropped: it is not read while its responses wait
   --max-waiting N          open requests waiting (wait_ms) for a device to appear, in
                            all (default 4096); beyond it RESOURCE_EXHAUSTED
   --max-wait-ms N          longer wait_ms values are cut to N (default 600000)
@@ -84,6 +88,7 @@ export function parseCommandLine(argv: string[]): Command {
       'max-in-flight': { type: 'string' },
       'max-queued-bytes': { type: 'string' },
       'max-queued-fds': { type: 'string' },
+      'stall-timeout-ms': { type: 'string' },
       help: { type: 'boolean' },
       version: { type: 'boolean' },
     },
@@ -108,6 +113,7 @@ export function parseCommandLine(argv: string[]): Command {
       maxInFlight: count(values['max-in-flight'], '--max-in-flight', 16),
       maxQueuedBytes: count(values['max-queued-bytes'], '--max-queued-bytes', 4 * 1024 * 1024),
       maxQueuedFds: count(values['max-queued-fds'], '--max-queued-fds', 16),
+      stallTimeoutMs: count(values['stall-timeout-ms'], '--stall-timeout-ms', 10_000),
       maxWaiting: count(values['max-waiting'], '--max-waiting', 4096),
       maxWaitMs: count(values['max-wait-ms'], '--max-wait-ms', 600_000),
       maxWatchers: count(values['max-watchers'], '--max-watchers', 256),

@@ -5,14 +5,14 @@
  * operational failure becomes an Error response and the connection goes on.
  */
 import { native } from '../native/index.js';
-import { describeAll } from './device-info.js';
+import { describeGradually, listDevices } from './device-info.js';
 import { BrokerError, invalidArgument } from './errors.js';
 import type { Logger } from './log.js';
 import type { Opener, OpenTrace } from './opener.js';
 import { PacketSocket, type CloseReason, type IncomingPacket } from './packet-socket.js';
 import type { Peer } from './policy/index.js';
 import {
-  decodeRequest, encodeDeviceLists, encodeError, encodeHello, encodeOpened, ProtocolViolation, type ParsedRequest,
+  decodeRequest, DeviceListBuilder, encodeError, encodeHello, encodeOpened, ProtocolViolation, type ParsedRequest,
 } from './protocol.js';
 import type { Registry } from './registry.js';
 import type { WatchHub } from './watch-hub.js';
@@ -26,6 +26,8 @@ export interface ConnectionLimits {
   maxQueuedPackets: number;
   maxQueuedBytes: number;
   maxQueuedFds: number;
+  /** How long a client may leave queued output unread before it is dropped. */
+  stallTimeoutMs: number;
 }
 
 /** What every connection shares with the server. */
@@ -54,10 +56,11 @@ export class Connection {
    */
   constructor(fd: number, readonly peer: Peer, private readonly ctx: ConnectionContext, private readonly onClosed: (c: Connection) => void) {
     this.log = ctx.log.child({ peer: { uid: peer.uid, gid: peer.gid, pid: peer.pid } });
-    const { maxQueuedPackets, maxQueuedBytes, maxQueuedFds } = ctx.limits;
-    this.socket = new PacketSocket(fd, { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets, maxQueuedBytes, maxQueuedFds }, {
+    const { maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs } = ctx.limits;
+    this.socket = new PacketSocket(fd, { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs }, {
       onPacket: (packet) => this.onPacket(packet),
       onClose: (reason) => this.onClose(reason),
+      onDrain: () => this.updateReading(),
     });
   }
 
@@ -85,7 +88,9 @@ export class Connection {
       if (packet.truncated) throw new ProtocolViolation(`request larger than ${MAX_REQUEST_BYTES} bytes`);
       request = decodeRequest(packet.data);
     } catch (error) {
-      for (const fd of packet.fds) native.close(fd); // never ours to keep; not block devices we opened
+      // Never ours to keep. Close off the loop: a client can send the last reference to a
+      // device whose last close flushes or detaches it.
+      for (const fd of packet.fds) void native.closeAsync(fd).catch(() => undefined);
       if (!(error instanceof ProtocolViolation)) throw error;
       this.log.warn({ reason: error.message }, 'protocol violation; dropping connection');
       this.socket.close();
@@ -134,17 +139,24 @@ export class Connection {
         this.socket.send(encodeOpened(request.id, opened.device), opened.fd);
         return;
       }
-      case 'list':
-        for (const packet of encodeDeviceLists(request.id, describeAll(this.ctx.registry.sysfs, this.ctx.registry.disks(), request.includePartitions))) {
-          if (!this.socket.send(packet)) return;
+      case 'list': {
+        const builder = new DeviceListBuilder(request.id);
+        const devices = listDevices(this.ctx.registry.disks(), request.includePartitions);
+        for await (const device of describeGradually(this.ctx.registry.sysfs, devices)) {
+          const packet = builder.add(device);
+          if (packet !== undefined && !this.socket.send(packet)) return;
         }
+        this.socket.send(builder.finish());
         return;
+      }
       case 'watch':
         if (this.stopWatching !== undefined) throw invalidArgument('this connection is already watching');
         if (this.ctx.watchHub.count >= this.ctx.watchHub.maxWatchers) {
           throw new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, `too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
         }
-        this.stopWatching = this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet));
+        this.stopWatching = () => undefined; // one watch per connection, even while it starts
+        this.stopWatching = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close());
+        if (this.socket.isClosed) this.stopWatching(); // closed during the snapshot
         return;
     }
   }
@@ -155,19 +167,34 @@ export class Connection {
   }
 
   private requestStarted(): void {
-    if (++this.inFlight >= this.ctx.limits.maxInFlight) this.socket.pauseReading();
+    this.inFlight++;
+    this.updateReading();
     if (this.inFlight === 1) this.ctx.onActivity();
   }
 
   private requestEnded(): void {
-    if (--this.inFlight < this.ctx.limits.maxInFlight) this.socket.resumeReading();
+    this.inFlight--;
+    this.updateReading();
     if (this.inFlight === 0) this.ctx.onActivity();
+  }
+
+  /**
+   * Back-pressure: new requests are read only while fewer than maxInFlight are being
+   * worked on and no response is waiting for the client to read it. A client that sends
+   * faster than it reads is slowed down, not dropped; one that stops reading altogether is
+   * dropped by the stall timeout, its queued fds closed.
+   */
+  private updateReading(): void {
+    if (this.inFlight < this.ctx.limits.maxInFlight && !this.socket.hasQueuedOutput) this.socket.resumeReading();
+    else this.socket.pauseReading();
   }
 
   private onClose(reason: CloseReason): void {
     this.closed.abort();
     this.stopWatching?.();
-    if (reason.kind === 'output-overflow') this.log.warn('client does not read its responses; dropped with its queued fds');
+    if (reason.kind === 'output-overflow' || reason.kind === 'output-stalled') {
+      this.log.warn({ reason: reason.kind }, 'client does not read its responses; dropped with its queued fds');
+    }
     else if (reason.kind === 'error') this.log.warn({ err: reason.error }, 'connection failed');
     this.onClosed(this);
   }

@@ -45,19 +45,18 @@ function run(config: Config): void {
   registry.scan();
   uevents.drain();
 
-  const opener = new Opener(registry, sysfs, () => policy, new PrivateNodes(), log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
+  const privateNodes = new PrivateNodes();
+  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
   const server = new Server(
     { socketPath: config.socketPath, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
     {
       opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
       limits: {
         maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
-        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxQueuedFds,
+        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxQueuedFds, stallTimeoutMs: config.stallTimeoutMs,
       },
     },
   );
-  server.start();
-  log.info({ socket: config.socketPath, disks: registry.size, version: VERSION }, 'serving');
 
   process.on('SIGHUP', () => {
     try {
@@ -74,12 +73,18 @@ function run(config: Config): void {
     log.info({ signal }, 'shutting down');
     void server.shutdown(SHUTDOWN_GRACE_MS).then(() => {
       uevents.close();
+      privateNodes.close();
       log.info('stopped');
       process.exit(0);
     });
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+
+  // Serve only once every signal has its handler: a signal in between would take the
+  // default action and leave requests unanswered and the socket file behind.
+  server.start();
+  log.info({ socket: config.socketPath, disks: registry.size, version: VERSION }, 'serving');
 }
 
 function describeError(error: unknown): string {

@@ -147,7 +147,7 @@ export class Opener {
         const value = this.sysfs.attributeByDevt(probe.rdevMajor, probe.rdevMinor, key, fromParent);
         if (value !== undefined) read[key] = value;
         return value;
-      });
+      }, probe.readOnly);
       for (const [key, want] of params.expect) {
         const have = verified.attribute(key);
         if (have !== want) {
@@ -158,7 +158,7 @@ export class Opener {
       const decision = this.policy().decide(peer, verified, intent);
       trace.rule = decision.rule;
       if (!decision.allowed) throw permissionDenied(decision.reason);
-      const removable = verified.attribute('removable') === '1';
+      const removable = this.registry.isRemovable(target.disk);
 
       // g. Re-check liveness and diskseq after the last sysfs read, right before delivery:
       //    the holder of a read-only loop can LOOP_CHANGE_FD it between c and here.
@@ -277,8 +277,11 @@ export class Opener {
     return undefined;
   }
 
-  /** Policy facts of a target, reading attributes lazily and at most once each. */
-  private facts(target: Target, read: (key: string, fromParent: boolean) => string | undefined): DeviceFacts {
+  /**
+   * Policy facts of a target, reading attributes lazily and at most once each. `readOnly`:
+   * the fd's BLKROGET answer when there is an fd, else the `ro` attribute decides.
+   */
+  private facts(target: Target, read: (key: string, fromParent: boolean) => string | undefined, readOnly: boolean | null = null): DeviceFacts {
     const cache = new Map<string, string | undefined>();
     const attribute = (key: string): string | undefined => {
       if (!cache.has(key)) cache.set(key, read(key, target.part !== undefined && readFromParent(key)));
@@ -291,7 +294,7 @@ export class Opener {
       driver: target.disk.driver,
       isLoop: target.disk.isLoop,
       get readOnly() {
-        return attribute('ro') === '1';
+        return readOnly ?? attribute('ro') === '1';
       },
       attribute,
     };

@@ -20,6 +20,11 @@ export interface PacketSocketLimits {
   maxQueuedBytes: number;
   /** fds that may wait in the output queue (each one is a device held open for the peer). */
   maxQueuedFds: number;
+  /**
+   * How long queued output may wait without any of it being taken by the peer before the
+   * socket is closed as stuck; 0: no limit.
+   */
+  stallTimeoutMs: number;
 }
 
 /** What arrived in one packet. `data` is only valid during the callback. */
@@ -36,6 +41,7 @@ export type CloseReason =
   | { kind: 'local' }
   | { kind: 'peer-closed' }
   | { kind: 'output-overflow' }
+  | { kind: 'output-stalled' }
   | { kind: 'error'; error: Error };
 
 /** Callbacks of one PacketSocket. */
@@ -43,6 +49,8 @@ export interface PacketSocketEvents {
   onPacket(packet: IncomingPacket): void;
   /** Called once, after the socket fd and every queued fd have been closed. */
   onClose(reason: CloseReason): void;
+  /** Called when queued output has all been sent. */
+  onDrain?(): void;
 }
 
 interface QueuedPacket {
@@ -62,6 +70,7 @@ export class PacketSocket {
   private queuedFds = 0;
   private reading = true;
   private closed = false;
+  private stallTimer: NodeJS.Timeout | undefined;
 
   constructor(fd: number, private readonly limits: PacketSocketLimits, private readonly events: PacketSocketEvents) {
     this.fd = fd;
@@ -75,9 +84,9 @@ export class PacketSocket {
     return this.closed;
   }
 
-  /** Bytes waiting in the output queue. */
-  get queuedOutputBytes(): number {
-    return this.queuedBytes;
+  /** Whether output is waiting for the peer to read. */
+  get hasQueuedOutput(): boolean {
+    return this.queue.length > 0;
   }
 
   /**
@@ -98,6 +107,7 @@ export class PacketSocket {
         return false;
       }
     }
+    if (this.queue.length === 0) this.armStallTimer();
     this.queue.push({ data, fd });
     this.queuedBytes += data.length;
     if (fd >= 0) this.queuedFds++;
@@ -129,6 +139,7 @@ export class PacketSocket {
   close(reason: CloseReason = { kind: 'local' }): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.stallTimer);
     this.poller.close();
     for (const packet of this.queue.splice(0)) {
       // The peer never got it; ours may be the last reference to a device, whose last
@@ -160,6 +171,7 @@ export class PacketSocket {
   }
 
   private flushQueue(): void {
+    let progress = false;
     while (this.queue.length > 0 && !this.closed) {
       const head = this.queue[0]!;
       // On 'failed', close() has already disposed of the whole queue, head included.
@@ -167,8 +179,24 @@ export class PacketSocket {
       this.queue.shift();
       this.queuedBytes -= head.data.length;
       if (head.fd >= 0) this.queuedFds--;
+      progress = true;
     }
-    if (!this.closed) this.updatePolling();
+    if (this.closed) return;
+    this.updatePolling();
+    if (this.queue.length === 0) {
+      clearTimeout(this.stallTimer);
+      this.events.onDrain?.();
+    } else if (progress) {
+      this.armStallTimer();
+    }
+  }
+
+  /** (Re)starts the clock of a peer that is not taking its output. */
+  private armStallTimer(): void {
+    if (this.limits.stallTimeoutMs <= 0) return;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = setTimeout(() => this.close({ kind: 'output-stalled' }), this.limits.stallTimeoutMs);
+    this.stallTimer.unref();
   }
 
   private onReady(status: number, ready: number): void {

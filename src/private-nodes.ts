@@ -10,7 +10,7 @@
  * daemon mounted would outlive a crash, and a mount namespace unshared in a multithreaded
  * process covers only one thread.
  */
-import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { native, type OpenedDevice } from '../native/index.js';
 import type { Access } from './policy/index.js';
@@ -21,14 +21,26 @@ const GROUP_MODE: Record<Access, number> = { 'read-only': 0o040, 'read-write': 0
 export class PrivateNodes {
   private counter = 0;
 
-  /** Creates (or empties) the directory; it must be a real root-owned directory. */
-  constructor(readonly dir = '/dev/.diskseqd') {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const stat = lstatSync(dir);
-    if (!stat.isDirectory() || stat.uid !== 0) throw new Error(`${dir} must be a directory owned by root`);
-    chmodSync(dir, 0o700);
-    // Leftovers of a crash: nodes nobody can reach but root; remove them.
-    for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { force: true });
+  /** This instance's own directory, <root>/<pid>: daemons never touch each other's nodes. */
+  readonly dir: string;
+
+  /**
+   * Creates the root-owned 0700 root directory if needed and this instance's directory in
+   * it. Removes what crashed instances left (directories of pids that no longer run), never
+   * another live daemon's nodes.
+   */
+  constructor(readonly root = '/dev/.diskseqd') {
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    const stat = lstatSync(root);
+    if (!stat.isDirectory() || stat.uid !== 0) throw new Error(`${root} must be a directory owned by root`);
+    chmodSync(root, 0o700);
+    for (const entry of readdirSync(root)) {
+      const pid = /^[1-9][0-9]*$/.test(entry) ? Number(entry) : 0;
+      if (pid !== 0 && pid !== process.pid && existsSync(`/proc/${pid}`)) continue;
+      rmSync(join(root, entry), { recursive: true, force: true });
+    }
+    this.dir = join(root, String(process.pid));
+    mkdirSync(this.dir, { mode: 0o700 });
   }
 
   /**
@@ -38,12 +50,25 @@ export class PrivateNodes {
   async open(major: number, minor: number, gid: number, access: Access, flags: number): Promise<OpenedDevice> {
     const path = join(this.dir, `n${++this.counter}`);
     native.mknodBlock(path, 0, major, minor);
+    let opened: OpenedDevice | undefined;
     try {
       chownSync(path, 0, gid);
       chmodSync(path, GROUP_MODE[access]);
-      return await native.openDevice(path, flags);
+      opened = await native.openDevice(path, flags);
+      return opened;
     } finally {
-      unlinkSync(path);
+      try {
+        unlinkSync(path);
+      } catch (error) {
+        // Never lose an fd we hold because the node could not be removed.
+        if (opened !== undefined) await native.closeAsync(opened.fd).catch(() => undefined);
+        throw error;
+      }
     }
+  }
+
+  /** Removes this instance's directory (at shutdown); idempotent. */
+  close(): void {
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }

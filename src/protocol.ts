@@ -98,28 +98,35 @@ export function encodeEvent(id: Long, kind: EventKind, device?: DeviceSnapshot):
 }
 
 /**
- * Encodes a device list as one or more DeviceList responses with the same id, each within
+ * Builds a device list as one or more DeviceList responses with the same id, each within
  * MAX_RESPONSE_BYTES, every one but the last with more = true.
  */
-export function encodeDeviceLists(id: Long, devices: readonly DeviceSnapshot[]): Buffer[] {
-  const budget = MAX_RESPONSE_BYTES - 64; // room for the id, `more` and framing
-  const packets: Buffer[] = [];
-  let batch: WireDevice[] = [];
-  let batchBytes = 0;
-  for (const device of devices) {
+export class DeviceListBuilder {
+  private batch: WireDevice[] = [];
+  private batchBytes = 0;
+
+  constructor(private readonly id: Long) {}
+
+  /** Adds a device; returns a full packet (more = true) when one is ready to send. */
+  add(device: DeviceSnapshot): Buffer | undefined {
     const wireDevice = toWireDevice(device);
     // Each repeated element costs its length plus a tag and a length prefix (<= 6 bytes).
     const bytes = wire.Device.encode(wireDevice).len + 6;
-    if (batch.length > 0 && batchBytes + bytes > budget) {
-      packets.push(encode({ id, devices: { devices: batch, more: true } }));
-      batch = [];
-      batchBytes = 0;
+    let full: Buffer | undefined;
+    if (this.batch.length > 0 && this.batchBytes + bytes > MAX_RESPONSE_BYTES - 64) {
+      full = encode({ id: this.id, devices: { devices: this.batch, more: true } });
+      this.batch = [];
+      this.batchBytes = 0;
     }
-    batch.push(wireDevice);
-    batchBytes += bytes;
+    this.batch.push(wireDevice);
+    this.batchBytes += bytes;
+    return full;
   }
-  packets.push(encode({ id, devices: { devices: batch, more: false } }));
-  return packets;
+
+  /** The last packet (more = false), possibly with no devices. */
+  finish(): Buffer {
+    return encode({ id: this.id, devices: { devices: this.batch, more: false } });
+  }
 }
 
 function toWireDevice(device: DeviceSnapshot): WireDevice {

@@ -58,6 +58,7 @@ export class Registry {
   private readonly partitionOwner = new Map<string, DiskEntry>();
   private readonly waiters = new Map<bigint, Set<Waiter>>();
   private readonly listeners = new Set<(change: RegistryChange) => void>();
+  private readonly removable = new WeakMap<DiskEntry, boolean>();
   private waiterCount = 0;
   private highest = 0n;
 
@@ -102,6 +103,16 @@ export class Registry {
     if (hit !== undefined) return hit;
     this.drainEvents();
     return this.byDiskseq.get(diskseq);
+  }
+
+  /** Whether a disk is removable media; read once per disk instance, then remembered. */
+  isRemovable(disk: DiskEntry): boolean {
+    let removable = this.removable.get(disk);
+    if (removable === undefined) {
+      removable = this.sysfs.attributeByName(disk.name, 'removable', false) === '1';
+      this.removable.set(disk, removable);
+    }
+    return removable;
   }
 
   /** Whether a diskseq not in the index could still appear (it is above all seen). */

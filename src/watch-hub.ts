@@ -1,11 +1,11 @@
 /**
  * Fan-out of registry changes to watching connections. Each change is described once
- * (one sysfs read per attribute, whatever the number of watchers) and sent to every
- * watcher with its own request id. A watcher that stops reading is dropped by its
- * connection's output bound, like any other client that does not read.
+ * (its sysfs reads are shared by all watchers) and sent to every watcher with its own
+ * request id. A watcher that stops reading is dropped by its connection's output bounds,
+ * like any other client that does not read.
  */
 import type Long from 'long';
-import { describeAll, describeDevice } from './device-info.js';
+import { describeDevice, describeGradually, listDevices } from './device-info.js';
 import type { DeviceSnapshot } from './opener.js';
 import { encodeEvent } from './protocol.js';
 import type { RegistryChange, Registry } from './registry.js';
@@ -20,8 +20,20 @@ const KIND: Record<RegistryChange['kind'], EventKind> = {
   changed: EventKind.EVENT_KIND_CHANGED,
 };
 
+/** Live events held back per watcher while its snapshot is being sent. */
+const MAX_HELD_EVENTS = 4096;
+
+interface Watcher {
+  id: Long;
+  /** Live events that arrived during the snapshot; null once the watcher is live. */
+  held: Buffer[] | null;
+  sink: WatchSink;
+  /** Ends the watcher's connection: it cannot keep up. */
+  drop: () => void;
+}
+
 export class WatchHub {
-  private readonly watchers = new Map<WatchSink, Long>();
+  private readonly watchers = new Set<Watcher>();
 
   constructor(private readonly registry: Registry, readonly maxWatchers: number) {
     registry.subscribe((change) => this.publish(change));
@@ -34,23 +46,46 @@ export class WatchHub {
 
   /**
    * Starts a watch: an ADDED event for every current device (partitions too), one SYNCED,
-   * then live events — all with `id`. Runs in one turn of the loop, so no change can fall
-   * between the snapshot and the subscription. Returns the function that ends the watch.
+   * then live events — all with `id`. Live events are subscribed to before the snapshot
+   * is taken and held back until SYNCED has been sent, so none falls between them.
+   * `drop` closes the watcher's connection if it falls too far behind. Resolves to the
+   * function that ends the watch.
    */
-  start(id: Long, sink: WatchSink): () => void {
-    for (const device of describeAll(this.registry.sysfs, this.registry.disks(), true)) {
-      if (!sink(encodeEvent(id, EventKind.EVENT_KIND_ADDED, device))) return () => undefined;
+  async start(id: Long, sink: WatchSink, drop: () => void): Promise<() => void> {
+    const watcher: Watcher = { id, held: [], sink, drop };
+    this.watchers.add(watcher);
+    const stop = () => {
+      this.watchers.delete(watcher);
+    };
+    const devices = listDevices(this.registry.disks(), true);
+    for await (const device of describeGradually(this.registry.sysfs, devices)) {
+      if (!this.watchers.has(watcher) || !sink(encodeEvent(id, EventKind.EVENT_KIND_ADDED, device))) {
+        stop();
+        return stop;
+      }
     }
-    if (!sink(encodeEvent(id, EventKind.EVENT_KIND_SYNCED))) return () => undefined;
-    this.watchers.set(sink, id);
-    return () => this.watchers.delete(sink);
+    const held = watcher.held ?? [];
+    watcher.held = null;
+    if (sink(encodeEvent(id, EventKind.EVENT_KIND_SYNCED))) {
+      for (const packet of held) if (!sink(packet)) break;
+    }
+    return stop;
   }
 
   private publish(change: RegistryChange): void {
     if (this.watchers.size === 0) return;
     const device = change.kind === 'removed' ? removedSnapshot(change) : describeDevice(this.registry.sysfs, change.disk, change.part);
-    for (const [sink, id] of [...this.watchers]) {
-      if (!sink(encodeEvent(id, KIND[change.kind], device))) this.watchers.delete(sink);
+    for (const watcher of [...this.watchers]) {
+      const packet = encodeEvent(watcher.id, KIND[change.kind], device);
+      if (watcher.held !== null) {
+        // A watcher whose snapshot takes longer than this many changes cannot keep up.
+        if (watcher.held.push(packet) > MAX_HELD_EVENTS) {
+          this.watchers.delete(watcher);
+          watcher.drop();
+        }
+      } else if (!watcher.sink(packet)) {
+        this.watchers.delete(watcher);
+      }
     }
   }
 }

@@ -1,7 +1,8 @@
 // The access mode of a delivered fd is the one requested, enforced by the kernel on the
 // fd itself.
 import test from 'ava';
-import { fsyncSync, readSync, writeSync } from 'node:fs';
+import { fsyncSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { native } from '../native/index.js';
 import { expectOpened, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
 import { makeMarker, MARKER_BYTES, readFileMarker, readMarker } from './helpers/image.js';
@@ -43,4 +44,35 @@ test('write-only open: writes work, reads fail with EBADF', async (t) => {
   t.is(readFileMarker(loop.image.path, OFFSET), marker);
   const error = t.throws(() => readSync(fd, Buffer.alloc(16), 0, 16, 0));
   t.is((error as NodeJS.ErrnoException | undefined)?.code, 'EBADF');
+});
+
+/** The file status flags of one of our fds, as the kernel reports them. */
+function fdFlags(fd: number): number {
+  const match = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  if (!match) throw new Error('no flags line in fdinfo');
+  return parseInt(match[1]!, 8);
+}
+
+test('direct, nonblock, sync and dsync reach the delivered fd, and nothing else does', async (t) => {
+  if (!needsRoot(t)) return;
+  const loop = createLoop({}, t);
+  const { client } = await startBroker(t);
+  const c = native.constants;
+  const ACCMODE = 3;
+  const optional = c.O_DIRECT | c.O_NONBLOCK | c.O_SYNC | c.O_DSYNC;
+  const cases = [
+    { params: {}, access: c.O_RDONLY, flags: 0 },
+    { params: { access: 'rw' as const }, access: c.O_RDWR, flags: 0 },
+    { params: { direct: true }, access: c.O_RDONLY, flags: c.O_DIRECT },
+    { params: { nonblock: true }, access: c.O_RDONLY, flags: c.O_NONBLOCK },
+    { params: { access: 'rw' as const, sync: true }, access: c.O_RDWR, flags: c.O_SYNC },
+    { params: { access: 'rw' as const, dsync: true }, access: c.O_RDWR, flags: c.O_DSYNC },
+  ];
+  for (const { params, access, flags } of cases) {
+    const opened = expectOpened(t, await client.open({ diskseq: loop.diskseq, ...params }), JSON.stringify(params));
+    const got = fdFlags(opened.fd);
+    t.is(got & ACCMODE, access, `access mode for ${JSON.stringify(params)}`);
+    t.is(got & optional, flags, `flags for ${JSON.stringify(params)}: ${got.toString(8)}`);
+    opened.close();
+  }
 });

@@ -1,11 +1,14 @@
 // Request validation and expectations: bad requests are typed errors on a connection that
 // stays open; bytes that are not a request cost the sender its connection, nobody else's.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import Long from 'long';
+import { openSync, readFileSync } from 'node:fs';
+import { diskseqd } from '../proto/gen/diskseqd.js';
 import { expectOpened, expectRefused, startBroker, within } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
 import { readMarker } from './helpers/image.js';
 import { createLoop } from './helpers/loop.js';
+import { sendRawPacket } from './helpers/raw-packet.js';
 
 test('expect that holds: delivered; expect that does not hold: EXPECTATION_FAILED', async (t) => {
   if (!needsRoot(t)) return;
@@ -55,4 +58,23 @@ test('a garbage packet drops only that connection; another connection keeps work
   const after = expectOpened(t, await client.open({ diskseq: loop.diskseq }), 'bystander after');
   t.is(readMarker(after.fd, 0), loop.image.diskMarker);
   t.is(daemon.exit, undefined, 'the daemon is still running');
+});
+
+test('protocol violations each cost only their own connection: fds riding along, oversized, truncated', async (t) => {
+  if (!needsRoot(t)) return;
+  const loop = createLoop({}, t);
+  const { client, daemon } = await startBroker(t);
+  const open = diskseqd.v1.Request.encode({ id: Long.fromNumber(7, true), open: { diskseq: Long.fromString(loop.diskseq.toString(), true) } }).finish();
+  const cases: [string, Uint8Array, () => number][] = [
+    ['a valid open carrying an fd', open, () => openSync('/dev/null', 'r')],
+    ['a valid open carrying a block device fd', open, () => openSync(loop.devPath, 'r')],
+    ['an oversized request (> 4096 bytes)', diskseqd.v1.Request.encode({ id: Long.fromNumber(8, true), hello: { protocolVersion: 1, clientName: 'x'.repeat(5000) } }).finish(), () => -1],
+    ['a truncated request', open.subarray(0, open.length - 2), () => -1],
+  ];
+  for (const [what, bytes, fd] of cases) {
+    const outcome = await sendRawPacket(daemon.socketPath, bytes, fd());
+    t.true(outcome.dropped, `${what}: dropped`);
+    t.is(outcome.strayFds, 0, `${what}: no fd delivered for a violating packet`);
+  }
+  expectOpened(t, await client.open({ diskseq: loop.diskseq }), 'bystander afterwards');
 });

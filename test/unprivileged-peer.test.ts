@@ -40,7 +40,8 @@ test('refused before any open: while the test holds the device O_EXCL, the peer 
   // Control: the hold is effective — root's exclusive request does reach the open and gets BUSY.
   expectRefused(t, await client.open({ diskseq: loop.diskseq, exclusive: true }), 'BUSY', 'root, exclusive, while held');
 
-  const report = await runPeer(NOBODY, { socket: daemon.socketPath, steps: [{ op: 'open', diskseq: loop.diskseq.toString(), exclusive: true }] });
+  // Through the raw protocol client: the code is exactly what the daemon sent.
+  const report = await runPeer(NOBODY, { socket: daemon.socketPath, via: 'wire', steps: [{ op: 'open', diskseq: loop.diskseq.toString(), exclusive: true }] });
   t.is(report.uid, 65534);
   const [result] = report.results;
   t.false(result?.ok ?? true);

@@ -8,6 +8,7 @@ import { expectOpened, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
 import { readMarker } from './helpers/image.js';
 import { createLoop } from './helpers/loop.js';
+import { codeName } from './helpers/wire-client.js';
 
 test('whole disk by diskseq: BLKGETDISKSEQ on the fd is X and the fd reads the marker', async (t) => {
   if (!needsRoot(t)) return;
@@ -53,4 +54,25 @@ test('list shows the disk and, with include_partitions, its partitions with the 
     t.is(entry?.diskseq, loop.diskseq);
     t.is(entry?.partition, p.number);
   }
+});
+
+test('a disk attached after the daemon started is found by its (new, higher) diskseq', async (t) => {
+  if (!needsRoot(t)) return;
+  const { client } = await startBroker(t);
+  const loop = createLoop({}, t);
+  const { fd } = expectOpened(t, await client.open({ diskseq: loop.diskseq }));
+  t.is(native.probeFdSync(fd).diskseq, loop.diskseq);
+  t.is(readMarker(fd, 0), loop.image.diskMarker);
+});
+
+test('hello: version 1 is answered with the server version; another version gets UNSUPPORTED on a connection that stays open', async (t) => {
+  if (!needsRoot(t)) return;
+  const { client } = await startBroker(t);
+  const { response } = await client.request({ hello: { protocolVersion: 1, clientName: 'ava' } });
+  t.is(response.hello?.protocolVersion, 1);
+  t.truthy(response.hello?.serverVersion);
+  const refused = await client.request({ hello: { protocolVersion: 2, clientName: 'ava' } });
+  t.is(codeName(refused.response.error?.code), 'UNSUPPORTED');
+  const again = await client.request({ hello: { protocolVersion: 1 } });
+  t.is(again.response.hello?.protocolVersion, 1, 'the connection is still served');
 });

@@ -34,6 +34,10 @@ export interface AuditLine extends LogLine {
 
 /** How to start the daemon. */
 export interface DaemonOptions {
+  /** Options for node itself, before the script (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  /** Socket path (default: d.sock in a fresh temp dir). */
+  socketPath?: string;
   /** Log level (default info: audit lines are info). */
   logLevel?: string;
   sysfsRoot?: string;
@@ -65,12 +69,12 @@ export class DaemonProcess {
   private constructor(options: DaemonOptions) {
     this.dir = mkdtempSync(join(tmpdir(), 'diskseqd-daemon-'));
     if (options.worldAccessible) chmodSync(this.dir, 0o755);
-    this.socketPath = join(this.dir, 'd.sock');
+    this.socketPath = options.socketPath ?? join(this.dir, 'd.sock');
     const args = [join(REPO_ROOT, 'bin', 'diskseqd.js'), '--socket', this.socketPath, '--log-level', options.logLevel ?? 'info'];
     if (options.sysfsRoot) args.push('--sysfs-root', options.sysfsRoot);
     if (options.policy) args.push('--policy', options.policy);
     args.push(...(options.extraArgs ?? []));
-    this.child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(this.child);
     installExitHook();
     this.exited = new Promise((resolve) => {
@@ -205,6 +209,11 @@ export class DaemonProcess {
       count = this.fdCount();
     }
     return count;
+  }
+
+  /** Resolves with the exit status once the daemon exits on its own (no signal sent). */
+  waitForExit(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return this.exited;
   }
 
   /** SIGTERM, wait for exit (SIGKILL after `timeoutMs`), remove the temp dir; idempotent. */

@@ -1,11 +1,12 @@
 /**
- * The program a test runs as another user (see peer.ts): connects to the daemon, performs
- * the requests given as one JSON argument, and prints one JSON line with what happened —
- * its own credentials, then per request the error code or what it checked on the fd it
- * got (the fd is closed before exit).
+ * The program a test runs as another user (see peer.ts): connects to the daemon (through
+ * the client library unless told otherwise), performs the requests given as one JSON
+ * argument, and prints one JSON line with what happened — its own credentials, then per
+ * request the error code or what it checked on the fd it got (closed before exit).
  *
  * Usage: node peer-main.js '<PeerScript JSON>'
  */
+import { connect, DiskseqError } from '../../client/index.js';
 import { native } from '../../native/index.js';
 import { readMarker } from './image.js';
 import { WireClient, type OpenParams } from './wire-client.js';
@@ -27,7 +28,15 @@ export interface PeerStep {
 export interface PeerScript {
   socket: string;
   steps: PeerStep[];
+  /**
+   * 'client' (default): through the client library, as a real caller would; 'wire': the
+   * raw protocol client, to see exactly what the daemon sends.
+   */
+  via?: 'client' | 'wire';
 }
+
+/** An open through either client, as a uniform outcome. */
+type Opener = (step: PeerStep) => Promise<{ ok: true; fd: number; name: string } | { ok: false; code: string; message: string }>;
 
 /** The result of one step. */
 export type PeerStepResult =
@@ -44,21 +53,53 @@ export interface PeerReport {
   failure?: string;
 }
 
+const LIBRARY_ACCESS = { ro: 'read-only', rw: 'read-write', wo: 'write-only' } as const;
+
+/** Connects the chosen client; returns its opener and its close. */
+async function connectVia(script: PeerScript): Promise<{ open: Opener; close(): void }> {
+  if (script.via === 'wire') {
+    const wire = WireClient.connect(script.socket);
+    return {
+      open: async (step) => {
+        const outcome = await wire.open({ ...step, diskseq: BigInt(step.diskseq) });
+        return outcome.ok ? { ok: true, fd: outcome.fd, name: outcome.device.name } : outcome;
+      },
+      close: () => wire.close(),
+    };
+  }
+  const client = await connect({ socketPath: script.socket });
+  return {
+    open: async (step) => {
+      try {
+        const { fd, device } = await client.open({
+          diskseq: BigInt(step.diskseq), partition: step.partition, access: LIBRARY_ACCESS[step.access ?? 'ro'],
+          exclusive: step.exclusive, expect: step.expect,
+        });
+        return { ok: true, fd, name: device.name };
+      } catch (error) {
+        if (error instanceof DiskseqError) return { ok: false, code: error.code, message: error.message };
+        throw error;
+      }
+    },
+    close: () => client.close(),
+  };
+}
+
 async function main(): Promise<PeerReport> {
   const script = JSON.parse(process.argv[2] ?? '') as PeerScript;
   const report: PeerReport = { uid: process.getuid!(), gid: process.getgid!(), groups: process.getgroups!(), results: [] };
-  let client: WireClient | undefined;
+  let client: { open: Opener; close(): void } | undefined;
   try {
-    client = WireClient.connect(script.socket);
+    client = await connectVia(script);
     for (const step of script.steps) {
-      const outcome = await client.open({ ...step, diskseq: BigInt(step.diskseq) });
+      const outcome = await client.open(step);
       if (!outcome.ok) {
         report.results.push({ ok: false, code: outcome.code, message: outcome.message });
         continue;
       }
       try {
         const probe = native.probeFdSync(outcome.fd);
-        const result: PeerStepResult = { ok: true, name: outcome.device.name, fdDiskseq: probe.diskseq?.toString() ?? null };
+        const result: PeerStepResult = { ok: true, name: outcome.name, fdDiskseq: probe.diskseq?.toString() ?? null };
         if (step.readMarkerAt !== undefined) result.marker = readMarker(outcome.fd, step.readMarkerAt);
         report.results.push(result);
       } finally {

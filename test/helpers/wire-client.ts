@@ -89,10 +89,23 @@ export class WireClient {
   strayFds = 0;
   /** Packets the daemon sent that did not decode or matched no request. */
   strayPackets = 0;
+  /** Contract breaches seen from the daemon (truncated packets, fds cut off...). */
+  readonly violations: string[] = [];
 
   private constructor(fd: number) {
-    this.socket = new PacketSocket(fd, { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4096, maxQueuedBytes: 16 << 20, maxQueuedFds: 64 }, {
-      onPacket: (packet) => this.onPacket(packet.data, packet.fds),
+    this.socket = new PacketSocket(fd, { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4096, maxQueuedBytes: 16 << 20, maxQueuedFds: 64, stallTimeoutMs: 0 }, {
+      onPacket: (packet) => {
+        if (packet.truncated || packet.controlTruncated) {
+          // A Response is at most 64 KiB with at most one fd: anything cut off breaks the contract.
+          const what = packet.truncated ? 'response longer than 64 KiB' : 'fds cut off (MSG_CTRUNC)';
+          this.violations.push(what);
+          this.closeStray(packet.fds);
+          // Its request can never be answered now: fail every waiter instead of hanging.
+          this.socket.close({ kind: 'error', error: new Error(`daemon broke the contract: ${what}`) });
+          return;
+        }
+        this.onPacket(packet.data, packet.fds);
+      },
       onClose: (reason) => this.onClose(reason),
     });
   }
@@ -158,14 +171,22 @@ export class WireClient {
 
   /** Lists devices (all parts of a multi-packet DeviceList). */
   async list(includePartitions = true): Promise<DeviceInfo[]> {
-    const parts = await this.exchange({ list: { includePartitions } }, true);
     const devices: DeviceInfo[] = [];
-    for (const { response, fds } of parts) {
-      for (const fd of fds) native.close(fd);
+    for (const response of await this.listResponses(includePartitions)) {
       if (response.error) throw new Error(`list failed: ${codeName(response.error.code)}: ${response.error.message}`);
       for (const d of response.devices?.devices ?? []) devices.push(deviceInfo(d));
     }
     return devices;
+  }
+
+  /** The raw responses to one list request, in arrival order (fds, if any, closed). */
+  async listResponses(includePartitions = true): Promise<Response[]> {
+    const parts = await this.exchange({ list: { includePartitions } }, true);
+    for (const { fds } of parts) {
+      for (const fd of fds) native.close(fd);
+      this.strayFds += fds.length;
+    }
+    return parts.map((p) => p.response);
   }
 
   /** Closes the connection (idempotent); pending requests reject. */

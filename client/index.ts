@@ -1,0 +1,26 @@
+/**
+ * The diskseqd client library: open block devices by diskseq through the daemon and get an
+ * fd that is provably that disk instance (re-checked with BLKGETDISKSEQ in this process).
+ *
+ * ```ts
+ * import { connect } from 'diskseqd';
+ * const client = await connect();            // $DISKSEQD_SOCKET or /run/diskseqd.sock
+ * const { fd, device } = await client.open({ diskseq: 42n, partition: 1 });
+ * // ... use fd, then close it (fs.closeSync(fd)); it is yours.
+ * client.close();
+ * ```
+ */
+// Connecting, the client, and what its requests take and return.
+export { connect, Client, type ConnectOptions, type HelloInfo, type ListOptions, type OpenResult } from './client.js';
+// The socket path rule: explicit, else $DISKSEQD_SOCKET, else /run/diskseqd.sock.
+export { resolveSocketPath } from './connection.js';
+// Devices and their JSON form (64-bit numbers as decimal strings).
+export { deviceToJSON, type DeviceInfo, type DeviceJSON } from './device.js';
+// The errors requests reject with.
+export { AbortError, ConnectionError, DiskseqError, type DiskseqErrorCode } from './errors.js';
+// Open options.
+export { toDiskseq, type AccessMode, type OpenOptions } from './open-request.js';
+// The DEVICE forms diskseq-open accepts (42, 42p1, 42-part1, /dev/disk/by-diskseq/...).
+export { parseDeviceSpec, formatDeviceSpec, type DeviceSpec } from './device-spec.js';
+// The watch stream.
+export { DeviceWatch, watchEventToJSON, type WatchEvent, type WatchEventJSON, type WatchEventKind, type WatchOptions } from './watch.js';

@@ -1,0 +1,173 @@
+// A scriptable stand-in for diskseqd, for the client library's tests: a real SEQPACKET
+// listener in this process that decodes each Request and lets the test answer with any
+// Response (right or wrong), with or without fds, in any order. Also: loop-device helpers
+// for the tests that need a real block device.
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
+import Long from 'long';
+import { native, POLL_READABLE, type Poller } from '../native/index.js';
+import { PacketSocket } from '../src/packet-socket.js';
+import { MAX_REQUEST_BYTES, wire, type WireRequest } from '../src/wire.js';
+import type { diskseqd } from '../proto/gen/diskseqd.js';
+
+/** One accepted client connection of the fake daemon. */
+export interface FakeConnection {
+  socket: PacketSocket;
+  /** Resolves when the client side has gone (or the fake closed it). */
+  closed: Promise<void>;
+}
+
+/** A request as the fake daemon received it. */
+export interface FakeRequest {
+  connection: FakeConnection;
+  request: WireRequest;
+}
+
+const LIMITS = { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets: 1024, maxQueuedBytes: 1 << 24, maxQueuedFds: 64, stallTimeoutMs: 0 };
+
+export class FakeDaemon {
+  readonly socketPath: string;
+  readonly connections: FakeConnection[] = [];
+  private readonly dir: string;
+  private readonly listenFd: number;
+  private readonly poller: Poller;
+  private readonly requests: FakeRequest[] = [];
+  private readonly waiters: Array<(request: FakeRequest) => void> = [];
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'diskseqd-client-'));
+    this.socketPath = join(this.dir, 'fake.sock');
+    this.listenFd = native.listenSeqpacket(this.socketPath, 16);
+    this.poller = new native.Poller(this.listenFd, () => this.acceptAll());
+    this.poller.start(POLL_READABLE);
+  }
+
+  /** The next request from any connection, in arrival order. */
+  nextRequest(): Promise<FakeRequest> {
+    const request = this.requests.shift();
+    if (request !== undefined) return Promise.resolve(request);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** The next `count` requests. */
+  async nextRequests(count: number): Promise<FakeRequest[]> {
+    const requests: FakeRequest[] = [];
+    for (let i = 0; i < count; i++) requests.push(await this.nextRequest());
+    return requests;
+  }
+
+  /** Sends a Response answering `to` (its id is filled in); `fd`, if given, passes to the socket. */
+  respond(to: FakeRequest, response: Omit<diskseqd.v1.IResponse, 'id'>, fd = -1): void {
+    this.sendRaw(to.connection, Buffer.from(wire.Response.encode({ ...response, id: to.request.id }).finish()), fd);
+  }
+
+  /** Sends arbitrary bytes as one packet. */
+  sendRaw(connection: FakeConnection, data: Buffer, fd = -1): void {
+    if (!connection.socket.send(data, fd)) throw new Error('fake daemon: send failed');
+  }
+
+  close(): void {
+    this.poller.close();
+    native.close(this.listenFd);
+    for (const connection of this.connections) connection.socket.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private acceptAll(): void {
+    for (;;) {
+      const fd = native.accept(this.listenFd);
+      if (fd === null) return;
+      let markClosed!: () => void;
+      const closed = new Promise<void>((resolve) => (markClosed = resolve));
+      const connection: FakeConnection = {
+        closed,
+        socket: new PacketSocket(fd, LIMITS, {
+          onPacket: (packet) => {
+            for (const stray of packet.fds) native.close(stray);
+            const request = { connection, request: wire.Request.decode(packet.data) };
+            const waiter = this.waiters.shift();
+            if (waiter !== undefined) waiter(request);
+            else this.requests.push(request);
+          },
+          onClose: () => markClosed(),
+        }),
+      };
+      this.connections.push(connection);
+    }
+  }
+}
+
+/** A wire Device for tests. */
+export function wireDevice(diskseq: bigint, partition = 0, extra: Partial<diskseqd.v1.IDevice> = {}): diskseqd.v1.IDevice {
+  return {
+    diskseq: Long.fromString(diskseq.toString(), true), partition, name: `fake${diskseq}`, major: 7, minor: 0,
+    sizeBytes: Long.fromString('1048576', true), driver: 'loop', ...extra,
+  };
+}
+
+/** Number of open fds of this process. */
+export function openFdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** An fd of /dev/null (a character device: no diskseq). */
+export function devNullFd(): number {
+  return openSync('/dev/null', 'r');
+}
+
+/** True when loop-device tests can run; skips loudly, or fails under CI=true. */
+export function requireLoopDevices(t: ExecutionContext): boolean {
+  const ok = process.getuid?.() === 0;
+  if (ok) return true;
+  const reason = 'needs root to claim loop devices';
+  if (process.env['CI'] === 'true') t.fail(`${reason}, and CI=true`);
+  else {
+    console.warn(`SKIPPED ${t.title}: ${reason}`);
+    t.pass();
+  }
+  return false;
+}
+
+/** A loop device claimed and bound by the test, with a 16-byte marker at offset 0. */
+export interface TestLoop {
+  index: number;
+  path: string;
+  diskseq: bigint;
+  major: number;
+  minor: number;
+  marker: string;
+}
+
+/** Claims a free loop device, binds it to a fresh backing file; cleaned up by t.teardown. */
+export function claimTestLoop(t: ExecutionContext, marker: string): TestLoop {
+  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-client-loop-'));
+  const file = join(dir, 'backing.img');
+  const content = Buffer.alloc(1 << 20);
+  content.write(marker.padEnd(16).slice(0, 16), 0, 'latin1');
+  writeFileSync(file, content);
+  const { fd: loopFd, index } = native.loopClaim();
+  t.teardown(() => {
+    try {
+      native.loopClear(loopFd);
+    } finally {
+      native.close(loopFd);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  const backingFd = openSync(file, 'r+');
+  try {
+    native.loopConfigure(loopFd, backingFd, 0, 0, 0);
+  } finally {
+    closeSync(backingFd);
+  }
+  const probe = native.probeFdSync(loopFd);
+  if (probe.diskseq === null) throw new Error(`loop${index} has no diskseq (errno ${probe.diskseqErrno})`);
+  return { index, path: `/dev/loop${index}`, diskseq: probe.diskseq, major: probe.rdevMajor, minor: probe.rdevMinor, marker: marker.padEnd(16).slice(0, 16) };
+}
+
+/** The wire Device that truthfully describes a TestLoop. */
+export function loopWireDevice(loop: TestLoop): diskseqd.v1.IDevice {
+  return wireDevice(loop.diskseq, 0, { name: `loop${loop.index}`, major: loop.major, minor: loop.minor });
+}
