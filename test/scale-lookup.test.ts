@@ -76,7 +76,7 @@ async function inProcessDaemon(t: ExecutionContext, tree: SyntheticSysfs) {
   const socketPath = join(dir, 'd.sock');
   const server = new Server({ socketPath, socketMode: 0o600, maxConnections: 16, backlog: 16 }, {
     opener, registry, log, serverVersion: 'scale-test', watchHub: new WatchHub(registry, 4),
-    limits: { maxInFlight: 16, maxQueuedPackets: 1024, maxQueuedBytes: 64 << 20, maxQueuedFds: 16 },
+    limits: { maxInFlight: 16, maxQueuedPackets: 1024, maxQueuedBytes: 64 << 20, maxQueuedFds: 16, stallTimeoutMs: 30_000 },
   });
   server.start();
   t.teardown(async () => {
@@ -92,7 +92,7 @@ async function listPackets(socketPath: string, includePartitions: boolean): Prom
   return new Promise((resolve, reject) => {
     const packets: diskseqd.v1.IDeviceList[] = [];
     const socket = new PacketSocket(native.connectSeqpacket(socketPath, true),
-      { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4, maxQueuedBytes: 1 << 16, maxQueuedFds: 1 }, {
+      { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4, maxQueuedBytes: 1 << 16, maxQueuedFds: 1, stallTimeoutMs: 0 }, {
         onPacket: (packet) => {
           for (const fd of packet.fds) native.close(fd);
           if (packet.truncated) return fail(new Error('a List packet was larger than 65536 bytes'));

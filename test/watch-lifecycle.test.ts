@@ -45,7 +45,7 @@ class Watcher {
 
   constructor(path: string) {
     this.socket = new PacketSocket(native.connectSeqpacket(path, true),
-      { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 64, maxQueuedBytes: 1 << 20, maxQueuedFds: 4 }, {
+      { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 64, maxQueuedBytes: 1 << 20, maxQueuedFds: 4, stallTimeoutMs: 0 }, {
         onPacket: (packet) => {
           for (const fd of packet.fds) native.close(fd);
           const response = diskseqd.v1.Response.decode(packet.data);
