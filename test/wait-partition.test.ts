@@ -55,8 +55,10 @@ test('an open with wait_ms for a partition that never appears ends in TIMEOUT', 
   expectRefused(t, await client.open({ diskseq: loop.diskseq, partition: 1, waitMs: 300 }), 'TIMEOUT', 'partition 1 never added');
   // The disk itself is there: the same wait for the whole disk is answered with an fd.
   expectOpened(t, await client.open({ diskseq: loop.diskseq, partition: 0, waitMs: 300 }), 'whole disk').close();
-  const audit = daemon.audits().find((a) => a.op === 'open' && a.request?.['partition'] === 1);
-  t.is(audit?.code, 'TIMEOUT', 'the audit line records the timeout');
+  // The audit line is written after the response; wait for it to come through the pipe.
+  const audit = await daemon.waitForLog((l) => l.msg === 'audit' && l['op'] === 'open' && (l['request'] as Record<string, unknown>)['partition'] === 1,
+    10_000, 'the audit line of the timed-out open');
+  t.is(audit['code'], 'TIMEOUT', 'the audit line records the timeout');
 });
 
 test('a client that disconnects while waiting leaves nothing behind', async (t) => {
