@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { claimUnboundLoop, createLoop, type LoopFixture } from './helpers/loop.js';
+import { claimUnboundLoop, createLoop, type LoopFixture, type LoopOptions } from './helpers/loop.js';
 import type { DeviceInfo, WireClient } from './helpers/wire-client.js';
 
 /** What both sides say about one device. */
@@ -81,6 +81,22 @@ function partx(action: '--add' | '--delete', loop: LoopFixture, nr?: number): vo
   execFileSync('partx', [action, ...(nr === undefined ? [] : ['--nr', String(nr)]), loop.devPath], { stdio: 'pipe' });
 }
 
+/**
+ * Re-attaches `loop` under the same name when it can. Between the detach and the new
+ * claim the device is free, and another process on the machine (another test file, a
+ * bench) may claim it first: then the test goes on with a fresh loop device instead.
+ */
+function reattachOrReplace(t: ExecutionContext, loop: LoopFixture, options: LoopOptions): LoopFixture {
+  try {
+    loop.reattach(options);
+    return loop;
+  } catch (error) {
+    if (!/re-claim|bound by another process/.test((error as Error).message)) throw error;
+    t.log(`${loop.name} was claimed by another process after its detach; going on with a fresh loop device`);
+    return createLoop({ ...options, partscan: loop.partscan }, t);
+  }
+}
+
 test('after a burst of loop operations, List equals a fresh sysfs scan of the test\'s own devices', async (t) => {
   if (!needsRoot(t)) return;
   const sentinel = createLoop({}, t);
@@ -92,26 +108,28 @@ test('after a burst of loop operations, List equals a fresh sysfs scan of the te
   const scanned = createLoop({ partscan: true, partitionsMiB: [1, 1, 1] }, t);
   const partial = createLoop({ partscan: true, partitionsMiB: [2, 2] }, t);
   partx('--delete', partial, 1);
-  const noPartscan = createLoop({ partscan: false, partitionsMiB: [2] }, t);
-  const renewed = createLoop({ partscan: true, partitionsMiB: [2] }, t);
-  renewed.reattach({ partitionsMiB: [1, 1] });
-  renewed.reattach({ partitionsMiB: [3] });
+  let noPartscan = createLoop({ partscan: false, partitionsMiB: [2] }, t);
+  let renewed = createLoop({ partscan: true, partitionsMiB: [2] }, t);
+  renewed = reattachOrReplace(t, renewed, { partitionsMiB: [1, 1] });
+  renewed = reattachOrReplace(t, renewed, { partitionsMiB: [3] });
   const detached = createLoop({ partscan: true, partitionsMiB: [2] }, t);
   const unbound = claimUnboundLoop(t);
   const detachedDiskseq = detached.diskseq;
   detached.detach();
-  const churned = createLoop({ partscan: true, partitionsMiB: [1, 1] }, t);
+  let churned = createLoop({ partscan: true, partitionsMiB: [1, 1] }, t);
+  const gone = [] as bigint[];
   for (let i = 0; i < 5; i++) {
     partx('--delete', churned, 2);
     partx('--add', churned, 2);
-    churned.reattach({ partitionsMiB: i % 2 === 0 ? [1] : [1, 1] });
+    gone.push(churned.diskseq);
+    churned = reattachOrReplace(t, churned, { partitionsMiB: i % 2 === 0 ? [1] : [1, 1] });
   }
 
   // Only devices we still hold: a detached loop's name may be taken by anyone at once.
   const held = (): Set<number> => new Set([...[scanned, partial, noPartscan, renewed, churned].filter((l) => l.attached).map((l) => l.index), unbound.index]);
   t.is(held().size, 6, 'six distinct loop devices held');
   t.true(sysfsPartitions(noPartscan.index).length > 0, 'sysfs lists the non-PARTSCAN loop\'s partition');
-  const gone = [detachedDiskseq];
+  gone.push(detachedDiskseq);
 
   const check = async (when: string) => {
     const devices = await listAfterDrain(t, client, absent);
@@ -131,7 +149,7 @@ test('after a burst of loop operations, List equals a fresh sysfs scan of the te
   gone.push(scanned.diskseq, churned.diskseq, noPartscan.diskseq);
   scanned.detach();
   partx('--add', partial, 1);
-  churned.reattach({ partitionsMiB: [1, 1, 1] });
-  noPartscan.reattach({ partitionsMiB: [1] });
+  churned = reattachOrReplace(t, churned, { partitionsMiB: [1, 1, 1] });
+  noPartscan = reattachOrReplace(t, noPartscan, { partitionsMiB: [1] });
   await check('after the second round');
 });

@@ -21,7 +21,7 @@ import { Sysfs } from '../src/sysfs.js';
 import { UeventListener } from '../src/uevents.js';
 import { needsRoot } from './helpers/ci.js';
 import { createImage } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
+import { createLoop, type LoopFixture, type LoopOptions } from './helpers/loop.js';
 
 /** A registry fed by its own uevent listener with a tiny receive buffer. */
 function liveRegistry(t: ExecutionContext, rescanOnOverrun: boolean) {
@@ -99,13 +99,30 @@ function readOnlyLoop(t: ExecutionContext): { name: string; changeFd(): void } {
   return { name: `loop${index}`, changeFd: () => native.loopChangeFd(fd, backing[(current = 1 - current)]!) };
 }
 
+/**
+ * Re-attaches `loop` under the same name when it can. Between the detach and the new
+ * claim the device is free, and another process on the machine (another test file, a
+ * bench) may claim it first: then the test goes on with a fresh loop device instead.
+ */
+function reattachOrReplace(t: ExecutionContext, loop: LoopFixture, options: LoopOptions): LoopFixture {
+  try {
+    loop.reattach(options);
+    return loop;
+  } catch (error) {
+    if (!/re-claim|bound by another process/.test((error as Error).message)) throw error;
+    t.log(`${loop.name} was claimed by another process after its detach; going on with a fresh loop device`);
+    return createLoop({ ...options, partscan: loop.partscan }, t);
+  }
+}
+
 test('after a uevent overrun (ENOBUFS) the registry rescans and equals sysfs again', async (t) => {
   if (!needsRoot(t)) return;
   // Our devices: a filler whose events fill the receive buffers first, a read-only loop
   // for LOOP_CHANGE_FD churn, a PARTSCAN loop for attach/detach churn with partitions.
   const filler = readOnlyLoop(t);
   const ro = readOnlyLoop(t);
-  const churned = createLoop({ partscan: true, partitionsMiB: [1, 1] }, t);
+  let churned = createLoop({ partscan: true, partitionsMiB: [1, 1] }, t);
+  const churnedName = churned.name;
 
   const live = liveRegistry(t, true);
   const control = liveRegistry(t, false);
@@ -119,7 +136,7 @@ test('after a uevent overrun (ENOBUFS) the registry rescans and equals sysfs aga
   // events come first and fill the buffers; ours after it are lost.
   for (let i = 0; i < 40; i++) filler.changeFd();
   for (let i = 0; i < 40; i++) ro.changeFd();
-  for (let i = 0; i < 4; i++) churned.reattach({ partitionsMiB: i % 2 === 0 ? [1] : [1, 1, 1] });
+  for (let i = 0; i < 4; i++) churned = reattachOrReplace(t, churned, { partitionsMiB: i % 2 === 0 ? [1] : [1, 1, 1] });
   execFileSync('partx', ['--delete', '--nr', '2', churned.devPath], { stdio: 'pipe' });
   const roAfter = ownDiskseq(ro.name);
   t.true(roAfter > roBefore + 39n, 'every LOOP_CHANGE_FD took a new diskseq');
@@ -131,7 +148,7 @@ test('after a uevent overrun (ENOBUFS) the registry rescans and equals sysfs aga
 
   t.true(control.state.overruns >= 1, 'the control saw the overrun too');
   t.is(control.registry.find(roBefore)?.name, ro.name, 'control: without a rescan the old instance stays indexed');
-  t.deepEqual(registryView(control.registry, churned.name), churnedBefore, 'control: the churn went unnoticed');
+  t.deepEqual(registryView(control.registry, churnedName), churnedBefore, 'control: the churn went unnoticed');
 
   t.true(live.state.overruns >= 1, 'ENOBUFS was reported');
   t.is(live.registry.find(roAfter)?.name, ro.name, 'the current instance is indexed');

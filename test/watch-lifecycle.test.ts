@@ -18,7 +18,7 @@ import { MAX_RESPONSE_BYTES } from '../src/wire.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
 import { createImage } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
+import { createLoop, type LoopFixture, type LoopOptions } from './helpers/loop.js';
 
 /** One event as the test compares it. */
 interface Seen {
@@ -149,6 +149,22 @@ function readOnlyLoop(t: ExecutionContext): { name: string; changeFd(): void } {
   };
 }
 
+/**
+ * Re-attaches `loop` under the same name when it can. Between the detach and the new
+ * claim the device is free, and another process on the machine (another test file, a
+ * bench) may claim it first: then the test goes on with a fresh loop device instead.
+ */
+function reattachOrReplace(t: ExecutionContext, loop: LoopFixture, options: LoopOptions): LoopFixture {
+  try {
+    loop.reattach(options);
+    return loop;
+  } catch (error) {
+    if (!/re-claim|bound by another process/.test((error as Error).message)) throw error;
+    t.log(`${loop.name} was claimed by another process after its detach; going on with a fresh loop device`);
+    return createLoop({ ...options, partscan: loop.partscan }, t);
+  }
+}
+
 /** Order-insensitive comparison key (the kernel lists sibling partitions in no fixed order). */
 const key = (e: Seen): string => `${e.kind} ${e.name} ${e.diskseq} ${e.partition}`;
 
@@ -210,13 +226,14 @@ test('watch: snapshot, one SYNCED, then attach, partitions, detach, re-attach an
   ]);
 
   // Re-attach under the same name: a new instance, a new diskseq.
-  loop.reattach({ partitionsMiB: [2] });
-  const second = ownDiskseq(loop.name);
+  const again = reattachOrReplace(t, loop, { partitionsMiB: [2], addPartitions: false });
+  for (const n of [again.name, again.partitionName(1)]) mine.add(n);
+  const second = ownDiskseq(again.name);
   t.true(second > first);
-  execFileSync('partx', ['--add', loop.devPath], { stdio: 'pipe' });
+  execFileSync('partx', ['--add', again.devPath], { stdio: 'pipe' });
   await step('re-attach + partx --add', [
-    { kind: 'ADDED', name: loop.name, diskseq: second, partition: 0 },
-    { kind: 'ADDED', name: loop.partitionName(1), diskseq: second, partition: 1 },
+    { kind: 'ADDED', name: again.name, diskseq: second, partition: 0 },
+    { kind: 'ADDED', name: again.partitionName(1), diskseq: second, partition: 1 },
   ]);
 
   // LOOP_CHANGE_FD: the name gets a new diskseq with no unbound moment in between.
