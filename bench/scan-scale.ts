@@ -27,6 +27,8 @@ export interface ScanScaleResult {
   firstMs: Record<number, number>;
   /** Median ns per registry.lookup() of a hit and of a miss, per tree size. */
   lookupNs: Record<number, { hit: number; miss: number }>;
+  /** For scale: the same scan of this machine's real /sys (sysfs reads cost more than tmpfs). */
+  realSys: { entries: number; medianMs: number };
 }
 
 const median = (values: number[]): number => {
@@ -80,7 +82,15 @@ export function scanScale(sizes: number[] = [10, 10_000], runs = Number(process.
     }
     const medianMs: Record<number, number> = {};
     for (const size of sizes) medianMs[size] = median(samples.get(size)!);
-    return { runs, medianMs, firstMs, lookupNs };
+    const real: number[] = [];
+    for (let r = 0; r < runs; r++) {
+      const registry = new Registry(new Sysfs(), createLogger('silent'));
+      const t0 = performance.now();
+      registry.scan();
+      real.push(performance.now() - t0);
+    }
+    const entries = new Sysfs().listBlockDevices().length;
+    return { runs, medianMs, firstMs, lookupNs, realSys: { entries, medianMs: median(real) } };
   } finally {
     for (const tree of trees.values()) tree.remove();
   }
@@ -94,6 +104,7 @@ export function printScanScale(result: ScanScaleResult): void {
     console.log(`  ${String(size).padStart(6)} disks: ${result.medianMs[size]!.toFixed(2).padStart(9)} ms median   (first run ${result.firstMs[size]!.toFixed(2)} ms; ${((result.medianMs[size]! * 1000) / size).toFixed(1)} us/disk)`);
   }
   console.log(`  ratio ${big}/${small}: ${(result.medianMs[big]! / result.medianMs[small]!).toFixed(0)}x for ${big / small}x the disks`);
+  console.log(`for scale, the same scan of this machine's /sys (${result.realSys.entries} block devices, most of them unbound loops): ${result.realSys.medianMs.toFixed(2)} ms median (${((result.realSys.medianMs * 1000) / result.realSys.entries).toFixed(1)} us/entry)`);
   console.log(`registry.lookup() in memory (median ns per call): ` + [small, big].map((s) => `${s} disks hit ${result.lookupNs[s]!.hit.toFixed(0)} / miss ${result.lookupNs[s]!.miss.toFixed(0)}`).join('; '));
 }
 
