@@ -24,6 +24,7 @@ export interface Config {
   maxWaiting: number;
   maxWaitMs: number;
   maxWatchers: number;
+  ueventBufferBytes: number;
 }
 
 /** What the command line asks for. */
@@ -63,6 +64,8 @@ Options:
                            all (default 4096); beyond it RESOURCE_EXHAUSTED
   --max-wait-ms N          longer wait_ms values are cut to N (default 600000)
   --max-watchers N         watching connections (default 256)
+  --uevent-buffer BYTES    receive buffer of the kernel uevent socket (default
+                           4194304); when it overflows the daemon rescans sysfs
   --help                   show this help and exit
   --version                show the version and exit
 
@@ -84,6 +87,7 @@ export function parseCommandLine(argv: string[]): Command {
       'max-waiting': { type: 'string' },
       'max-wait-ms': { type: 'string' },
       'max-watchers': { type: 'string' },
+      'uevent-buffer': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-in-flight': { type: 'string' },
       'max-queued-bytes': { type: 'string' },
@@ -117,6 +121,7 @@ export function parseCommandLine(argv: string[]): Command {
       maxWaiting: count(values['max-waiting'], '--max-waiting', 4096),
       maxWaitMs: count(values['max-wait-ms'], '--max-wait-ms', 600_000),
       maxWatchers: count(values['max-watchers'], '--max-watchers', 256),
+      ueventBufferBytes: count(values['uevent-buffer'], '--uevent-buffer', 4 * 1024 * 1024),
     },
   };
 }

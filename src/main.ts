@@ -9,10 +9,9 @@ import { createLogger } from './log.js';
 import { Opener } from './opener.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
 import { PrivateNodes } from './private-nodes.js';
-import { Registry } from './registry.js';
 import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
-import { UeventListener } from './uevents.js';
+import { startLiveRegistry } from './live-registry.js';
 import { WatchHub } from './watch-hub.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
@@ -32,18 +31,7 @@ function run(config: Config): void {
   log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
 
   const sysfs = new Sysfs(config.sysfsRoot);
-  let registry: Registry | undefined;
-  // Subscribe before the first scan so that nothing falls between them.
-  const uevents = new UeventListener({
-    onEvent: (event) => {
-      if (event.action === 'remove' && !event.isPartition) registry?.forget(event.name);
-      else registry?.refresh(event.name, event.action === 'change');
-    },
-    onOverrun: () => registry?.scan(),
-  }, log);
-  registry = new Registry(sysfs, log, () => uevents.drain());
-  registry.scan();
-  uevents.drain();
+  const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes });
 
   const privateNodes = new PrivateNodes();
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });

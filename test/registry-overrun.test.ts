@@ -1,10 +1,9 @@
 /**
  * Netlink overrun (issue 4): when the kernel drops uevents (ENOBUFS), the registry
- * recovers by rescanning sysfs, and only then. The daemon has no option for the uevent
- * receive buffer, so the listener and registry run in this process, wired as src/main.ts
- * wires them but with a 4 KiB receive buffer; the event loop is blocked while the test
- * makes far more uevents than that holds (attach/detach churn and LOOP_CHANGE_FD on its
- * own loop devices), then let run.
+ * recovers by rescanning sysfs, and only then. The listener and registry run in this
+ * process (src/live-registry.ts, as the daemon runs them) with a 4 KiB receive buffer, so
+ * the test can block their event loop while it makes far more uevents than that holds
+ * (attach/detach churn and LOOP_CHANGE_FD on its own loop devices), then let them run.
  *
  * A control listener with the same buffer and no rescan on overrun shows that the burst
  * really lost events the registry needed.
@@ -16,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
 import { createLogger } from '../src/log.js';
+import { startLiveRegistry } from '../src/live-registry.js';
 import { Registry } from '../src/registry.js';
 import { Sysfs } from '../src/sysfs.js';
 import { UeventListener } from '../src/uevents.js';
@@ -27,17 +27,21 @@ import { createLoop, type LoopFixture, type LoopOptions } from './helpers/loop.j
 function liveRegistry(t: ExecutionContext, rescanOnOverrun: boolean) {
   const log = createLogger('silent');
   const state = { overruns: 0 };
+  if (rescanOnOverrun) {
+    const { registry, uevents: listener } = startLiveRegistry(new Sysfs(), log, {
+      ueventBufferBytes: 4096, onOverrun: () => state.overruns++,
+    });
+    t.teardown(() => listener.close());
+    return { registry, listener, state };
+  }
+  // The control: the same wiring, but an overrun is only counted, never rescanned.
   let registry: Registry | undefined;
-  // As src/main.ts: subscribe before the first scan.
   const listener = new UeventListener({
     onEvent: (event) => {
       if (event.action === 'remove' && !event.isPartition) registry?.forget(event.name);
-      else registry?.refresh(event.name, event.action === 'change');
+      else registry?.refresh(event.name, event.action === 'change', event.action === 'add' && event.isPartition ? event.name : undefined);
     },
-    onOverrun: () => {
-      state.overruns++;
-      if (rescanOnOverrun) registry?.scan();
-    },
+    onOverrun: () => state.overruns++,
   }, log, 4096);
   t.teardown(() => listener.close());
   registry = new Registry(new Sysfs(), log, () => listener.drain());
