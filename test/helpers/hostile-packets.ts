@@ -10,6 +10,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import Long from 'long';
 import { diskseqd } from '../../proto/gen/diskseqd.js';
+import { malformation } from '../../src/wire-check.js';
 
 const wire = diskseqd.v1;
 
@@ -227,6 +228,11 @@ export function classify(data: Buffer, withFd: boolean): Expectation {
   if (data.length === 0 && !withFd) return { kind: 'empty' };
   if (withFd) return { kind: 'violation', why: 'fd attached' };
   if (data.length > MAX_REQUEST_BYTES) return { kind: 'violation', why: 'oversized' };
+  // protobufjs decodes some packets protobuf forbids (field 0, group or reserved wire
+  // types, a known field with the wrong wire type); the daemon drops those too.
+  // test/wire-check.test.ts checks that rule on its own, against the .proto.
+  const malformed = malformation(data);
+  if (malformed !== undefined) return { kind: 'violation', why: `malformed: ${malformed}` };
   try {
     return { kind: 'request', request: wire.Request.decode(data) };
   } catch (error) {
