@@ -36,12 +36,15 @@ function run(config: Config): void {
   const privateNodes = new PrivateNodes();
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
   const server = new Server(
-    { socketPath: config.socketPath, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
+    { socketPath: config.socketPath, socketMode: 0o666, maxConnections: config.maxConnections,
+      maxConnectionsPerUid: config.maxConnectionsPerUid, backlog: 128 },
     {
       opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
       limits: {
         maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
-        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxQueuedFds, stallTimeoutMs: config.stallTimeoutMs,
+        // Reading pauses while responses wait, so at most maxInFlight fds can wait (plus
+        // none from List and Watch): the fd bound is a backstop, the stall timeout drops.
+        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxInFlight, stallTimeoutMs: config.stallTimeoutMs,
       },
     },
   );

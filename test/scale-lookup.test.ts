@@ -74,7 +74,7 @@ async function inProcessDaemon(t: ExecutionContext, tree: SyntheticSysfs) {
   const scanCounters = { ...sysfs.counters };
   const opener = new Opener(registry, sysfs, () => Policy.builtinDefault(), new PrivateNodes(nodes), log);
   const socketPath = join(dir, 'd.sock');
-  const server = new Server({ socketPath, socketMode: 0o600, maxConnections: 16, backlog: 16 }, {
+  const server = new Server({ socketPath, socketMode: 0o600, maxConnections: 16, maxConnectionsPerUid: 16, backlog: 16 }, {
     opener, registry, log, serverVersion: 'scale-test', watchHub: new WatchHub(registry, 4),
     limits: { maxInFlight: 16, maxQueuedPackets: 1024, maxQueuedBytes: 64 << 20, maxQueuedFds: 16, stallTimeoutMs: 30_000 },
   });
