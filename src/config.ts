@@ -18,13 +18,14 @@ export interface Config {
   logLevel: string;
   sysfsRoot: string;
   maxConnections: number;
+  maxConnectionsPerUid: number;
   maxInFlight: number;
   maxQueuedBytes: number;
-  maxQueuedFds: number;
   stallTimeoutMs: number;
   maxWaiting: number;
   maxWaitMs: number;
   maxWatchers: number;
+  ueventBufferBytes: number;
   /** --idle-exit: exit after this many ms with no connections and no requests; undefined = never. */
   idleExitMs: number | undefined;
 }
@@ -53,19 +54,24 @@ Options:
   --sysfs-root DIR         read block devices from DIR instead of /sys (for tests)
   --max-connections N      connections served at once (default 1024); the next one
                            gets RESOURCE_EXHAUSTED and is closed
+  --max-connections-per-uid N
+                           connections one non-root user may hold (default 256), so
+                           that one user cannot take every connection
   --max-in-flight N        requests worked on at once per connection (default 16);
-                           beyond it the connection is not read until one finishes
-  --max-queued-bytes N     response bytes queued for a client that does not read
-                           before it is dropped (default 4194304)
-  --max-queued-fds N       fds queued for a client that does not read before it is
-                           dropped, its queued fds closed (default 16)
+                           beyond it the connection is not read until one finishes.
+                           A connection is not read either while responses wait for
+                           the client to read them, so at most N fds ever wait for it
+  --max-queued-bytes N     response bytes that may wait for a client before it is
+                           dropped (default 4194304; a List of many devices, a watch)
   --stall-timeout-ms N     a client whose responses wait unread this long is dropped,
-                           its queued fds closed (default 10000); a client that reads
-                           slowly is not dropped: it is not read while its responses wait
+                           its waiting fds closed (default 10000); a slow reader is
+                           slowed down, not dropped
   --max-waiting N          open requests waiting (wait_ms) for a device to appear, in
                            all (default 4096); beyond it RESOURCE_EXHAUSTED
   --max-wait-ms N          longer wait_ms values are cut to N (default 600000)
   --max-watchers N         watching connections (default 256)
+  --uevent-buffer BYTES    receive buffer of the kernel uevent socket (default
+                           4194304); when it overflows the daemon rescans sysfs
   --idle-exit SECONDS      exit cleanly after SECONDS with no connections and no
                            request in flight or waiting (for socket activation)
   --help                   show this help and exit
@@ -93,10 +99,11 @@ export function parseCommandLine(argv: string[]): Command {
       'max-waiting': { type: 'string' },
       'max-wait-ms': { type: 'string' },
       'max-watchers': { type: 'string' },
+      'uevent-buffer': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-in-flight': { type: 'string' },
       'max-queued-bytes': { type: 'string' },
-      'max-queued-fds': { type: 'string' },
+      'max-connections-per-uid': { type: 'string' },
       'stall-timeout-ms': { type: 'string' },
       'idle-exit': { type: 'string' },
       help: { type: 'boolean' },
@@ -120,13 +127,14 @@ export function parseCommandLine(argv: string[]): Command {
       logLevel,
       sysfsRoot: values['sysfs-root'] ?? '/sys',
       maxConnections: count(values['max-connections'], '--max-connections', 1024),
+      maxConnectionsPerUid: count(values['max-connections-per-uid'], '--max-connections-per-uid', 256),
       maxInFlight: count(values['max-in-flight'], '--max-in-flight', 16),
       maxQueuedBytes: count(values['max-queued-bytes'], '--max-queued-bytes', 4 * 1024 * 1024),
-      maxQueuedFds: count(values['max-queued-fds'], '--max-queued-fds', 16),
       stallTimeoutMs: count(values['stall-timeout-ms'], '--stall-timeout-ms', 10_000),
       maxWaiting: count(values['max-waiting'], '--max-waiting', 4096),
       maxWaitMs: count(values['max-wait-ms'], '--max-wait-ms', 600_000),
       maxWatchers: count(values['max-watchers'], '--max-watchers', 256),
+      ueventBufferBytes: count(values['uevent-buffer'], '--uevent-buffer', 4 * 1024 * 1024),
       idleExitMs: values['idle-exit'] === undefined ? undefined : parseIdleExit(values['idle-exit']),
     },
   };

@@ -10,7 +10,7 @@ import { Connection, type ConnectionContext } from './connection.js';
 import type { Logger } from './log.js';
 import type { Peer } from './policy/index.js';
 import { encodeError } from './protocol.js';
-import { ErrorCode } from './wire.js';
+import { ErrorCode, MAX_REQUEST_BYTES } from './wire.js';
 import Long from 'long';
 
 /** How the server listens and how many it serves. */
@@ -22,6 +22,8 @@ export interface ServerOptions {
   /** Mode of a socket file the server creates; access is decided per peer by the policy. */
   socketMode: number;
   maxConnections: number;
+  /** Connections one non-root uid may hold, so that one user cannot lock out the rest. */
+  maxConnectionsPerUid: number;
   backlog: number;
 }
 
@@ -30,6 +32,7 @@ const ACCEPT_RETRY_MS = 100;
 
 export class Server {
   private readonly connections = new Set<Connection>();
+  private readonly perUid = new Map<number, number>();
   private listenFd = -1;
   private poller: Poller | undefined;
   private ownsSocketPath = false;
@@ -220,27 +223,43 @@ export class Server {
       return;
     }
     if (this.connections.size >= this.options.maxConnections) {
-      this.refuse(fd, peer);
+      this.refuse(fd, peer, `too many connections (limit ${this.options.maxConnections})`);
+      return;
+    }
+    const ofUid = this.perUid.get(peer.uid) ?? 0;
+    if (peer.uid !== 0 && ofUid >= this.options.maxConnectionsPerUid) {
+      this.refuse(fd, peer, `too many connections from uid ${peer.uid} (limit ${this.options.maxConnectionsPerUid})`);
       return;
     }
     const connection = new Connection(fd, peer, { ...this.ctx, onActivity: () => this.activity() }, (closed) => {
       this.connections.delete(closed);
+      const left = (this.perUid.get(closed.peer.uid) ?? 1) - 1;
+      if (left === 0) this.perUid.delete(closed.peer.uid);
+      else this.perUid.set(closed.peer.uid, left);
       this.activity();
     });
     this.connections.add(connection);
+    this.perUid.set(peer.uid, ofUid + 1);
     this.activity();
   }
 
-  private refuse(fd: number, peer: Peer): void {
-    const error = new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED,
-      `too many connections (limit ${this.options.maxConnections})`);
+  private refuse(fd: number, peer: Peer, why: string): void {
+    const error = new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, why);
     try {
       native.send(fd, encodeError(Long.UZERO, error), -1);
+      // Discard what the client already sent: closing with unread packets would make its
+      // next read fail with ECONNRESET before it reads the refusal.
+      const scratch = Buffer.allocUnsafe(MAX_REQUEST_BYTES);
+      for (let i = 0; i < 8; i++) {
+        const got = native.recv(fd, scratch);
+        if (got === null) break;
+        for (const passed of got.fds) void native.closeAsync(passed).catch(() => undefined);
+      }
     } catch {
       // The peer is gone already; nothing to tell it.
     }
     native.close(fd);
-    this.ctx.log.warn({ peer, limit: this.options.maxConnections }, 'connection refused: limit reached');
+    this.ctx.log.warn({ peer, reason: why }, 'connection refused: limit reached');
   }
 
   private activity(): void {

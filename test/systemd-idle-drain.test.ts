@@ -27,7 +27,7 @@ function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { soc
   const policy = Policy.builtinDefault();
   const privateNodes = new PrivateNodes(join(tempDir(t), 'nodes'));
   const server = new Server(
-    { socketMode: 0o600, maxConnections: 16, backlog: 16, ...options },
+    { socketMode: 0o600, maxConnections: 16, maxConnectionsPerUid: 16, backlog: 16, ...options },
     {
       opener: new Opener(registry, sysfs, () => policy, privateNodes, log), registry, log, serverVersion: 'test',
       watchHub: new WatchHub(registry, 4),
