@@ -40,6 +40,8 @@ export interface ConnectionContext {
   readonly serverVersion: string;
   /** Called when the connection goes from idle to busy or back, and when it closes. */
   readonly onActivity: () => void;
+  /** Called once per request answered (or abandoned), for the served-requests count. */
+  readonly onRequestDone: () => void;
 }
 
 export class Connection {
@@ -181,6 +183,7 @@ export class Connection {
 
   private requestEnded(): void {
     this.inFlight--;
+    this.ctx.onRequestDone();
     this.updateReading();
     if (this.inFlight === 0) this.ctx.onActivity();
   }

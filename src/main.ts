@@ -99,7 +99,7 @@ function run(config: Config): void {
   // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
   server.start();
   log.info({ socket: socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
-  const status = () => `${registry.size} disks, ${server.connectionCount} connections`;
+  const status = () => `${registry.size} disks, ${server.connectionCount} connections, ${server.requestsServed} requests served`;
   notifier.ready(status());
   notifier.startWatchdog();
   notifier.trackStatus(status);

@@ -42,9 +42,12 @@ export class Server {
 
   constructor(
     private readonly options: ServerOptions,
-    private readonly ctx: Omit<ConnectionContext, 'onActivity'>,
+    private readonly ctx: Omit<ConnectionContext, 'onActivity' | 'onRequestDone'>,
     private readonly onActivity: () => void = () => undefined,
   ) {}
+
+  /** Requests answered (or abandoned by their client) since the start. */
+  requestsServed = 0;
 
   /** Connections open now. */
   get connectionCount(): number {
@@ -231,7 +234,9 @@ export class Server {
       this.refuse(fd, peer, `too many connections from uid ${peer.uid} (limit ${this.options.maxConnectionsPerUid})`);
       return;
     }
-    const connection = new Connection(fd, peer, { ...this.ctx, onActivity: () => this.activity() }, (closed) => {
+    const connection = new Connection(fd, peer, {
+      ...this.ctx, onActivity: () => this.activity(), onRequestDone: () => this.requestsServed++,
+    }, (closed) => {
       this.connections.delete(closed);
       const left = (this.perUid.get(closed.peer.uid) ?? 1) - 1;
       if (left === 0) this.perUid.delete(closed.peer.uid);
