@@ -131,9 +131,9 @@ test('READY=1 only once it serves, then STATUS=, WATCHDOG=1, and STOPPING=1 on S
   t.teardown(() => client.close());
   t.is(await client.hello(), JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version);
   t.true(receiver.messages.slice(0, ready).every((m) => !m.includes('READY=1')));
-  t.regex(receiver.messages[ready], /^READY=1\nSTATUS=\d+ disks, 0 connections$/);
+  t.regex(receiver.messages[ready], /^READY=1\nSTATUS=\d+ disks, 0 connections, 0 requests served$/);
   // The status follows the connection count (sent when it changes, every 2 s at most).
-  await receiver.waitFor((m) => /^STATUS=\d+ disks, 1 connections$/.test(m), 10_000, ready + 1);
+  await receiver.waitFor((m) => /^STATUS=\d+ disks, 1 connections, \d+ requests served$/.test(m), 10_000, ready + 1);
   await receiver.waitFor((m) => m === 'WATCHDOG=1', 10_000, ready + 1);
   run.child.kill('SIGTERM');
   const stopping = await receiver.waitFor((m) => m.startsWith('STOPPING=1'), 10_000, ready + 1);
