@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { claimUnboundLoop, createLoop, type LoopFixture, type LoopOptions } from './helpers/loop.js';
+import { claimUnboundLoop, createLoop, type LoopFixture, type LoopOptions, reattachOrReplace } from './helpers/loop.js';
 import type { DeviceInfo, WireClient } from './helpers/wire-client.js';
 
 /** What both sides say about one device. */
@@ -79,22 +79,6 @@ async function listAfterDrain(t: ExecutionContext, client: WireClient, absent: b
 
 function partx(action: '--add' | '--delete', loop: LoopFixture, nr?: number): void {
   execFileSync('partx', [action, ...(nr === undefined ? [] : ['--nr', String(nr)]), loop.devPath], { stdio: 'pipe' });
-}
-
-/**
- * Re-attaches `loop` under the same name when it can. Between the detach and the new
- * claim the device is free, and another process on the machine (another test file, a
- * bench) may claim it first: then the test goes on with a fresh loop device instead.
- */
-function reattachOrReplace(t: ExecutionContext, loop: LoopFixture, options: LoopOptions): LoopFixture {
-  try {
-    loop.reattach(options);
-    return loop;
-  } catch (error) {
-    if (!/re-claim|bound by another process/.test((error as Error).message)) throw error;
-    t.log(`${loop.name} was claimed by another process after its detach; going on with a fresh loop device`);
-    return createLoop({ ...options, partscan: loop.partscan }, t);
-  }
 }
 
 test('after a burst of loop operations, List equals a fresh sysfs scan of the test\'s own devices', async (t) => {

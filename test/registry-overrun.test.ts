@@ -21,7 +21,7 @@ import { Sysfs } from '../src/sysfs.js';
 import { UeventListener } from '../src/uevents.js';
 import { needsRoot } from './helpers/ci.js';
 import { createImage } from './helpers/image.js';
-import { createLoop, type LoopFixture, type LoopOptions } from './helpers/loop.js';
+import { createLoop, type LoopFixture, type LoopOptions, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
 
 /** A registry fed by its own uevent listener with a tiny receive buffer. */
 function liveRegistry(t: ExecutionContext, rescanOnOverrun: boolean) {
@@ -79,52 +79,12 @@ function sysfsView(name: string): string[] {
   return [`${name} ${diskseq} 0`, ...partitions.map((p) => `${p} ${diskseq} ${readFileSync(`${dir}/${p}/partition`, 'utf8').trim()}`)].sort();
 }
 
-/**
- * A read-only loop device of this test's own that LOOP_CHANGE_FD switches between two
- * backing files (one uevent and a new diskseq each time). Detached and removed in teardown.
- */
-function readOnlyLoop(t: ExecutionContext): { name: string; changeFd(): void } {
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-overrun-'));
-  const backing = [0, 1].map((i) => openSync(createImage(join(dir, `ro-${i}.img`), { sizeMiB: 1 }).path, 'r'));
-  const { fd, index } = native.loopClaim();
-  t.teardown(() => {
-    try {
-      native.loopClear(fd);
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ENXIO') throw error;
-    } finally {
-      native.close(fd);
-      for (const b of backing) closeSync(b);
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-  native.loopConfigure(fd, backing[0]!, native.constants.LO_FLAGS_READ_ONLY | native.constants.LO_FLAGS_AUTOCLEAR, 0, 0);
-  let current = 0;
-  return { name: `loop${index}`, changeFd: () => native.loopChangeFd(fd, backing[(current = 1 - current)]!) };
-}
-
-/**
- * Re-attaches `loop` under the same name when it can. Between the detach and the new
- * claim the device is free, and another process on the machine (another test file, a
- * bench) may claim it first: then the test goes on with a fresh loop device instead.
- */
-function reattachOrReplace(t: ExecutionContext, loop: LoopFixture, options: LoopOptions): LoopFixture {
-  try {
-    loop.reattach(options);
-    return loop;
-  } catch (error) {
-    if (!/re-claim|bound by another process/.test((error as Error).message)) throw error;
-    t.log(`${loop.name} was claimed by another process after its detach; going on with a fresh loop device`);
-    return createLoop({ ...options, partscan: loop.partscan }, t);
-  }
-}
-
 test('after a uevent overrun (ENOBUFS) the registry rescans and equals sysfs again', async (t) => {
   if (!needsRoot(t)) return;
   // Our devices: a filler whose events fill the receive buffers first, a read-only loop
   // for LOOP_CHANGE_FD churn, a PARTSCAN loop for attach/detach churn with partitions.
-  const filler = readOnlyLoop(t);
-  const ro = readOnlyLoop(t);
+  const filler = readOnlyChangeableLoop(t);
+  const ro = readOnlyChangeableLoop(t);
   let churned = createLoop({ partscan: true, partitionsMiB: [1, 1] }, t);
   const churnedName = churned.name;
 

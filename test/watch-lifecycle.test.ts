@@ -18,7 +18,7 @@ import { MAX_RESPONSE_BYTES } from '../src/wire.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
 import { createImage } from './helpers/image.js';
-import { createLoop, type LoopFixture, type LoopOptions } from './helpers/loop.js';
+import { createLoop, type LoopFixture, type LoopOptions, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
 
 /** One event as the test compares it. */
 interface Seen {
@@ -121,50 +121,6 @@ function ownDiskseq(name: string): bigint {
   }
 }
 
-/**
- * A read-only loop device of this test's own that LOOP_CHANGE_FD can switch between two
- * backing files (each switch takes a new diskseq). Detached and removed in teardown.
- */
-function readOnlyLoop(t: ExecutionContext): { name: string; changeFd(): void } {
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-watch-'));
-  const backing = [0, 1].map((i) => openSync(createImage(join(dir, `ro-${i}.img`), { sizeMiB: 1 }).path, 'r'));
-  const { fd, index } = native.loopClaim();
-  t.teardown(() => {
-    try {
-      native.loopClear(fd);
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ENXIO') throw error;
-    } finally {
-      native.close(fd);
-      for (const b of backing) closeSync(b);
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-  const { LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR } = native.constants;
-  native.loopConfigure(fd, backing[0]!, LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR, 0, 0);
-  let current = 0;
-  return {
-    name: `loop${index}`,
-    changeFd: () => native.loopChangeFd(fd, backing[(current = 1 - current)]!),
-  };
-}
-
-/**
- * Re-attaches `loop` under the same name when it can. Between the detach and the new
- * claim the device is free, and another process on the machine (another test file, a
- * bench) may claim it first: then the test goes on with a fresh loop device instead.
- */
-function reattachOrReplace(t: ExecutionContext, loop: LoopFixture, options: LoopOptions): LoopFixture {
-  try {
-    loop.reattach(options);
-    return loop;
-  } catch (error) {
-    if (!/re-claim|bound by another process/.test((error as Error).message)) throw error;
-    t.log(`${loop.name} was claimed by another process after its detach; going on with a fresh loop device`);
-    return createLoop({ ...options, partscan: loop.partscan }, t);
-  }
-}
-
 /** Order-insensitive comparison key (the kernel lists sibling partitions in no fixed order). */
 const key = (e: Seen): string => `${e.kind} ${e.name} ${e.diskseq} ${e.partition}`;
 
@@ -237,7 +193,7 @@ test('watch: snapshot, one SYNCED, then attach, partitions, detach, re-attach an
   ]);
 
   // LOOP_CHANGE_FD: the name gets a new diskseq with no unbound moment in between.
-  const ro = readOnlyLoop(t);
+  const ro = readOnlyChangeableLoop(t);
   mine.add(ro.name);
   const roFirst = ownDiskseq(ro.name);
   await step('read-only attach', [{ kind: 'ADDED', name: ro.name, diskseq: roFirst, partition: 0 }]);
