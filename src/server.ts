@@ -7,7 +7,6 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { native, POLL_READABLE, type Poller } from '../native/index.js';
 import { BrokerError, hasErrnoCode } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
-import type { Logger } from './log.js';
 import type { Peer } from './policy/index.js';
 import { encodeError } from './protocol.js';
 import { ErrorCode, MAX_REQUEST_BYTES } from './wire.js';

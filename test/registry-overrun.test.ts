@@ -10,9 +10,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { closeSync, constants, openSync, readdirSync, readFileSync } from 'node:fs';
 import { native } from '../native/index.js';
 import { createLogger } from '../src/log.js';
 import { startLiveRegistry } from '../src/live-registry.js';
@@ -20,8 +18,7 @@ import { Registry } from '../src/registry.js';
 import { Sysfs } from '../src/sysfs.js';
 import { UeventListener } from '../src/uevents.js';
 import { needsRoot } from './helpers/ci.js';
-import { createImage } from './helpers/image.js';
-import { createLoop, type LoopFixture, type LoopOptions, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
+import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
 
 /** A registry fed by its own uevent listener with a tiny receive buffer. */
 function liveRegistry(t: ExecutionContext, rescanOnOverrun: boolean) {

@@ -5,11 +5,9 @@
  * Identity is the diskseq: a name that gets a new diskseq is REMOVED (old) + ADDED (new);
  * partitions are ADDED/REMOVED with their parent's diskseq and their number.
  */
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { closeSync, constants, openSync } from 'node:fs';
 import Long from 'long';
 import { native } from '../native/index.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
@@ -17,8 +15,7 @@ import { PacketSocket } from '../src/packet-socket.js';
 import { MAX_RESPONSE_BYTES } from '../src/wire.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { createImage } from './helpers/image.js';
-import { createLoop, type LoopFixture, type LoopOptions, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
+import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
 
 /** One event as the test compares it. */
 interface Seen {
