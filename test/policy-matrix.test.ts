@@ -3,6 +3,8 @@
 // SO_PEERGROUPS) opening the test's own loop device and its GPT partitions. Every decision
 // is checked twice: the outcome the peer got, and the audit line naming the deciding rule.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from './helpers/daemon.js';
 import { createLoop, type LoopFixture } from './helpers/loop.js';
@@ -13,6 +15,8 @@ import { checkDecisions, openAudits, policyDir, reload, waitOpenAudits, writePol
 const OPS_GID = 4242;
 /** nobody, plus the ops group as a supplementary group (primary gid unchanged). */
 const NOBODY_IN_OPS: PeerIdentity = { ...NOBODY, groups: [OPS_GID] };
+/** A group a rule names in "gids" (primary gid only). */
+const PRIMARY_GID = 4243;
 /** Another unprivileged user no rule names. */
 const STRANGER: PeerIdentity = { uid: 4000, gid: 4000 };
 
@@ -68,6 +72,7 @@ test('matrix: allowed by uid and by supplementary group, default-deny, read-only
         loop_devices: true,
       },
       { name: 'nobody-ro-disk', peer: { uids: [NOBODY.uid] }, device: { names: [disk] }, access: ['read-only'], loop_devices: true },
+      { name: 'primary-gid-only', peer: { gids: [PRIMARY_GID] }, device: { names: [disk] }, access: ['read-only'], loop_devices: true },
     ],
   });
   const daemon = await DaemonProcess.start({ worldAccessible: true, policy }, t);
@@ -99,6 +104,14 @@ test('matrix: allowed by uid and by supplementary group, default-deny, read-only
     { code: 'PERMISSION_DENIED', rule: 'nobody-ro-disk', device: disk, message: /grants read-only on .*not read-write/ },
     { code: 'PERMISSION_DENIED', rule: 'nobody-ro-disk', device: disk, message: /does not grant exclusive/ },
     { code: 'PERMISSION_DENIED', rule: 'default-deny', device: p1, message: /no rule allows uid 65534/ },
+  ]);
+
+  // "gids" is the primary gid only: the same gid as a supplementary group does not match.
+  await expectDecisions(t, daemon, loop, { uid: STRANGER.uid, gid: PRIMARY_GID }, 'primary gid', [open(loop, 0)], [
+    { code: 'OK', rule: 'primary-gid-only', device: disk },
+  ]);
+  await expectDecisions(t, daemon, loop, { ...STRANGER, groups: [PRIMARY_GID] }, 'supplementary gid', [open(loop, 0)], [
+    { code: 'PERMISSION_DENIED', rule: 'default-deny', device: disk },
   ]);
 
   await expectDecisions(t, daemon, loop, STRANGER, 'stranger', [open(loop, 0, 'ro'), open(loop, 2, 'ro')], [
@@ -161,4 +174,44 @@ test('matrix: the first matching rule decides; swapping a deny and an allow rule
   writePolicy(path, { rules: [{ ...deny, peer: undefined, device: {} }] });
   t.is((await reload(daemon)).msg, 'policy reloaded');
   await expectDecisions(t, daemon, loop, { uid: 0, gid: 0 }, 'root', [open(loop, 1)], [{ code: 'OK', rule: 'root', device: p1 }]);
+});
+
+test('matrix: device selectors on real devices — a partition has its disk\'s driver and loop/* attributes; read_only follows BLKROSET', async (t) => {
+  if (!needsRoot(t)) return;
+  const loop = partitionedLoop(t);
+  const other = partitionedLoop(t);
+  const policy = writePolicy(`${policyDir(t)}/policy.json`, {
+    rules: [
+      {
+        name: 'partitions-of-my-images',
+        peer: { uids: [NOBODY.uid] },
+        // loopNp1's own major is blkext (loop has no minors for partitions by default).
+        device: { drivers: ['loop'], whole_disk: false, attributes: { 'loop/backing_file': `${loop.dir}/*` } },
+        loop_devices: true,
+      },
+      { name: 'read-only-disks', peer: { uids: [NOBODY.uid] }, device: { partitions: false, read_only: true }, loop_devices: true },
+    ],
+  });
+  const daemon = await DaemonProcess.start({ worldAccessible: true, policy }, t);
+
+  await expectDecisions(t, daemon, loop, NOBODY, 'writable disk', [open(loop, 1), open(loop, 2), open(loop, 0)], [
+    { code: 'OK', rule: 'partitions-of-my-images', device: loop.partitionName(1) },
+    { code: 'OK', rule: 'partitions-of-my-images', device: loop.partitionName(2) },
+    { code: 'PERMISSION_DENIED', rule: 'default-deny', device: loop.name },
+  ]);
+  await expectDecisions(t, daemon, other, NOBODY, 'other image', [open(other, 1)], [
+    { code: 'PERMISSION_DENIED', rule: 'default-deny', device: other.partitionName(1) },
+  ]);
+
+  // BLKROSET sets the block device's own read-only flag, which outlives the loop binding:
+  // always clear it before the fixture detaches, or the next user of loopN gets it.
+  execFileSync('blockdev', ['--setro', loop.devPath]);
+  try {
+    t.is(readFileSync(`/sys/block/${loop.name}/ro`, 'utf8').trim(), '1', 'the disk is read-only now');
+    await expectDecisions(t, daemon, loop, NOBODY, 'read-only disk', [open(loop, 0)], [
+      { code: 'OK', rule: 'read-only-disks', device: loop.name },
+    ]);
+  } finally {
+    execFileSync('blockdev', ['--setrw', loop.devPath]);
+  }
 });

@@ -106,7 +106,7 @@ test('SIGHUP: a broken file is logged and the old policy stays; a fixed file the
   if (!needsRoot(t)) return;
   const loop = createLoop({}, t);
   const path = writePolicy(join(policyDir(t), 'policy.json'), {
-    rules: [{ name: 'nobody-reads-v1', peer: { uids: [NOBODY.uid] }, device: { names: [loop.name] }, access: ['read-only'], loop_devices: true }],
+    rules: [{ name: 'nobody-reads-v1', peer: { uids: ['nobody'], groups: ['nogroup'] }, device: { names: [loop.name] }, access: ['read-only'], loop_devices: true }],
   });
   const daemon = await DaemonProcess.start({ worldAccessible: true, policy: path }, t);
   const step = { op: 'open' as const, diskseq: loop.diskseq.toString(), readMarkerAt: 0 };

@@ -14,6 +14,8 @@ import { diskseqOpenArgv, openAudits, policyDir, runProcess, waitOpenAudits, wri
 
 /** A second unprivileged user, granted read-write. */
 const WRITER: PeerIdentity = { uid: 4001, gid: 4001 };
+/** A third unprivileged user, granted write-only. */
+const WRITE_ONLY: PeerIdentity = { uid: 4002, gid: 4002 };
 const ROOT: PeerIdentity = { uid: 0, gid: 0 };
 
 /** A loop device, and a daemon whose policy grants it to NOBODY read-only and to WRITER read-write. */
@@ -23,6 +25,7 @@ async function setup(t: Parameters<typeof createLoop>[1] & Parameters<typeof pol
     rules: [
       { name: 'nobody-reads', peer: { uids: [NOBODY.uid] }, device: { names: [loop.name] }, access: ['read-only'], loop_devices: true },
       { name: 'writer-writes', peer: { uids: [WRITER.uid] }, device: { names: [loop.name] }, access: ['read-only', 'read-write'], loop_devices: true },
+      { name: 'write-only', peer: { uids: [WRITE_ONLY.uid] }, device: { names: [loop.name] }, access: ['write-only'], loop_devices: true },
     ],
   });
   const daemon = await DaemonProcess.start({ worldAccessible: true, policy }, t);
@@ -89,6 +92,21 @@ test('reopen: a peer granted read-write writes through {}, and the bytes land in
   t.not(refused.code, 0);
   t.regex(refused.stderr, /Permission denied/, refused.stderr);
   t.is(readFileMarker(loop.image.path, 0), written, 'the refused write changed nothing');
+});
+
+test('reopen: a peer granted write-only writes through {}, and reopening {} for reading fails with EACCES', async (t) => {
+  if (!needsRoot(t)) return;
+  const { loop, diskseqOpen } = await setup(t);
+  const written = makeMarker('O');
+
+  const read = await diskseqOpen(WRITE_ONLY, ['--wo'], 'head -c 16 {}');
+  t.not(read.code, 0, 'head fails to reopen {} for reading');
+  t.regex(read.stderr, /Permission denied/, read.stderr);
+  t.is(read.stdout, '', 'nothing was read');
+
+  const write = await diskseqOpen(WRITE_ONLY, ['--wo'], `printf %s '${written}' | dd of={} conv=notrunc,fsync status=none`);
+  t.is(write.code, 0, write.stderr);
+  t.is(readFileMarker(loop.image.path, 0), written, 'the write reached the backing file');
 });
 
 test('reopen: for root the grant is advisory — root reopens read-write what it asked read-only (documented)', async (t) => {
