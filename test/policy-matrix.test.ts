@@ -2,14 +2,14 @@
 // (setpriv: uid, gid and supplementary groups, seen by the daemon through SO_PEERCRED and
 // SO_PEERGROUPS) opening the test's own loop device and its GPT partitions. Every decision
 // is checked twice: the outcome the peer got, and the audit line naming the deciding rule.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from './helpers/daemon.js';
 import { createLoop, type LoopFixture } from './helpers/loop.js';
 import { NOBODY, runPeer, type PeerIdentity, type PeerStep } from './helpers/peer.js';
-import { checkDecisions, openAudits, policyDir, reload, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
+import { checkDecisions, openAudits, type ExpectedDecision, policyDir, reload, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
 
 /** A group no account has: only the peer given it as a supplementary group is in it. */
 const OPS_GID = 4242;
@@ -21,7 +21,7 @@ const PRIMARY_GID = 4243;
 const STRANGER: PeerIdentity = { uid: 4000, gid: 4000 };
 
 /** A loop disk with PARTSCAN and a GPT with two partitions, each with its marker. */
-function partitionedLoop(t: Parameters<typeof createLoop>[1]): LoopFixture {
+function partitionedLoop(t: ExecutionContext): LoopFixture {
   return createLoop({ partitionsMiB: [2, 2], partscan: true }, t);
 }
 
@@ -38,8 +38,8 @@ function markerOf(loop: LoopFixture, part: number): string {
 
 /** Runs `steps` as `who` and checks each outcome and audit line. */
 async function expectDecisions(
-  t: Parameters<typeof checkDecisions>[0], daemon: DaemonProcess, loop: LoopFixture, who: PeerIdentity, label: string,
-  steps: PeerStep[], expected: Parameters<typeof checkDecisions>[4],
+  t: ExecutionContext, daemon: DaemonProcess, loop: LoopFixture, who: PeerIdentity, label: string,
+  steps: PeerStep[], expected: ExpectedDecision[],
 ): Promise<void> {
   const from = openAudits(daemon).length;
   const report = await runPeer(who, { socket: daemon.socketPath, steps });

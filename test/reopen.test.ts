@@ -4,7 +4,7 @@
 // with EACCES and the backing file is untouched; under a read-write grant, writes through
 // {} land in the backing file. For root the grant is advisory (docs/policy.md): root can
 // reopen read-write what it asked read-only. Runs the real CLI as the real users.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from './helpers/daemon.js';
 import { makeMarker, MARKER_BYTES, readFileMarker } from './helpers/image.js';
@@ -19,7 +19,7 @@ const WRITE_ONLY: PeerIdentity = { uid: 4002, gid: 4002 };
 const ROOT: PeerIdentity = { uid: 0, gid: 0 };
 
 /** A loop device, and a daemon whose policy grants it to NOBODY read-only and to WRITER read-write. */
-async function setup(t: Parameters<typeof createLoop>[1] & Parameters<typeof policyDir>[0]) {
+async function setup(t: ExecutionContext) {
   const loop = createLoop({}, t);
   const policy = writePolicy(`${policyDir(t)}/policy.json`, {
     rules: [
