@@ -3,7 +3,7 @@
 // exits non-zero without ever creating its socket; SIGHUP with a broken file keeps the old
 // policy in force and the daemon serving, and a fixed file then takes effect.
 import test from 'ava';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from './helpers/ci.js';
@@ -80,7 +80,7 @@ test('--check-policy: exit 0 for a valid file, exit 1 naming file, rule and fiel
   t.regex(loose.stderr, new RegExp(`^${esc(writable)}: mode 0664`), loose.stderr);
 });
 
-test('startup with a bad policy file: exit 1 with the message naming file, rule and field, and no socket', async (t) => {
+test('startup with a bad policy file: exit 1 with the message naming file, rule and field (or owner), and no socket', async (t) => {
   if (!needsRoot(t)) return;
   const dir = policyDir(t);
   const sockDir = mkdtempSync(join(tmpdir(), 'diskseqd-pe2e-sock-'));
@@ -94,8 +94,16 @@ test('startup with a bad policy file: exit 1 with the message naming file, rule 
     t.false(existsSync(socket), `${mistake.kind}: no socket was created`);
     t.false(/"msg":"serving"/.test(result.stdout), `${mistake.kind}: never served`);
   }
-  // A policy file named on the command line must exist (no silent fallback to the default).
   const socket = join(sockDir, 'd.sock');
+  // Whoever owns the file can chmod it and decide who gets every disk: only root's is loaded.
+  const foreign = writePolicy(join(dir, 'foreign.json'), { rules: [GOOD_RULE] });
+  chownSync(foreign, NOBODY.uid, NOBODY.gid);
+  const owned = await runProcess(diskseqdArgv('--socket', socket, '--policy', foreign));
+  t.is(owned.code, 1);
+  t.regex(owned.stderr, new RegExp(`^diskseqd: ${esc(foreign)}: owned by uid 65534`), owned.stderr);
+  t.false(existsSync(socket));
+
+  // A policy file named on the command line must exist (no silent fallback to the default).
   const missing = await runProcess(diskseqdArgv('--socket', socket, '--policy', join(dir, 'missing.json')));
   t.is(missing.code, 1);
   t.regex(missing.stderr, /missing\.json: [^\n]*ENOENT/);
