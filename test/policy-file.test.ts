@@ -75,3 +75,15 @@ test('file: a file owned by another user is refused', (t) => {
   const error = t.throws(() => Policy.fromFile(path, accountFiles(t)), { instanceOf: PolicyError });
   t.is(error!.problem, 'owned by uid 65534; a policy file must be owned by root');
 });
+
+test('file: a directory on the way that others may write is refused, unless it is sticky', (t) => {
+  const dir = tempDir(t);
+  const open = join(dir, 'open');
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  const path = policyFile(open, VALID);
+  const error = t.throws(() => Policy.fromFile(path, accountFiles(t)), { instanceOf: PolicyError });
+  t.regex(error!.message, /directory .*\/open is writable by others \(mode 0777\), who could replace the policy$/);
+  chmodSync(open, 0o1777); // sticky, as /tmp: others cannot replace root's files
+  t.deepEqual(Policy.fromFile(path, accountFiles(t)).ruleNames, ['alice']);
+});

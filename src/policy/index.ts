@@ -5,7 +5,8 @@
  * decide() twice per open — on the candidate device before anything is opened, and on the
  * verified device, whose decision is the one that counts. See docs/policy.md.
  */
-import { closeSync, fstatSync, openSync, readSync, constants as fsConstants } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync, constants as fsConstants } from 'node:fs';
+import { dirname } from 'node:path';
 import { AccountResolver, type AccountFiles } from './accounts.js';
 import { decideOpen } from './decide.js';
 import { parsePolicyText } from './parse-rules.js';
@@ -95,6 +96,7 @@ function readPolicyFile(path: string): string {
     if ((stat.mode & 0o022) !== 0) {
       throw new PolicyError(path, `mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')} lets others rewrite the policy; remove group and other write permission`);
     }
+    checkDirectories(path, euid);
     // Read to EOF rather than trusting st_size, and stop one byte past the limit.
     const buffer = Buffer.alloc(MAX_POLICY_FILE_BYTES + 1);
     let length = 0;
@@ -110,5 +112,25 @@ function readPolicyFile(path: string): string {
     throw new PolicyError(path, `cannot read: ${(error as Error).message}`);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Whoever may write a directory on the way to the policy file may replace the file (or a
+ * directory) with one of their own: every directory of the resolved path must belong to
+ * root (or the daemon's user) and not be writable by group or others, unless it is sticky
+ * (/tmp: others cannot rename or remove root's entries there).
+ */
+function checkDirectories(path: string, euid: number): void {
+  let dir = dirname(realpathSync(path));
+  for (;;) {
+    const stat = statSync(dir);
+    if (stat.uid !== 0 && stat.uid !== euid) throw new PolicyError(path, `directory ${dir} is owned by uid ${stat.uid}; it must be owned by root`);
+    if ((stat.mode & 0o022) !== 0 && (stat.mode & 0o1000) === 0) {
+      throw new PolicyError(path, `directory ${dir} is writable by others (mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}), who could replace the policy`);
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return;
+    dir = parent;
   }
 }
