@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/device.cc",
         "native/errors.cc",
+        "native/jobs.cc",
         "native/loop.cc",
         "native/poller.cc",
         "native/probe.cc",
