@@ -47,7 +47,7 @@ class JobPool {
   JobPool(napi_env env, napi_ref resource, napi_async_context context)
       : env_(env), resource_(resource), context_(context) {}
 
-  /** JS thread: uv_async_init + teardown hook. Returns false (nothing to undo) on failure. */
+  /** JS thread: the uv handles and the teardown hook. False on failure (see CreateJobPool). */
   bool Start(uv_loop_t* loop);
   /** JS thread: see SubmitJob. */
   Napi::Value Submit(Napi::Env env, Job* job);
@@ -74,7 +74,7 @@ class JobPool {
   bool Process(Job* job, bool stopping);
   /** JS thread: settles the finished jobs in one handle scope and one callback scope. */
   void Deliver();
-  /** JS thread, at teardown once every thread has returned: join, close the uv handle. */
+  /** JS thread, at teardown once every thread has returned: join, close the uv handles. */
   void Finish();
 
   napi_env env_;
@@ -122,7 +122,7 @@ bool JobPool::Start(uv_loop_t* loop) {
   uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
   uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
   if (napi_add_async_cleanup_hook(env_, &JobPool::OnCleanup, this, nullptr) != napi_ok) {
-    // Not reachable in practice; closing would need a callback, so the handle stays, idle.
+    // Not reachable in practice; closing would need callbacks: the handles stay, idle.
     return false;
   }
   return true;
@@ -278,7 +278,7 @@ void JobPool::Deliver() {
   napi_get_reference_value(env_, resource_, &resource);
   // Closing a callback scope runs process.nextTick callbacks and microtasks, as after any
   // libuv callback: the promise continuations of the whole batch run then, once.
-  napi_open_callback_scope(env_, resource, context_, &callback_scope);
+  bool in_scope = napi_open_callback_scope(env_, resource, context_, &callback_scope) == napi_ok;
   for (Job* job : delivering_) {
     napi_deferred deferred = job->deferred_;
     job->deferred_ = nullptr;
@@ -295,8 +295,9 @@ void JobPool::Deliver() {
   unsettled_ -= delivering_.size();
   if (unsettled_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
   delivering_.clear();
-  napi_close_callback_scope(env_, callback_scope);  // an exception in a tick callback
-  // becomes an uncaughtException there (node::CallbackScope), as for napi_make_callback.
+  // An exception in a tick callback becomes an uncaughtException there (node::CallbackScope),
+  // as for napi_make_callback.
+  if (in_scope) napi_close_callback_scope(env_, callback_scope);
 }
 
 void JobPool::OnCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
@@ -325,7 +326,6 @@ void JobPool::OnCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
 void JobPool::Finish() {
   // Every thread has left Work(); join so none still runs addon code when it is unloaded.
   for (int i = 0; i < started_; i++) pthread_join(threads_[i], nullptr);
-  started_ = exited_ = 0;
   napi_async_destroy(env_, context_);
   napi_delete_reference(env_, resource_);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), &JobPool::OnClosed);
