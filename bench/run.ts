@@ -6,8 +6,13 @@
  * info, as in production: one audit line per request) the daemon's log level;
  * BENCH_RSS_REQUESTS (default 100000, 0 to skip) how many requests the RSS check sends;
  * BENCH_PROFILE_DIR, when set, makes the benchmarked daemon write a V8 CPU profile there.
+ * Then the benchmarks with scripts of their own run: partition appears -> fd, the scan of
+ * 10,000 synthetic disks, fuzz throughput, the LD_PRELOAD shim's cost, cold start.
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { connect } from '../client/index.js';
 import { DaemonProcess } from '../test/helpers/daemon.js';
 import { createLoop } from '../test/helpers/loop.js';
@@ -120,7 +125,28 @@ async function loadAverage(): Promise<string[]> {
   return loadavg().map((l) => l.toFixed(2));
 }
 
-main().catch((error: unknown) => {
+/**
+ * The benchmarks that have their own scripts, run one after another as child processes
+ * after the table above (BENCH_ONLY_MAIN=1 skips them).
+ */
+const SCRIPTS = ['partition-appear.js', 'scan-scale.js', 'fuzz.js', 'preload-open.js', 'cold-start.js'];
+
+function runScripts(): void {
+  for (const script of SCRIPTS) {
+    const path = fileURLToPath(new URL(script, import.meta.url));
+    if (!existsSync(path)) continue;
+    console.log(`\n--- ${script.replace(/\.js$/, '')} ---`);
+    const run = spawnSync(process.execPath, [path], { stdio: 'inherit' });
+    if (run.status !== 0) {
+      console.error(`${script} failed (exit ${run.status ?? run.signal})`);
+      process.exitCode = 1;
+    }
+  }
+}
+
+main().then(() => {
+  if (process.env.BENCH_ONLY_MAIN !== '1') runScripts();
+}, (error: unknown) => {
   console.error(`bench failed: ${(error as Error).stack ?? String(error)}`);
   process.exitCode = 1;
 });

@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS } from './log.js';
 import { DEFAULT_POLICY_FILE } from './policy/index.js';
+import { parseIdleExit } from './systemd/idle-exit.js';
 import { DEFAULT_SOCKET_PATH } from './wire.js';
 
 /** The daemon's settings after parsing. */
@@ -17,13 +18,16 @@ export interface Config {
   logLevel: string;
   sysfsRoot: string;
   maxConnections: number;
+  maxConnectionsPerUid: number;
   maxInFlight: number;
   maxQueuedBytes: number;
-  maxQueuedFds: number;
   stallTimeoutMs: number;
   maxWaiting: number;
   maxWaitMs: number;
   maxWatchers: number;
+  ueventBufferBytes: number;
+  /** --idle-exit: exit after this many ms with no connections and no requests; undefined = never. */
+  idleExitMs: number | undefined;
 }
 
 /** What the command line asks for. */
@@ -50,21 +54,32 @@ Options:
   --sysfs-root DIR         read block devices from DIR instead of /sys (for tests)
   --max-connections N      connections served at once (default 1024); the next one
                            gets RESOURCE_EXHAUSTED and is closed
+  --max-connections-per-uid N
+                           connections one non-root user may hold (default 256), so
+                           that one user cannot take every connection
   --max-in-flight N        requests worked on at once per connection (default 16);
-                           beyond it the connection is not read until one finishes
-  --max-queued-bytes N     response bytes queued for a client that does not read
-                           before it is dropped (default 4194304)
-  --max-queued-fds N       fds queued for a client that does not read before it is
-                           dropped, its queued fds closed (default 16)
+                           beyond it the connection is not read until one finishes.
+                           A connection is not read either while responses wait for
+                           the client to read them, so at most N fds ever wait for it
+  --max-queued-bytes N     response bytes that may wait for a client before it is
+                           dropped (default 4194304; a List of many devices, a watch)
   --stall-timeout-ms N     a client whose responses wait unread this long is dropped,
-                           its queued fds closed (default 10000); a client that reads
-                           slowly is not dropped: it is not read while its responses wait
+                           its waiting fds closed (default 10000); a slow reader is
+                           slowed down, not dropped
   --max-waiting N          open requests waiting (wait_ms) for a device to appear, in
                            all (default 4096); beyond it RESOURCE_EXHAUSTED
   --max-wait-ms N          longer wait_ms values are cut to N (default 600000)
   --max-watchers N         watching connections (default 256)
+  --uevent-buffer BYTES    receive buffer of the kernel uevent socket (default
+                           4194304); when it overflows the daemon rescans sysfs
+  --idle-exit SECONDS      exit cleanly after SECONDS with no connections and no
+                           request in flight or waiting (for socket activation)
   --help                   show this help and exit
   --version                show the version and exit
+
+Socket activation: a listening socket passed by systemd (LISTEN_FDS) is served
+instead of binding --socket, and is never removed. READY=1, STATUS= and WATCHDOG=1
+go to NOTIFY_SOCKET when it is set.
 
 Signals: SIGTERM/SIGINT finish in-flight requests, close, and remove the socket.
 `;
@@ -84,11 +99,13 @@ export function parseCommandLine(argv: string[]): Command {
       'max-waiting': { type: 'string' },
       'max-wait-ms': { type: 'string' },
       'max-watchers': { type: 'string' },
+      'uevent-buffer': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-in-flight': { type: 'string' },
       'max-queued-bytes': { type: 'string' },
-      'max-queued-fds': { type: 'string' },
+      'max-connections-per-uid': { type: 'string' },
       'stall-timeout-ms': { type: 'string' },
+      'idle-exit': { type: 'string' },
       help: { type: 'boolean' },
       version: { type: 'boolean' },
     },
@@ -110,13 +127,15 @@ export function parseCommandLine(argv: string[]): Command {
       logLevel,
       sysfsRoot: values['sysfs-root'] ?? '/sys',
       maxConnections: count(values['max-connections'], '--max-connections', 1024),
+      maxConnectionsPerUid: count(values['max-connections-per-uid'], '--max-connections-per-uid', 256),
       maxInFlight: count(values['max-in-flight'], '--max-in-flight', 16),
       maxQueuedBytes: count(values['max-queued-bytes'], '--max-queued-bytes', 4 * 1024 * 1024),
-      maxQueuedFds: count(values['max-queued-fds'], '--max-queued-fds', 16),
       stallTimeoutMs: count(values['stall-timeout-ms'], '--stall-timeout-ms', 10_000),
       maxWaiting: count(values['max-waiting'], '--max-waiting', 4096),
       maxWaitMs: count(values['max-wait-ms'], '--max-wait-ms', 600_000),
       maxWatchers: count(values['max-watchers'], '--max-watchers', 256),
+      ueventBufferBytes: count(values['uevent-buffer'], '--uevent-buffer', 4 * 1024 * 1024),
+      idleExitMs: values['idle-exit'] === undefined ? undefined : parseIdleExit(values['idle-exit']),
     },
   };
 }

@@ -8,7 +8,7 @@ import { native } from '../native/index.js';
 import { describeGradually, listDevices } from './device-info.js';
 import { BrokerError, invalidArgument } from './errors.js';
 import type { Logger } from './log.js';
-import type { Opener, OpenTrace } from './opener.js';
+import { RequestCancelled, type Opener, type OpenTrace } from './opener.js';
 import { PacketSocket, type CloseReason, type IncomingPacket } from './packet-socket.js';
 import type { Peer } from './policy/index.js';
 import {
@@ -40,6 +40,8 @@ export interface ConnectionContext {
   readonly serverVersion: string;
   /** Called when the connection goes from idle to busy or back, and when it closes. */
   readonly onActivity: () => void;
+  /** Called once per request answered (or abandoned), for the served-requests count. */
+  readonly onRequestDone: () => void;
 }
 
 export class Connection {
@@ -108,6 +110,11 @@ export class Connection {
     try {
       await this.dispatch(request, trace);
     } catch (error) {
+      if (error instanceof RequestCancelled) {
+        code = 'CANCELLED'; // not a wire code: nobody is left to receive one
+        decision = 'error';
+        return;
+      }
       const failure = error instanceof BrokerError ? error : this.internal(error);
       code = errorCodeName(failure.code);
       decision = failure.code === ErrorCode.ERROR_CODE_PERMISSION_DENIED ? 'deny' : 'error';
@@ -140,6 +147,7 @@ export class Connection {
         return;
       }
       case 'list': {
+        this.ctx.registry.catchUp(); // answer with every change the kernel already announced
         const builder = new DeviceListBuilder(request.id);
         const devices = listDevices(this.ctx.registry.disks(), request.includePartitions);
         for await (const device of describeGradually(this.ctx.registry.sysfs, devices)) {
@@ -155,6 +163,7 @@ export class Connection {
           throw new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, `too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
         }
         this.stopWatching = () => undefined; // one watch per connection, even while it starts
+        this.ctx.registry.catchUp();
         this.stopWatching = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close());
         if (this.socket.isClosed) this.stopWatching(); // closed during the snapshot
         return;
@@ -174,6 +183,7 @@ export class Connection {
 
   private requestEnded(): void {
     this.inFlight--;
+    this.ctx.onRequestDone();
     this.updateReading();
     if (this.inFlight === 0) this.ctx.onActivity();
   }

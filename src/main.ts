@@ -9,10 +9,12 @@ import { createLogger } from './log.js';
 import { Opener } from './opener.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
 import { PrivateNodes } from './private-nodes.js';
-import { Registry } from './registry.js';
 import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
-import { UeventListener } from './uevents.js';
+import { IdleExit } from './systemd/idle-exit.js';
+import { Notifier } from './systemd/notify.js';
+import { inheritedListener, socketPathOf } from './systemd/socket-activation.js';
+import { startLiveRegistry } from './live-registry.js';
 import { WatchHub } from './watch-hub.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
@@ -28,34 +30,32 @@ function loadPolicy(config: Config): Policy {
 
 function run(config: Config): void {
   const log = createLogger(config.logLevel);
+  const inheritedFd = inheritedListener() ?? undefined; // throws on a wrong kind of fd: exit 1
+  // An inherited socket is where systemd bound it, whatever --socket says.
+  const socketPath = inheritedFd === undefined ? config.socketPath : socketPathOf(inheritedFd) ?? config.socketPath;
+  const notifier = new Notifier({ log });
   let policy = loadPolicy(config);
   log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
 
   const sysfs = new Sysfs(config.sysfsRoot);
-  let registry: Registry | undefined;
-  // Subscribe before the first scan so that nothing falls between them.
-  const uevents = new UeventListener({
-    onEvent: (event) => {
-      if (event.action === 'remove' && !event.isPartition) registry?.forget(event.name);
-      else registry?.refresh(event.name, event.action === 'change');
-    },
-    onOverrun: () => registry?.scan(),
-  }, log);
-  registry = new Registry(sysfs, log, () => uevents.drain());
-  registry.scan();
-  uevents.drain();
+  const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes });
 
   const privateNodes = new PrivateNodes();
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
-  const server = new Server(
-    { socketPath: config.socketPath, socketMode: 0o666, maxConnections: config.maxConnections, backlog: 128 },
+  let idle: IdleExit | undefined;
+  const server: Server = new Server(
+    { socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections,
+      maxConnectionsPerUid: config.maxConnectionsPerUid, backlog: 128 },
     {
       opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
       limits: {
         maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
-        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxQueuedFds, stallTimeoutMs: config.stallTimeoutMs,
+        // Reading pauses while responses wait, so at most maxInFlight fds can wait (plus
+        // none from List and Watch): the fd bound is a backstop, the stall timeout drops.
+        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxInFlight, stallTimeoutMs: config.stallTimeoutMs,
       },
     },
+    () => idle?.update(server.connectionCount === 0 && !server.busy),
   );
 
   process.on('SIGHUP', () => {
@@ -67,10 +67,12 @@ function run(config: Config): void {
     }
   });
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
+  const stop = (signal: NodeJS.Signals | 'idle') => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
+    notifier.stopping();
+    idle?.close();
     void server.shutdown(SHUTDOWN_GRACE_MS).then(() => {
       uevents.close();
       privateNodes.close();
@@ -80,11 +82,27 @@ function run(config: Config): void {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (config.idleExitMs !== undefined) {
+    idle = new IdleExit(config.idleExitMs, () => {
+      if (!server.stopAccepting()) {
+        log.info('idle deadline reached with clients waiting in the backlog: serving them');
+        return false;
+      }
+      log.info({ idleExitMs: config.idleExitMs }, 'idle: exiting');
+      stop('idle');
+      return true;
+    });
+  }
 
   // Serve only once every signal has its handler: a signal in between would take the
-  // default action and leave requests unanswered and the socket file behind.
+  // default action and leave requests unanswered and the socket file behind. For the same
+  // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
   server.start();
-  log.info({ socket: config.socketPath, disks: registry.size, version: VERSION }, 'serving');
+  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
+  const status = () => `${registry.size} disks, ${server.connectionCount} connections, ${server.requestsServed} requests served`;
+  notifier.ready(status());
+  notifier.startWatchdog();
+  notifier.trackStatus(status);
 }
 
 function describeError(error: unknown): string {

@@ -56,6 +56,14 @@ export interface OpenTrace {
   retried?: boolean;
 }
 
+/** The client went away while its request waited; there is nobody to answer. */
+export class RequestCancelled extends Error {
+  constructor() {
+    super('the client closed its connection while the request waited');
+    this.name = 'RequestCancelled';
+  }
+}
+
 /** Where the candidate stands after one attempt that did not end in a decision. */
 interface Mismatch {
   kind: 'mismatch';
@@ -63,6 +71,8 @@ interface Mismatch {
   name: string;
   why: string;
   osErrno: number;
+  /** The open itself failed with ENOENT/ENXIO/ENODEV/ENOMEDIUM: the device went away. */
+  gone?: boolean;
 }
 
 type Target = { disk: DiskEntry; part: PartitionEntry | undefined };
@@ -103,7 +113,7 @@ export class Opener {
     const second = await this.attempt(params, peer, trace);
     if (second.kind !== 'mismatch') return second;
     this.registry.refresh(second.name);
-    if (this.findTarget(params) === undefined) {
+    if (second.gone === true || this.findTarget(params) === undefined) {
       throw notFound(`diskseq ${params.diskseq}${partSuffix(params)} is gone`, second.osErrno);
     }
     throw new BrokerError(ErrorCode.ERROR_CODE_STALE, `diskseq ${params.diskseq}${partSuffix(params)} does not verify: ${second.why}`, second.osErrno);
@@ -130,7 +140,7 @@ export class Opener {
       ({ fd, probe } = await this.openNode(node, peer, params));
     } catch (error) {
       if (hasErrnoCode(error, ...GONE)) {
-        return { kind: 'mismatch', name: node.name, why: `open: ${(error as Error).message}`, osErrno: errnoOf(error) };
+        return { kind: 'mismatch', name: node.name, why: `open: ${(error as Error).message}`, osErrno: errnoOf(error), gone: true };
       }
       throw openError(error);
     }
@@ -198,7 +208,7 @@ export class Opener {
     if (failure === 'timeout') {
       throw new BrokerError(ErrorCode.ERROR_CODE_TIMEOUT, `diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms`);
     }
-    if (failure === 'cancelled') throw new BrokerError(ErrorCode.ERROR_CODE_INTERNAL, 'request cancelled');
+    if (failure === 'cancelled') throw new RequestCancelled();
     // 'gone' and null: step 1 gives the answer (NOT_FOUND, or the device).
   }
 

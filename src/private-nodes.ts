@@ -10,7 +10,7 @@
  * daemon mounted would outlive a crash, and a mount namespace unshared in a multithreaded
  * process covers only one thread.
  */
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { native, type OpenedDevice } from '../native/index.js';
 import type { Access } from './policy/index.js';
@@ -36,7 +36,7 @@ export class PrivateNodes {
     chmodSync(root, 0o700);
     for (const entry of readdirSync(root)) {
       const pid = /^[1-9][0-9]*$/.test(entry) ? Number(entry) : 0;
-      if (pid !== 0 && pid !== process.pid && existsSync(`/proc/${pid}`)) continue;
+      if (pid !== 0 && pid !== process.pid && isRunning(pid)) continue;
       rmSync(join(root, entry), { recursive: true, force: true });
     }
     this.dir = join(root, String(process.pid));
@@ -70,5 +70,18 @@ export class PrivateNodes {
   /** Removes this instance's directory (at shutdown); idempotent. */
   close(): void {
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Whether a process runs. kill(pid, 0), not /proc/<pid>: under ProtectProc=invisible a
+ * process with more privileges than this one has no visible /proc entry.
+ */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }

@@ -9,6 +9,7 @@ import type { diskseqd } from '../proto/gen/diskseqd.js';
 import { BrokerError, invalidArgument } from './errors.js';
 import type { OpenParams, DeviceSnapshot } from './opener.js';
 import { isAttributeKey, type Access } from './policy/index.js';
+import { malformation } from './wire-check.js';
 import { ATTRIBUTE_KEYS, EventKind, MAX_RESPONSE_BYTES, wire, type WireDevice } from './wire.js';
 
 /** A packet the daemon cannot accept at all; the connection is dropped. */
@@ -32,6 +33,8 @@ const ACCESS_BY_WIRE: Record<number, Access> = {
 
 /** Decodes one request packet; throws ProtocolViolation when it is not a Request. */
 export function decodeRequest(data: Uint8Array): ParsedRequest {
+  const malformed = malformation(data);
+  if (malformed !== undefined) throw new ProtocolViolation(`malformed request: ${malformed}`);
   let request: diskseqd.v1.Request;
   try {
     request = wire.Request.decode(data);

@@ -105,6 +105,11 @@ export class Registry {
     return this.byDiskseq.get(diskseq);
   }
 
+  /** Handles every uevent already pending, so that an answer reflects what the kernel announced. */
+  catchUp(): void {
+    this.drainEvents();
+  }
+
   /** Whether a disk is removable media; read once per disk instance, then remembered. */
   isRemovable(disk: DiskEntry): boolean {
     let removable = this.removable.get(disk);
@@ -195,13 +200,13 @@ export class Registry {
    * index. `changeEvent`: the kernel sent a `change` for it, which under the same diskseq
    * means its attributes (size, read-only) changed.
    */
-  refresh(name: string, changeEvent = false): void {
+  refresh(name: string, changeEvent = false, announced?: string): void {
     const owner = this.partitionOwner.get(name);
-    if (owner !== undefined) return this.refresh(owner.name);
+    if (owner !== undefined) return this.refresh(owner.name, false, announced);
     const uevent = this.sysfs.readUevent(name);
     if (uevent?.isPartition) {
       const parent = this.sysfs.parentOf(name);
-      if (parent !== null) this.refresh(parent);
+      if (parent !== null) this.refresh(parent, false, announced);
       return;
     }
     const before = this.byName.get(name);
@@ -212,7 +217,10 @@ export class Registry {
         const partUevent = this.sysfs.readUevent(partName);
         if (partUevent?.isPartition) partitions.push(partUevent);
       }
-      this.syncPartitions(disk, partitions);
+      // A partition sysfs lists may still be in the middle of its BLKPG add: no /dev node
+      // yet (ENOENT) or not openable yet (ENXIO). The kernel's own `add` uevent for it comes
+      // once it is ready; index a new partition only then.
+      this.syncPartitions(disk, partitions, (p) => p.name === announced);
     }
     if (before !== undefined || disk !== undefined) this.wakeWaiters();
   }
@@ -269,7 +277,7 @@ export class Registry {
   }
 
   /** Makes a disk's partitions those in `found`, reporting additions and removals. */
-  private syncPartitions(disk: DiskEntry, found: Uevent[]): void {
+  private syncPartitions(disk: DiskEntry, found: Uevent[], admitNew: (uevent: Uevent) => boolean = () => true): void {
     // Without LO_FLAGS_PARTSCAN, BLKPG partitions of a loop device survive its detach and
     // would be served from the next instance's bytes: never index them.
     const usable = !disk.isLoop || this.sysfs.attributeByName(disk.name, 'loop/partscan', false) === '1';
@@ -283,7 +291,7 @@ export class Registry {
       this.emit({ kind: 'removed', disk, part });
     }
     for (const [number, uevent] of next) {
-      if (disk.partitions.has(number)) continue;
+      if (disk.partitions.has(number) || !admitNew(uevent)) continue;
       const part: PartitionEntry = {
         name: uevent.name, devname: uevent.devname, major: uevent.major, minor: uevent.minor, partition: number, disk,
       };

@@ -7,10 +7,9 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { native, POLL_READABLE, type Poller } from '../native/index.js';
 import { BrokerError, hasErrnoCode } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
-import type { Logger } from './log.js';
 import type { Peer } from './policy/index.js';
 import { encodeError } from './protocol.js';
-import { ErrorCode } from './wire.js';
+import { ErrorCode, MAX_REQUEST_BYTES } from './wire.js';
 import Long from 'long';
 
 /** How the server listens and how many it serves. */
@@ -22,6 +21,8 @@ export interface ServerOptions {
   /** Mode of a socket file the server creates; access is decided per peer by the policy. */
   socketMode: number;
   maxConnections: number;
+  /** Connections one non-root uid may hold, so that one user cannot lock out the rest. */
+  maxConnectionsPerUid: number;
   backlog: number;
 }
 
@@ -30,6 +31,7 @@ const ACCEPT_RETRY_MS = 100;
 
 export class Server {
   private readonly connections = new Set<Connection>();
+  private readonly perUid = new Map<number, number>();
   private listenFd = -1;
   private poller: Poller | undefined;
   private ownsSocketPath = false;
@@ -39,9 +41,12 @@ export class Server {
 
   constructor(
     private readonly options: ServerOptions,
-    private readonly ctx: Omit<ConnectionContext, 'onActivity'>,
+    private readonly ctx: Omit<ConnectionContext, 'onActivity' | 'onRequestDone'>,
     private readonly onActivity: () => void = () => undefined,
   ) {}
+
+  /** Requests answered (or abandoned by their client) since the start. */
+  requestsServed = 0;
 
   /** Connections open now. */
   get connectionCount(): number {
@@ -62,11 +67,15 @@ export class Server {
       this.listenFd = this.bindFresh();
       this.ownsSocketPath = true;
     }
-    this.poller = new native.Poller(this.listenFd, (status) => {
+    this.poller = this.pollListener();
+    this.poller.start(POLL_READABLE);
+  }
+
+  private pollListener(): Poller {
+    return new native.Poller(this.listenFd, (status) => {
       if (status < 0) this.ctx.log.error({ status }, 'poll on the listening socket failed');
       else this.acceptAll();
     });
-    this.poller.start(POLL_READABLE);
   }
 
   /**
@@ -97,6 +106,65 @@ export class Server {
       });
     }
     for (const connection of [...this.connections]) connection.close();
+  }
+
+  /**
+   * For idle exit, called at the deadline (no connections, nothing in flight): stops
+   * accepting and returns true, unless clients are already waiting in the listen backlog;
+   * those are admitted, the server goes on listening, and it returns false. No client is
+   * ever dropped:
+   * - a socket we bound is unlinked first, so no connect() can reach it any more, then the
+   *   backlog is drained; if that found clients, a fresh socket is bound at the path;
+   * - an inherited (systemd) socket keeps its path: a client that connects after the last
+   *   accept waits in systemd's own copy, and systemd starts the next instance for it.
+   * Returns true as well when the listener is already closed.
+   */
+  stopAccepting(): boolean {
+    if (this.closing || this.listenFd < 0) return true;
+    this.poller?.stop();
+    const unlinked = this.ownsSocketPath && this.unlinkSocketPath();
+    const before = this.connections.size;
+    this.acceptAll();
+    const admitted = this.connections.size > before;
+    if (admitted && (!unlinked || this.rebind())) {
+      this.poller?.start(POLL_READABLE);
+      return false;
+    }
+    clearTimeout(this.acceptRetry); // out of fds: what is left in the backlog is lost with the listener
+    this.poller?.close();
+    this.poller = undefined;
+    native.close(this.listenFd);
+    this.listenFd = -1;
+    return !admitted;
+  }
+
+  /** Unlinks the socket file we bound; false (logged) if that failed. */
+  private unlinkSocketPath(): boolean {
+    try {
+      unlinkSync(this.options.socketPath);
+      this.ownsSocketPath = false; // from here on, the path may be a successor's
+      return true;
+    } catch (error) {
+      this.ctx.log.warn({ err: error }, 'could not unlink the socket');
+      return false;
+    }
+  }
+
+  /** Replaces the (unlinked) listener with a fresh one at the path; false (logged) on failure. */
+  private rebind(): boolean {
+    let fd: number;
+    try {
+      fd = this.bindFresh();
+    } catch (error) {
+      this.ctx.log.error({ err: error }, 'could not bind the socket again; serving the clients we have, then exiting');
+      return false;
+    }
+    this.poller?.close();
+    native.close(this.listenFd);
+    this.listenFd = fd;
+    this.ownsSocketPath = true;
+    this.poller = this.pollListener();
+    return true;
   }
 
   private bindFresh(): number {
@@ -157,27 +225,45 @@ export class Server {
       return;
     }
     if (this.connections.size >= this.options.maxConnections) {
-      this.refuse(fd, peer);
+      this.refuse(fd, peer, `too many connections (limit ${this.options.maxConnections})`);
       return;
     }
-    const connection = new Connection(fd, peer, { ...this.ctx, onActivity: () => this.activity() }, (closed) => {
+    const ofUid = this.perUid.get(peer.uid) ?? 0;
+    if (peer.uid !== 0 && ofUid >= this.options.maxConnectionsPerUid) {
+      this.refuse(fd, peer, `too many connections from uid ${peer.uid} (limit ${this.options.maxConnectionsPerUid})`);
+      return;
+    }
+    const connection = new Connection(fd, peer, {
+      ...this.ctx, onActivity: () => this.activity(), onRequestDone: () => this.requestsServed++,
+    }, (closed) => {
       this.connections.delete(closed);
+      const left = (this.perUid.get(closed.peer.uid) ?? 1) - 1;
+      if (left === 0) this.perUid.delete(closed.peer.uid);
+      else this.perUid.set(closed.peer.uid, left);
       this.activity();
     });
     this.connections.add(connection);
+    this.perUid.set(peer.uid, ofUid + 1);
     this.activity();
   }
 
-  private refuse(fd: number, peer: Peer): void {
-    const error = new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED,
-      `too many connections (limit ${this.options.maxConnections})`);
+  private refuse(fd: number, peer: Peer, why: string): void {
+    const error = new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, why);
     try {
       native.send(fd, encodeError(Long.UZERO, error), -1);
+      // Discard what the client already sent: closing with unread packets would make its
+      // next read fail with ECONNRESET before it reads the refusal.
+      const scratch = Buffer.allocUnsafe(MAX_REQUEST_BYTES);
+      for (let i = 0; i < 8; i++) {
+        const got = native.recv(fd, scratch);
+        if (got === null) break;
+        for (const passed of got.fds) void native.closeAsync(passed).catch(() => undefined);
+      }
     } catch {
       // The peer is gone already; nothing to tell it.
     }
     native.close(fd);
-    this.ctx.log.warn({ peer, limit: this.options.maxConnections }, 'connection refused: limit reached');
+    this.ctx.log.warn({ peer, reason: why }, 'connection refused: limit reached');
   }
 
   private activity(): void {

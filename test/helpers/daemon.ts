@@ -16,6 +16,10 @@ import type { TeardownHost } from './loop.js';
 /** The repository root (this file runs from dist/test/helpers/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
+/** The node flags of bin/diskseqd.js's `#!/usr/bin/env -S node ...` line: tests run what users run. */
+const SHEBANG_NODE_FLAGS: string[] = readFileSync(join(REPO_ROOT, 'bin', 'diskseqd.js'), 'utf8').split('\n')[0]!
+  .split(/\s+/).filter((word) => word.startsWith('--'));
+
 /** One parsed pino line. */
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
 
@@ -74,7 +78,7 @@ export class DaemonProcess {
     if (options.sysfsRoot) args.push('--sysfs-root', options.sysfsRoot);
     if (options.policy) args.push('--policy', options.policy);
     args.push(...(options.extraArgs ?? []));
-    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [...(options.nodeArgs ?? SHEBANG_NODE_FLAGS), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(this.child);
     installExitHook();
     this.exited = new Promise((resolve) => {

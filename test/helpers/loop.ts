@@ -278,3 +278,51 @@ export function claimUnboundLoop(t?: TeardownHost): UnboundLoop {
     throw error;
   }
 }
+
+/** A read-only loop device whose backing file LOOP_CHANGE_FD can switch. */
+export interface ChangeableLoop {
+  name: string;
+  /** Switches to the other backing file (one uevent, and a new diskseq, each time). */
+  changeFd(): void;
+}
+
+/**
+ * A read-only loop device of the test's own that LOOP_CHANGE_FD switches between two
+ * backing files. Detached and removed in teardown.
+ */
+export function readOnlyChangeableLoop(t: TeardownHost): ChangeableLoop {
+  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-changefd-'));
+  const backing = [0, 1].map((i) => openSync(createImage(join(dir, `ro-${i}.img`), { sizeMiB: 1 }).path, 'r'));
+  const { fd, index } = native.loopClaim();
+  t.teardown(() => {
+    try {
+      native.loopClear(fd);
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENXIO') throw error;
+    } finally {
+      native.close(fd);
+      for (const b of backing) closeSync(b);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  const { LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR } = native.constants;
+  native.loopConfigure(fd, backing[0]!, LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR, 0, 0);
+  let current = 0;
+  return { name: `loop${index}`, changeFd: () => native.loopChangeFd(fd, backing[(current = 1 - current)]!) };
+}
+
+/**
+ * Re-attaches `loop` under the same name when it can. Between the detach and the new
+ * claim the device is free, and another process on the machine (another test file, a
+ * bench) may claim it first: then the test goes on with a fresh loop device instead.
+ */
+export function reattachOrReplace(t: TeardownHost & { log(...values: unknown[]): void }, loop: LoopFixture, options: LoopOptions): LoopFixture {
+  try {
+    loop.reattach(options);
+    return loop;
+  } catch (error) {
+    if (!/re-claim|bound by another process/.test((error as Error).message)) throw error;
+    t.log(`${loop.name} was claimed by another process after its detach; going on with a fresh loop device`);
+    return createLoop({ ...options, partscan: loop.partscan }, t);
+  }
+}

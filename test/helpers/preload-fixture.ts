@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
 import { native } from '../../native/index.js';
+import { needsRoot } from './ci.js';
 
 /** The repository root (this file runs from dist/test/helpers/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -51,28 +52,13 @@ function owned(t: TeardownHost, fn: () => void): () => void {
 }
 
 /**
- * True when the test may go on. Without root or /dev/loop-control: under CI=true the test
- * fails; elsewhere a loud skip (passes vacuously) and false.
+ * True when the test may go on: needsRoot's rules (fail under CI=true, loud skip
+ * elsewhere), and the shim must have been built.
  */
 export function needsRootAndShim(t: ExecutionContext): boolean {
-  let reason: string | undefined;
-  if (process.getuid?.() !== 0) reason = `not root (uid ${process.getuid?.()}): loop devices and the daemon need root`;
-  else if (!existsSync('/dev/loop-control')) reason = 'no /dev/loop-control';
-  if (reason === undefined) {
-    if (!existsSync(SHIM_PATH)) {
-      t.fail(`${SHIM_PATH} is missing: build it with \`make -C native/preload\``);
-      return false;
-    }
-    return true;
-  }
-  if (process.env.CI === 'true') {
-    t.fail(`CI=true and this test cannot run: ${reason}`);
-    return false;
-  }
-  const banner = `SKIPPED (not a pass): ${t.title}: ${reason}. Run as root, or set CI=true to make this fatal.`;
-  console.warn(`\n*** ${banner} ***\n`);
-  t.log(banner);
-  t.pass();
+  if (!needsRoot(t)) return false;
+  if (existsSync(SHIM_PATH)) return true;
+  t.fail(`${SHIM_PATH} is missing: build it with \`make -C native/preload\``);
   return false;
 }
 

@@ -1,0 +1,49 @@
+// The protocol fuzz from an unprivileged peer (uid 65534) whose policy allows one loop
+// device read-only and nothing else: what the root fuzz checks, plus the paths only a
+// non-root peer takes — pre-authorisation and PERMISSION_DENIED before anything is opened,
+// and delivery through a private device node — under hostile input. Afterwards no fd and
+// no node is left.
+import test from 'ava';
+import { needsRoot } from './helpers/ci.js';
+import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import type { FuzzStats } from './helpers/hostile-fuzz.js';
+import { highestDiskseqNow } from './helpers/hostile-packets.js';
+import { checkValidOpen } from './helpers/hostile-requests.js';
+import { NOBODY, nobodyReadOnlyPolicy, openToOthers, privateNodesOf, runHelperAs } from './helpers/hostile-setpriv.js';
+import { createLoop } from './helpers/loop.js';
+
+const PACKETS = 30_000;
+const VIOLATION_MSG = 'protocol violation; dropping connection';
+
+test('30,000 fuzzed packets from an unprivileged peer: denials answered, nothing leaks', async (t) => {
+  if (!needsRoot(t)) return;
+  t.timeout(90_000);
+  const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  t.log(`seed ${seed} (replay with FUZZ_SEED=${seed})`);
+  const loop = createLoop({}, t);
+  const daemon = await HostileDaemon.start(t, ['--policy', nobodyReadOnlyPolicy(t, loop.name)]);
+  openToOthers(daemon.socketPath);
+  const floor = highestDiskseqNow() + 1_000_000n;
+  const run = (packets: number, s: number): Promise<FuzzStats> =>
+    runHelperAs<FuzzStats>(NOBODY, 'hostile-fuzz-peer.js', [daemon.socketPath, loop.diskseq.toString(), floor.toString(), String(packets), '16', String(s)], 80_000);
+
+  t.deepEqual((await run(2000, seed ^ 0x5eed)).failures, [], 'warm-up run');
+  const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
+  const violationsBefore = daemon.count(VIOLATION_MSG);
+  t.log(`daemon before: ${describeFootprint(before)}`);
+
+  const stats = await run(PACKETS, seed);
+  t.log(`${stats.packets} packets as uid ${NOBODY} (${stats.requests} requests, ${stats.violations} violations) over ${stats.connections} connections; ` +
+    `${stats.opened} Opened; codes ${JSON.stringify(stats.codes)}; ${Math.round(stats.packets / (stats.elapsedMs / 1000))} packets/s`);
+  t.deepEqual(stats.failures, [], `${stats.failureCount} failures`);
+  t.true(daemon.alive, daemon.describe());
+  t.true(stats.opened > 100 && (stats.codes.ERROR_CODE_PERMISSION_DENIED ?? 0) > 100, 'both grants and denials were exercised');
+  t.is(await daemon.waitForCount(VIOLATION_MSG, violationsBefore + stats.violations) - violationsBefore, stats.violations);
+  t.is(daemon.count('internal error'), 0);
+
+  t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'root still opens the device');
+  const fds = await daemon.settleFds(before.fds);
+  t.log(`daemon after: ${describeFootprint(daemon.footprint())}`);
+  t.is(fds, before.fds, `fds leaked:\n${daemon.fdTargets().join('\n')}`);
+  t.deepEqual(privateNodesOf(loop.index), [], `private nodes of ${loop.name} left behind`);
+});

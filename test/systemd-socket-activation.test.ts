@@ -1,0 +1,152 @@
+/**
+ * inheritedListener() in a real child process that inherits fd 3 the way systemd hands it
+ * over: through systemd-socket-activate, or through sh with LISTEN_PID set to the pid that
+ * sh execs. The child prints what it found (or the error) so the test sees the real fds.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { native } from '../native/index.js';
+import { REPO_ROOT, needsTool, spawnActivated, spawnTracked, tempDir, within, type RunningChild } from './systemd-support.js';
+
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+
+const probe = `
+import { readFileSync } from 'node:fs';
+import { inheritedListener } from ${JSON.stringify(join(REPO_ROOT, 'dist/src/systemd/socket-activation.js'))};
+try {
+  const fd = inheritedListener();
+  const flags = fd === null ? null
+    : parseInt(/^flags:\\s*([0-7]+)$/m.exec(readFileSync('/proc/self/fdinfo/' + fd, 'utf8'))[1], 8);
+  const left = Object.keys(process.env).filter((k) => k.startsWith('LISTEN_'));
+  console.log(JSON.stringify({ fd, flags, left }));
+} catch (error) {
+  console.error(error.message);
+  process.exit(1);
+}`;
+const probeArgs = ['--input-type=module', '-e', probe];
+
+interface ProbeResult { fd: number | null; flags: number | null; left: string[] }
+
+async function probeOutput(t: ExecutionContext, run: RunningChild): Promise<ProbeResult> {
+  const result = await within(run.exited, 30_000, 'probe child');
+  t.is(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as ProbeResult;
+}
+
+/** Runs the probe under systemd-socket-activate and makes the first connection that execs it. */
+async function underSocketActivate(t: ExecutionContext, kindArgs: string[]): Promise<RunningChild | undefined> {
+  const tool = needsTool(t, 'systemd-socket-activate');
+  if (tool === undefined) return undefined;
+  const socketPath = join(tempDir(t), 'activate.sock');
+  const env = { ...process.env };
+  delete env.LISTEN_PID;
+  delete env.LISTEN_FDS;
+  const run = spawnTracked(t, tool, [...kindArgs, '-l', socketPath, process.execPath, ...probeArgs], env);
+  await waitUntil(() => run.stderr().includes('Listening on'), 'systemd-socket-activate to listen');
+  // systemd-socket-activate execs the command on the first connection attempt.
+  if (kindArgs.includes('--seqpacket')) {
+    const fd = native.connectSeqpacket(socketPath, false);
+    t.teardown(() => native.close(fd));
+  } else {
+    await poke(socketPath, kindArgs.includes('--datagram'));
+  }
+  return run;
+}
+
+async function poke(socketPath: string, datagram: boolean): Promise<void> {
+  const { createConnection } = await import('node:net');
+  if (datagram) {
+    const { createRequire } = await import('node:module');
+    const dgram = createRequire(import.meta.url)('unix-dgram') as {
+      createSocket(type: string): { send(b: Buffer, o: number, l: number, p: string, cb: () => void): void; close(): void };
+    };
+    const s = dgram.createSocket('unix_dgram');
+    s.send(Buffer.from('x'), 0, 1, socketPath, () => undefined);
+    s.close();
+    return;
+  }
+  await new Promise<void>((resolve) => {
+    const c = createConnection(socketPath, () => { c.destroy(); resolve(); });
+    c.on('error', () => resolve());
+  });
+}
+
+async function waitUntil(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1000 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!condition()) throw new Error(`timed out waiting for ${what}`);
+}
+
+test('a listening SEQPACKET socket from systemd becomes the listener: fd 3, non-blocking, close-on-exec, LISTEN_* gone', async (t) => {
+  const run = await underSocketActivate(t, ['--seqpacket']);
+  if (run === undefined) return;
+  const out = await probeOutput(t, run);
+  t.is(out.fd, 3);
+  t.truthy(out.flags! & O_NONBLOCK, 'systemd-socket-activate passes a blocking fd; we must set O_NONBLOCK');
+  t.truthy(out.flags! & O_CLOEXEC, 'inherited fds arrive without FD_CLOEXEC; we must set it');
+  t.deepEqual(out.left, []);
+});
+
+test('a stream socket from systemd is refused, naming what it got', async (t) => {
+  const run = await underSocketActivate(t, []);
+  if (run === undefined) return;
+  const result = await within(run.exited, 30_000, 'probe child');
+  t.is(result.code, 1);
+  t.regex(result.stderr, /fd 3 from systemd is not a listening AF_UNIX SOCK_SEQPACKET socket \(got an AF_UNIX SOCK_STREAM socket, listening\)/);
+});
+
+test('a datagram socket from systemd is refused, naming what it got', async (t) => {
+  const run = await underSocketActivate(t, ['--datagram']);
+  if (run === undefined) return;
+  const result = await within(run.exited, 30_000, 'probe child');
+  t.is(result.code, 1);
+  t.regex(result.stderr, /not a listening AF_UNIX SOCK_SEQPACKET socket \(got an AF_UNIX SOCK_DGRAM socket, not listening\)/);
+});
+
+test('a connected, not listening, SEQPACKET socket as fd 3 is refused', async (t) => {
+  const dir = tempDir(t);
+  const listener = native.listenSeqpacket(join(dir, 'l.sock'), 4);
+  t.teardown(() => native.close(listener));
+  const connected = native.connectSeqpacket(join(dir, 'l.sock'), false);
+  t.teardown(() => native.close(connected));
+  const result = await within(spawnActivated(t, process.execPath, probeArgs, { fd3: connected }).exited, 30_000, 'probe');
+  t.is(result.code, 1);
+  t.regex(result.stderr, /\(got an AF_UNIX SOCK_SEQPACKET socket, not listening\)/);
+});
+
+test('a regular file as fd 3 is refused', async (t) => {
+  const file = join(tempDir(t), 'not-a-socket');
+  writeFileSync(file, 'x');
+  const fd = openSync(file, 'r');
+  t.teardown(() => closeSync(fd));
+  const result = await within(spawnActivated(t, process.execPath, probeArgs, { fd3: fd }).exited, 30_000, 'probe');
+  t.is(result.code, 1);
+  t.regex(result.stderr, /fd 3 from systemd is not a listening AF_UNIX SOCK_SEQPACKET socket \(got a regular file\)/);
+});
+
+test('more than one fd is refused with the count', async (t) => {
+  const result = await within(spawnActivated(t, process.execPath, probeArgs, { listenFds: '2' }).exited, 30_000, 'probe');
+  t.is(result.code, 1);
+  t.regex(result.stderr, /systemd passed 2 fds; diskseqd takes exactly one/);
+});
+
+test('LISTEN_* meant for another process are ignored and removed', async (t) => {
+  const file = join(tempDir(t), 'not-a-socket');
+  writeFileSync(file, 'x');
+  const fd = openSync(file, 'r');
+  t.teardown(() => closeSync(fd));
+  // pid 1 is never the child: the variables leaked from an ancestor.
+  const run = spawnActivated(t, process.execPath, probeArgs, { fd3: fd, listenPid: '1' });
+  const out = await probeOutput(t, run);
+  t.is(out.fd, null);
+  t.deepEqual(out.left, []);
+});
+
+test('without LISTEN_PID and LISTEN_FDS there is no inherited listener', async (t) => {
+  const env = { ...process.env };
+  delete env.LISTEN_PID;
+  delete env.LISTEN_FDS;
+  const out = await probeOutput(t, spawnTracked(t, process.execPath, probeArgs, env));
+  t.is(out.fd, null);
+});
