@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/device.cc",
         "native/errors.cc",
+        "native/jobs.cc",
         "native/loop.cc",
         "native/poller.cc",
         "native/probe.cc",
@@ -13,7 +14,8 @@
         "native/uevent.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS",
+                  "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"]
     }
   ]

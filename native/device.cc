@@ -1,4 +1,4 @@
-// Block device opens, probes and closes; the slow ones run off the event loop.
+// Block device opens, probes and closes; the slow ones run off the event loop (jobs.h).
 #include <fcntl.h>
 #include <linux/loop.h>
 #include <sys/stat.h>
@@ -10,61 +10,37 @@
 
 #include "addon.h"
 #include "errors.h"
+#include "jobs.h"
 #include "probe.h"
 
 namespace diskseqd {
 
 namespace {
 
-/**
- * Base for the device workers: the result is built in OnOK (never through AsyncWorker's
- * message-only SetError) so rejections carry code/errno/syscall.
- */
-class DeviceWorker : public Napi::AsyncWorker {
- public:
-  DeviceWorker(Napi::Env env, const char* name)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
-
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-
- protected:
-  /** Rejects with the errno error recorded by Execute. */
-  void RejectErrno() {
-    Napi::Env env = Env();
-    deferred_.Reject(ErrnoError(env, err_, syscall_, path_).Value());
+/** Resolves deferred with value, or rejects it with the exception building value left. */
+bool ResolveOrReject(Napi::Env env, napi_deferred deferred, Napi::Value value) {
+  if (env.IsExceptionPending()) {
+    napi_reject_deferred(env, deferred, env.GetAndClearPendingException().Value());
+    return false;
   }
+  return napi_resolve_deferred(env, deferred, value) == napi_ok;
+}
 
-  /** Settles with value, or rejects with the exception building it left pending. */
-  bool ResolveOrReject(Napi::Value value) {
-    Napi::Env env = Env();
-    if (env.IsExceptionPending()) {
-      deferred_.Reject(env.GetAndClearPendingException().Value());
-      return false;
-    }
-    deferred_.Resolve(value);
-    return !env.IsExceptionPending();
-  }
-
-  Napi::Promise::Deferred deferred_;
-  int err_ = 0;
-  std::string syscall_;
-  std::string path_;
-};
+/** Rejects with a Node-shaped errno error (code, errno, syscall, path when given). */
+void RejectErrno(Napi::Env env, napi_deferred deferred, int err, const char* syscall,
+                 const std::string& path = std::string()) {
+  napi_reject_deferred(env, deferred, ErrnoError(env, err, syscall, path).Value());
+}
 
 /** open + probe. Owns the fd until the promise has resolved with it. */
-class OpenDeviceWorker : public DeviceWorker {
+class OpenJob : public Job {
  public:
-  OpenDeviceWorker(Napi::Env env, std::string path, int flags)
-      : DeviceWorker(env, "diskseqd.openDevice"), flags_(flags) {
-    path_ = std::move(path);
-  }
+  OpenJob(std::string path, int flags) : path_(std::move(path)), flags_(flags) {}
 
-  // Runs when the promise did not take the fd: failed resolve, cancelled work, teardown.
-  ~OpenDeviceWorker() override {
-    if (fd_ >= 0) close(fd_);
-  }
+  // Last resort only: an fd nobody took is normally closed by Abandon, on a worker.
+  ~OpenJob() override { Abandon(); }
 
-  void Execute() override {
+  void Run() override {
     int fd;
     do {
       fd = open(path_.c_str(), flags_ | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
@@ -84,84 +60,96 @@ class OpenDeviceWorker : public DeviceWorker {
     }
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (err_ != 0) return RejectErrno();
+  bool Settle(Napi::Env env, napi_deferred deferred) override {
+    if (err_ != 0) {
+      RejectErrno(env, deferred, err_, syscall_, path_);
+      return true;
+    }
     Napi::Object result = Napi::Object::New(env);
     result.Set("fd", Napi::Number::New(env, fd_));
     result.Set("probe", ProbeToJs(env, probe_));
-    if (ResolveOrReject(result)) fd_ = -1;  // the caller owns it now
+    if (!ResolveOrReject(env, deferred, result)) return false;  // fd_ is still ours
+    fd_ = -1;  // the caller owns it now
+    return true;
+  }
+
+  void Abandon() override {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
   }
 
  private:
+  std::string path_;
   int flags_;
   int fd_ = -1;
+  int err_ = 0;
+  const char* syscall_ = nullptr;
   FdProbe probe_;
 };
 
-class ProbeFdWorker : public DeviceWorker {
+class ProbeJob : public Job {
  public:
-  ProbeFdWorker(Napi::Env env, int fd) : DeviceWorker(env, "diskseqd.probeFd"), fd_(fd) {}
+  explicit ProbeJob(int fd) : fd_(fd) {}
 
-  void Execute() override {
-    err_ = ProbeFd(fd_, &probe_);
-    if (err_ != 0) syscall_ = "fstat";
-  }
+  void Run() override { err_ = ProbeFd(fd_, &probe_); }
 
-  void OnOK() override {
-    if (err_ != 0) return RejectErrno();
-    ResolveOrReject(ProbeToJs(Env(), probe_));
-  }
-
- private:
-  int fd_;
-  FdProbe probe_;
-};
-
-class CloseWorker : public DeviceWorker {
- public:
-  CloseWorker(Napi::Env env, int fd) : DeviceWorker(env, "diskseqd.closeAsync"), fd_(fd) {}
-
-  void Execute() override {
-    // EINTR is not an error here: Linux has released the fd, retrying could close another.
-    if (close(fd_) != 0 && errno != EINTR) {
-      err_ = errno;
-      syscall_ = "close";
+  bool Settle(Napi::Env env, napi_deferred deferred) override {
+    if (err_ != 0) {
+      RejectErrno(env, deferred, err_, "fstat");
+    } else {
+      ResolveOrReject(env, deferred, ProbeToJs(env, probe_));
     }
-  }
-
-  void OnOK() override {
-    if (err_ != 0) return RejectErrno();
-    ResolveOrReject(Env().Undefined());
+    return true;  // holds nothing
   }
 
  private:
   int fd_;
+  int err_ = 0;
+  FdProbe probe_;
 };
 
-/** Queues worker and returns its promise; deletes it if it cannot be queued. */
-template <typename Worker>
-Napi::Value QueueWorker(Napi::Env env, Worker* worker) {
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  if (env.IsExceptionPending()) {
-    delete worker;
-    return env.Undefined();
+class CloseJob : public Job {
+ public:
+  explicit CloseJob(int fd) : fd_(fd) {}
+
+  void Run() override {
+    // EINTR is not an error here: Linux has released the fd, retrying could close another.
+    if (close(fd_) != 0 && errno != EINTR) err_ = errno;
   }
-  return promise;
+
+  bool Settle(Napi::Env env, napi_deferred deferred) override {
+    if (err_ != 0) {
+      RejectErrno(env, deferred, err_, "close");
+    } else {
+      ResolveOrReject(env, deferred, env.Undefined());
+    }
+    return true;
+  }
+
+  // The caller handed the fd over: it is closed even if the environment is going away.
+  bool MustRun() const override { return true; }
+
+ private:
+  int fd_;
+  int err_ = 0;
+};
+
+/** This environment's job pool (the functions' data). */
+JobPool* PoolOf(const Napi::CallbackInfo& info) {
+  return static_cast<JobPool*>(info.Data());
 }
 
 Napi::Value OpenDevice(const Napi::CallbackInfo& info) {
   std::string path;
   int32_t flags;
   if (!ArgString(info, 0, &path) || !ArgInt(info, 1, &flags)) return info.Env().Undefined();
-  return QueueWorker(info.Env(), new OpenDeviceWorker(info.Env(), std::move(path), flags));
+  return SubmitJob(info.Env(), PoolOf(info), new OpenJob(std::move(path), flags));
 }
 
 Napi::Value ProbeFdAsync(const Napi::CallbackInfo& info) {
   int fd;
   if (!ArgFd(info, 0, &fd)) return info.Env().Undefined();
-  return QueueWorker(info.Env(), new ProbeFdWorker(info.Env(), fd));
+  return SubmitJob(info.Env(), PoolOf(info), new ProbeJob(fd));
 }
 
 Napi::Value ProbeFdSync(const Napi::CallbackInfo& info) {
@@ -180,7 +168,7 @@ Napi::Value ProbeFdSync(const Napi::CallbackInfo& info) {
 Napi::Value CloseAsync(const Napi::CallbackInfo& info) {
   int fd;
   if (!ArgFd(info, 0, &fd)) return info.Env().Undefined();
-  return QueueWorker(info.Env(), new CloseWorker(info.Env(), fd));
+  return SubmitJob(info.Env(), PoolOf(info), new CloseJob(fd));
 }
 
 Napi::Value CloseSync(const Napi::CallbackInfo& info) {
@@ -230,10 +218,12 @@ Napi::Object Constants(Napi::Env env) {
 }  // namespace
 
 void InitDevice(Napi::Env env, Napi::Object exports) {
-  exports.Set("openDevice", Napi::Function::New(env, OpenDevice, "openDevice"));
-  exports.Set("probeFd", Napi::Function::New(env, ProbeFdAsync, "probeFd"));
+  JobPool* pool = CreateJobPool(env);
+  if (pool == nullptr) return;
+  exports.Set("openDevice", Napi::Function::New(env, OpenDevice, "openDevice", pool));
+  exports.Set("probeFd", Napi::Function::New(env, ProbeFdAsync, "probeFd", pool));
   exports.Set("probeFdSync", Napi::Function::New(env, ProbeFdSync, "probeFdSync"));
-  exports.Set("closeAsync", Napi::Function::New(env, CloseAsync, "closeAsync"));
+  exports.Set("closeAsync", Napi::Function::New(env, CloseAsync, "closeAsync", pool));
   exports.Set("close", Napi::Function::New(env, CloseSync, "close"));
   exports.Set("mknodBlock", Napi::Function::New(env, MknodBlock, "mknodBlock"));
   exports.Set("constants", Constants(env));
