@@ -3,7 +3,7 @@
  * can point it at a synthetic tree. Only names that sysfs itself listed and attribute keys
  * from the fixed allow-list ever become paths here; no client input does.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { readFromParent } from './wire.js';
 
@@ -114,7 +114,12 @@ export class Sysfs {
 
   private readDrivers(): Map<number, string> {
     const drivers = new Map<number, string>();
-    const text = readOptional(this.procDevices) ?? '';
+    let text = '';
+    try {
+      text = readFileSync(this.procDevices, 'utf8'); // rare, and may exceed one page
+    } catch {
+      // No /proc/devices: drivers are named by major number.
+    }
     const block = text.split('Block devices:')[1] ?? '';
     for (const line of block.split('\n')) {
       const match = /^\s*(\d+)\s+(\S+)$/.exec(line);
@@ -144,10 +149,28 @@ export function parseUevent(name: string, text: string): Uevent | null {
   return { name, devname, major, minor, isPartition: devtype === 'partition', diskseq, partition };
 }
 
+/** sysfs attributes and uevent files are at most a page. */
+const readBuffer = Buffer.allocUnsafe(4096);
+
+/**
+ * A small file's text, or undefined when it cannot be read. Absent files are common here
+ * (`partition` of every whole disk on the open path), and a throwing read costs about
+ * four times a non-throwing stat, so absence is asked first.
+ */
 function readOptional(path: string): string | undefined {
+  if (statSync(path, { throwIfNoEntry: false }) === undefined) return undefined;
+  let fd: number;
   try {
-    return readFileSync(path, 'utf8');
+    fd = openSync(path, 'r');
   } catch {
     return undefined;
+  }
+  try {
+    const bytes = readSync(fd, readBuffer, 0, readBuffer.length, 0);
+    return readBuffer.toString('utf8', 0, bytes);
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
   }
 }
