@@ -17,7 +17,7 @@ import type { TeardownHost } from './loop.js';
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** The node flags of bin/diskseqd.js's `#!/usr/bin/env -S node ...` line: tests run what users run. */
-const SHEBANG_NODE_FLAGS: string[] = readFileSync(join(REPO_ROOT, 'bin', 'diskseqd.js'), 'utf8').split('\n')[0]!
+export const SHEBANG_NODE_FLAGS: string[] = readFileSync(join(REPO_ROOT, 'bin', 'diskseqd.js'), 'utf8').split('\n')[0]!
   .split(/\s+/).filter((word) => word.startsWith('--'));
 
 /** One parsed pino line. */

@@ -12,14 +12,8 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT, SHEBANG_NODE_FLAGS } from './daemon.js';
 
-/** The repository root (this file runs from dist/test/helpers/). */
-const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-
-/** The node flags of bin/diskseqd.js's `#!/usr/bin/env -S node ...` line: test what users run. */
-const SHEBANG_NODE_FLAGS: string[] = readFileSync(join(REPO_ROOT, 'bin', 'diskseqd.js'), 'utf8').split('\n')[0]!
-  .split(/\s+/).filter((word) => word.startsWith('--'));
 
 /** One parsed pino line. */
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
