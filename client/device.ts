@@ -2,25 +2,9 @@
  * DeviceInfo: the library's view of a `Device` message, and its JSON form.
  */
 import type { diskseqd } from '../proto/gen/diskseqd.js';
+import type { DeviceInfo } from '../src/wire.js';
 
-/** One disk or partition as the daemon describes it. */
-export interface DeviceInfo {
-  /** The disk instance's diskseq (for a partition: its parent disk's). */
-  diskseq: bigint;
-  /** Partition number; 0 for the whole disk. */
-  partition: number;
-  /** Kernel name, e.g. 'loop3' or 'loop3p1'. */
-  name: string;
-  major: number;
-  minor: number;
-  sizeBytes: bigint;
-  readOnly: boolean;
-  removable: boolean;
-  /** The disk's driver (e.g. 'loop'); empty when the daemon does not know one. */
-  driver: string;
-  /** The allow-listed sysfs attributes the device has (DESIGN.md, attribute keys). */
-  attributes: Record<string, string>;
-}
+export type { DeviceInfo };
 
 /**
  * DeviceInfo as valid JSON: the 64-bit numbers become decimal strings (the proto3 JSON

@@ -6,10 +6,9 @@
  * never stalls other clients' opens.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { DeviceSnapshot } from './opener.js';
 import type { DiskEntry, PartitionEntry } from './registry.js';
 import type { Sysfs } from './sysfs.js';
-import { ATTRIBUTE_KEYS } from './wire.js';
+import { ATTRIBUTE_KEYS, type DeviceInfo } from './wire.js';
 
 /** A disk (part undefined) or one of its partitions. */
 export interface DeviceRef {
@@ -21,7 +20,7 @@ export interface DeviceRef {
 const BATCH = 32;
 
 /** A snapshot of a disk (part undefined) or one of its partitions. */
-export function describeDevice(sysfs: Sysfs, disk: DiskEntry, part?: PartitionEntry): DeviceSnapshot {
+export function describeDevice(sysfs: Sysfs, disk: DiskEntry, part?: PartitionEntry): DeviceInfo {
   const node = part ?? disk;
   const attributes: Record<string, string> = {};
   for (const key of ATTRIBUTE_KEYS) {
@@ -58,7 +57,7 @@ export function listDevices(disks: Iterable<DiskEntry>, includePartitions: boole
 }
 
 /** Snapshots of `devices`, yielding to the event loop after every small batch. */
-export async function* describeGradually(sysfs: Sysfs, devices: readonly DeviceRef[]): AsyncGenerator<DeviceSnapshot> {
+export async function* describeGradually(sysfs: Sysfs, devices: readonly DeviceRef[]): AsyncGenerator<DeviceInfo> {
   for (let i = 0; i < devices.length; i++) {
     if (i > 0 && i % BATCH === 0) await nextTurn();
     yield describeDevice(sysfs, devices[i]!.disk, devices[i]!.part);

@@ -11,7 +11,7 @@ import type { Access, DeviceFacts, OpenIntent, Peer, Policy } from './policy/ind
 import type { DiskEntry, PartitionEntry, Registry } from './registry.js';
 import type { PrivateNodes } from './private-nodes.js';
 import type { Sysfs } from './sysfs.js';
-import { ErrorCode, readFromParent } from './wire.js';
+import { ErrorCode, readFromParent, type DeviceInfo } from './wire.js';
 
 /** A validated open request. */
 export interface OpenParams {
@@ -29,24 +29,11 @@ export interface OpenParams {
   waitMs: number;
 }
 
-/** What the daemon tells the client about the device it opened. */
-export interface DeviceSnapshot {
-  diskseq: bigint;
-  partition: number;
-  name: string;
-  major: number;
-  minor: number;
-  sizeBytes: bigint;
-  readOnly: boolean;
-  removable: boolean;
-  driver: string;
-  attributes: Record<string, string>;
-}
 
 /** A verified fd, owned by the caller from here on, and what it was verified to be. */
 export interface VerifiedOpen {
   fd: number;
-  device: DeviceSnapshot;
+  device: DeviceInfo;
 }
 
 /** Filled in as the request progresses, for the audit line (also on failure). */

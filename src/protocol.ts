@@ -7,10 +7,10 @@
 import Long from 'long';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 import { BrokerError, invalidArgument } from './errors.js';
-import type { OpenParams, DeviceSnapshot } from './opener.js';
+import type { OpenParams } from './opener.js';
 import { isAttributeKey, type Access } from './policy/index.js';
 import { malformation } from './wire-check.js';
-import { ATTRIBUTE_KEYS, EventKind, MAX_RESPONSE_BYTES, wire, type WireDevice } from './wire.js';
+import { ATTRIBUTE_KEYS, EventKind, MAX_RESPONSE_BYTES, wire, type DeviceInfo, type WireDevice } from './wire.js';
 
 /** A packet the daemon cannot accept at all; the connection is dropped. */
 export class ProtocolViolation extends Error {
@@ -91,12 +91,12 @@ export function encodeHello(id: Long, serverVersion: string, features: string[])
 }
 
 /** Encodes an Opened response (its fd travels beside it in SCM_RIGHTS). */
-export function encodeOpened(id: Long, device: DeviceSnapshot): Buffer {
+export function encodeOpened(id: Long, device: DeviceInfo): Buffer {
   return encode({ id, opened: { device: toWireDevice(device) } });
 }
 
 /** Encodes a DeviceEvent response. */
-export function encodeEvent(id: Long, kind: EventKind, device?: DeviceSnapshot): Buffer {
+export function encodeEvent(id: Long, kind: EventKind, device?: DeviceInfo): Buffer {
   return encode({ id, event: { kind, device: device === undefined ? null : toWireDevice(device) } });
 }
 
@@ -111,7 +111,7 @@ export class DeviceListBuilder {
   constructor(private readonly id: Long) {}
 
   /** Adds a device; returns a full packet (more = true) when one is ready to send. */
-  add(device: DeviceSnapshot): Buffer | undefined {
+  add(device: DeviceInfo): Buffer | undefined {
     const wireDevice = toWireDevice(device);
     // Each repeated element costs its length plus a tag and a length prefix (<= 6 bytes).
     const bytes = wire.Device.encode(wireDevice).len + 6;
@@ -132,7 +132,7 @@ export class DeviceListBuilder {
   }
 }
 
-function toWireDevice(device: DeviceSnapshot): WireDevice {
+function toWireDevice(device: DeviceInfo): WireDevice {
   return {
     diskseq: Long.fromString(device.diskseq.toString(), true),
     partition: device.partition,

@@ -6,10 +6,9 @@
  */
 import type Long from 'long';
 import { describeDevice, describeGradually, listDevices } from './device-info.js';
-import type { DeviceSnapshot } from './opener.js';
 import { encodeEvent } from './protocol.js';
 import type { RegistryChange, Registry } from './registry.js';
-import { EventKind } from './wire.js';
+import { EventKind, type DeviceInfo } from './wire.js';
 
 /** Sends one packet to a watcher; returns false when its connection is closed. */
 export type WatchSink = (packet: Buffer) => boolean;
@@ -91,7 +90,7 @@ export class WatchHub {
 }
 
 /** What is still known of a device that is gone: its identity, not its attributes. */
-function removedSnapshot(change: RegistryChange): DeviceSnapshot {
+function removedSnapshot(change: RegistryChange): DeviceInfo {
   const node = change.part ?? change.disk;
   return {
     diskseq: change.disk.diskseq, partition: change.part?.partition ?? 0, name: node.name,

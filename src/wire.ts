@@ -46,3 +46,22 @@ export function readFromParent(key: string): boolean {
 export function errorCodeName(code: ErrorCode): string {
   return (ErrorCode[code] ?? `ERROR_CODE_${code}`).replace(/^ERROR_CODE_/, '');
 }
+
+/** One disk or partition as the daemon describes it (the Device message, 64-bit fields as bigint). */
+export interface DeviceInfo {
+  /** The disk instance's diskseq (for a partition: its parent disk's). */
+  diskseq: bigint;
+  /** Partition number; 0 for the whole disk. */
+  partition: number;
+  /** Kernel name, e.g. 'loop3' or 'loop3p1'. */
+  name: string;
+  major: number;
+  minor: number;
+  sizeBytes: bigint;
+  readOnly: boolean;
+  removable: boolean;
+  /** The disk's driver (e.g. 'loop'); empty when the daemon does not know one. */
+  driver: string;
+  /** The allow-listed sysfs attributes the device has (DESIGN.md, attribute keys). */
+  attributes: Record<string, string>;
+}
