@@ -134,7 +134,10 @@ export class LoopFixture {
       this.image = createImage(join(this.dir, `image-${this.generation++}.img`), spec);
       const backing = openSync(this.image.path, 'r+');
       try {
-        const flags = this.partscan ? native.constants.LO_FLAGS_PARTSCAN : 0;
+        // AUTOCLEAR: a test process that dies without its teardown (SIGKILL, an ava
+        // timeout) still leaves no bound loop device: the kernel detaches at the last close.
+        const { LO_FLAGS_PARTSCAN, LO_FLAGS_AUTOCLEAR } = native.constants;
+        const flags = LO_FLAGS_AUTOCLEAR | (this.partscan ? LO_FLAGS_PARTSCAN : 0);
         native.loopConfigure(exclusiveFd, backing, flags, 0, 0);
       } finally {
         closeSync(backing);
