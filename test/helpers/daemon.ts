@@ -5,13 +5,14 @@
  * Always stopped in teardown (SIGTERM, then SIGKILL after a timeout) and at process exit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { native } from '../../native/index.js';
 import type { TeardownHost } from './loop.js';
+import { fdCount, fdTargets, rssBytes } from './proc.js';
 
 /** The repository root (this file runs from dist/test/helpers/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -144,26 +145,17 @@ export class DaemonProcess {
 
   /** Number of fds the daemon has open (readdir /proc/<pid>/fd). */
   fdCount(): number {
-    return readdirSync(`/proc/${this.pid}/fd`).length;
+    return fdCount(this.pid);
   }
 
   /** The daemon's open fds with their targets (for diagnosing a leak). */
   fdTargets(): string[] {
-    const dir = `/proc/${this.pid}/fd`;
-    return readdirSync(dir).map((n) => {
-      try {
-        return `${n} -> ${readlinkSync(join(dir, n))}`;
-      } catch {
-        return `${n} -> ?`;
-      }
-    });
+    return fdTargets(this.pid);
   }
 
   /** Resident set size in bytes (VmRSS of /proc/<pid>/status). */
   rssBytes(): number {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
-    if (!match) throw new Error('no VmRSS line');
-    return Number(match[1]) * 1024;
+    return rssBytes(this.pid);
   }
 
   /**

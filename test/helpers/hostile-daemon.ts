@@ -8,11 +8,12 @@
  * Always stopped in teardown (SIGTERM, then SIGKILL) and, as a safety net, at process exit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT, SHEBANG_NODE_FLAGS } from './daemon.js';
+import { fdCount, fdTargets, rssBytes } from './proc.js';
 
 
 /** One parsed pino line. */
@@ -101,26 +102,17 @@ export class HostileDaemon {
 
   /** Open fds of the daemon (entries of /proc/<pid>/fd). */
   fdCount(): number {
-    return readdirSync(`/proc/${this.pid}/fd`).length;
+    return fdCount(this.pid);
   }
 
   /** The daemon's fds and what they point to, for a leak message. */
   fdTargets(): string[] {
-    const dir = `/proc/${this.pid}/fd`;
-    return readdirSync(dir).map((n) => {
-      try {
-        return `${n} -> ${readlinkSync(join(dir, n))}`;
-      } catch {
-        return `${n} -> (gone)`;
-      }
-    });
+    return fdTargets(this.pid);
   }
 
   /** VmRSS in bytes. */
   rssBytes(): number {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
-    if (match === null) throw new Error('no VmRSS in /proc/<pid>/status');
-    return Number(match[1]) * 1024;
+    return rssBytes(this.pid);
   }
 
   /** fd count and RSS now. */

@@ -10,10 +10,11 @@
  * and counted in `strayFds`.
  */
 import Long from 'long';
+import { deviceFromWire } from '../../client/device.js';
 import { native } from '../../native/index.js';
 import { diskseqd } from '../../proto/gen/diskseqd.js';
 import { PacketSocket, type CloseReason } from '../../src/packet-socket.js';
-import { MAX_RESPONSE_BYTES } from '../../src/wire.js';
+import { MAX_RESPONSE_BYTES, type DeviceInfo } from '../../src/wire.js';
 
 type Response = diskseqd.v1.Response;
 
@@ -31,18 +32,7 @@ export interface OpenParams {
   expect?: Record<string, string>;
 }
 
-/** A device as the daemon described it, with bigint diskseq. */
-export interface DeviceInfo {
-  diskseq: bigint;
-  partition: number;
-  name: string;
-  major: number;
-  minor: number;
-  sizeBytes: bigint;
-  readOnly: boolean;
-  driver: string;
-  attributes: Record<string, string>;
-}
+export type { DeviceInfo };
 
 /** The outcome of one open: an fd the caller now owns, or the daemon's error. */
 export type OpenOutcome =
@@ -58,19 +48,9 @@ interface Waiter {
 
 const ACCESS = { ro: 0, rw: 1, wo: 2 } as const;
 
-/** Converts a wire Device into DeviceInfo. */
+/** Converts a wire Device into DeviceInfo (the client library's conversion). */
 export function deviceInfo(d: diskseqd.v1.IDevice | null | undefined): DeviceInfo {
-  return {
-    diskseq: BigInt((d?.diskseq ?? 0).toString()),
-    partition: d?.partition ?? 0,
-    name: d?.name ?? '',
-    major: d?.major ?? 0,
-    minor: d?.minor ?? 0,
-    sizeBytes: BigInt((d?.sizeBytes ?? 0).toString()),
-    readOnly: d?.readOnly ?? false,
-    driver: d?.driver ?? '',
-    attributes: { ...(d?.attributes ?? {}) },
-  };
+  return deviceFromWire(d ?? {});
 }
 
 /** The symbolic name of a wire ErrorCode, e.g. 'NOT_FOUND'. */

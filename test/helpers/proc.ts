@@ -1,0 +1,30 @@
+/**
+ * What /proc says about a process: its open fds and resident memory. Tests count a
+ * daemon's fds and RSS before and after hostile workloads.
+ */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Number of fds the process has open (entries of /proc/<pid>/fd). */
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** The process's fds and what they point to, for a leak message. */
+export function fdTargets(pid: number): string[] {
+  const dir = `/proc/${pid}/fd`;
+  return readdirSync(dir).map((n) => {
+    try {
+      return `${n} -> ${readlinkSync(join(dir, n))}`;
+    } catch {
+      return `${n} -> (gone)`;
+    }
+  });
+}
+
+/** Resident set size in bytes (VmRSS of /proc/<pid>/status). */
+export function rssBytes(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (match === null) throw new Error(`no VmRSS line in /proc/${pid}/status`);
+  return Number(match[1]) * 1024;
+}
