@@ -1,7 +1,7 @@
 /**
  * Client: the promise-based API over one pipelining connection to diskseqd.
  */
-import { PROTOCOL_VERSION, type WireResponse } from '../src/wire.js';
+import { PROTOCOL_VERSION, type WireResponse } from '../proto/contract.js';
 import { native, type NativeError } from '../native/index.js';
 import { closeFds, Connection, resolveSocketPath, type RequestBody, type ResponseHandler } from './connection.js';
 import { deviceFromWire, type DeviceInfo } from './device.js';

@@ -8,8 +8,8 @@
  * protocol violation), this module, which closes it at once.
  */
 import Long from 'long';
-import { PacketSocket, type CloseReason, type IncomingPacket } from '../src/packet-socket.js';
-import { DEFAULT_SOCKET_PATH, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, wire, type WireResponse } from '../src/wire.js';
+import { PacketSocket, type CloseReason, type IncomingPacket } from '../native/packet-socket.js';
+import { DEFAULT_SOCKET_PATH, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, wire, type WireResponse } from '../proto/contract.js';
 import { native, type NativeError } from '../native/index.js';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 import { ConnectionError, protocolError } from './errors.js';

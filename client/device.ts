@@ -2,7 +2,7 @@
  * DeviceInfo: the library's view of a `Device` message, and its JSON form.
  */
 import type { diskseqd } from '../proto/gen/diskseqd.js';
-import type { DeviceInfo } from '../src/wire.js';
+import type { DeviceInfo } from '../proto/contract.js';
 
 export type { DeviceInfo };
 

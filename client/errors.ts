@@ -8,27 +8,13 @@
  * - AbortError: the caller's AbortSignal fired (name 'AbortError', code 'ABORT_ERR', like
  *   Node's own).
  */
-import { ErrorCode, errorCodeName, type ErrorCode as WireErrorCode } from '../src/wire.js';
+import { ERROR_CODE_NAMES, ErrorCode, errorCodeName, type ErrorCodeName } from '../proto/contract.js';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 
-/** The ErrorCode names of the wire contract, as DiskseqError.code carries them. */
-export type DiskseqErrorCode =
-  | 'UNSPECIFIED'
-  | 'NOT_FOUND'
-  | 'STALE'
-  | 'PERMISSION_DENIED'
-  | 'BUSY'
-  | 'INVALID_ARGUMENT'
-  | 'TIMEOUT'
-  | 'EXPECTATION_FAILED'
-  | 'RESOURCE_EXHAUSTED'
-  | 'UNSUPPORTED'
-  | 'INTERNAL';
+/** The ErrorCode names of the wire contract, as DiskseqError.code carries them (e.g. 'NOT_FOUND'). */
+export type DiskseqErrorCode = ErrorCodeName;
 
-const KNOWN_CODES: ReadonlySet<string> = new Set<DiskseqErrorCode>([
-  'UNSPECIFIED', 'NOT_FOUND', 'STALE', 'PERMISSION_DENIED', 'BUSY', 'INVALID_ARGUMENT',
-  'TIMEOUT', 'EXPECTATION_FAILED', 'RESOURCE_EXHAUSTED', 'UNSUPPORTED', 'INTERNAL',
-]);
+const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODE_NAMES);
 
 /** A refused request: an `Error` response from the daemon, or a failed client-side check. */
 export class DiskseqError extends Error {
@@ -50,7 +36,7 @@ export class DiskseqError extends Error {
 
 /** Turns an `Error` response into a DiskseqError (the message is the daemon's). */
 export function errorFromWire(error: diskseqd.v1.IError): DiskseqError {
-  const wireCode = (error.code ?? 0) as WireErrorCode;
+  const wireCode = error.code ?? 0;
   const name = errorCodeName(wireCode);
   const code = (KNOWN_CODES.has(name) ? name : 'UNSPECIFIED') as DiskseqErrorCode;
   const message = error.message ? error.message : `diskseqd refused the request (${name})`;

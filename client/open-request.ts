@@ -6,11 +6,10 @@
  * — are the daemon's, which answers INVALID_ARGUMENT, so there is one source of truth.
  */
 import Long from 'long';
-import { Access } from '../src/wire.js';
+import { ACCESS_TO_WIRE, type AccessMode } from '../proto/contract.js';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 
-/** Access mode of the fd. The default, 'read-only', is the protocol's safe zero value. */
-export type AccessMode = 'read-only' | 'read-write' | 'write-only';
+export type { AccessMode };
 
 /** Options of Client.open(). */
 export interface OpenOptions {
@@ -40,11 +39,6 @@ export interface OpenOptions {
 
 const UINT64_MAX = (1n << 64n) - 1n;
 const UINT32_MAX = 0xffff_ffff;
-const ACCESS: Record<AccessMode, Access> = {
-  'read-only': Access.ACCESS_READ_ONLY,
-  'read-write': Access.ACCESS_READ_WRITE,
-  'write-only': Access.ACCESS_WRITE_ONLY,
-};
 
 /** Normalises a diskseq to a bigint in the uint64 range; throws TypeError/RangeError. */
 export function toDiskseq(value: bigint | number | string): bigint {
@@ -90,7 +84,7 @@ export function prepareOpen(options: OpenOptions): PreparedOpen {
   const diskseq = toDiskseq(options.diskseq);
   const partition = toUint32('partition', options.partition);
   const access = options.access ?? 'read-only';
-  if (!Object.hasOwn(ACCESS, access)) throw new RangeError(`access must be one of ${Object.keys(ACCESS).join(', ')}`);
+  if (!Object.hasOwn(ACCESS_TO_WIRE, access)) throw new RangeError(`access must be one of ${Object.keys(ACCESS_TO_WIRE).join(', ')}`);
   const expect: Record<string, string> = {};
   for (const [key, value] of Object.entries(options.expect ?? {})) {
     if (typeof value !== 'string') throw new TypeError(`expect[${JSON.stringify(key)}] must be a string`);
@@ -102,7 +96,7 @@ export function prepareOpen(options: OpenOptions): PreparedOpen {
     message: {
       diskseq: Long.fromString(diskseq.toString(), true),
       partition,
-      access: ACCESS[access],
+      access: ACCESS_TO_WIRE[access],
       exclusive: toFlag('exclusive', options.exclusive),
       direct: toFlag('direct', options.direct),
       nonblock: toFlag('nonblock', options.nonblock),

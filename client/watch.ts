@@ -7,7 +7,7 @@
  * taken yet are buffered up to a bound; past it the connection stops reading, and a
  * daemon that drops slow watchers will then end the stream with a ConnectionError.
  */
-import { EventKind, type WireResponse } from '../src/wire.js';
+import { EventKind, type WireResponse } from '../proto/contract.js';
 import { closeFds, Connection, type ResponseHandler } from './connection.js';
 import { deviceFromWire, deviceToJSON, type DeviceInfo, type DeviceJSON } from './device.js';
 import { AbortError, errorFromWire, protocolError } from './errors.js';

@@ -195,3 +195,14 @@ const require = createRequire(import.meta.url);
 
 /** The loaded addon. Import this, never the .node file. */
 export const native: NativeBinding = require('../../build/Release/diskseqd.node') as NativeBinding;
+
+/**
+ * Closes fd off the event loop and ignores the outcome, for an fd nobody will use again
+ * (a rejected open, an fd a client sent, a queued fd of a dropped connection): a last
+ * close of a block device can flush or even detach a loop device, and close(2) releases
+ * the descriptor even when it reports an error. The promise never rejects; await it where
+ * the caller must not answer before the device is released.
+ */
+export function closeOffLoop(fd: number): Promise<void> {
+  return native.closeAsync(fd).catch(() => undefined);
+}

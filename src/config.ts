@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { LOG_LEVELS } from './log.js';
 import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { parseIdleExit } from './systemd/idle-exit.js';
-import { DEFAULT_SOCKET_PATH } from './wire.js';
+import { DEFAULT_SOCKET_PATH } from '../proto/contract.js';
 
 /** The daemon's settings after parsing. */
 export interface Config {

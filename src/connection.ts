@@ -4,19 +4,19 @@
  * packet, fds from the client) is logged once and costs the client its connection; an
  * operational failure becomes an Error response and the connection goes on.
  */
-import { native } from '../native/index.js';
+import { closeOffLoop } from '../native/index.js';
 import { describeGradually, listDevices } from './device-info.js';
-import { BrokerError, invalidArgument } from './errors.js';
+import { BrokerError, internal, invalidArgument, resourceExhausted, unsupported } from './errors.js';
 import type { Logger } from './log.js';
 import { RequestCancelled, type Opener, type OpenTrace } from './opener.js';
-import { PacketSocket, type CloseReason, type IncomingPacket } from './packet-socket.js';
+import { PacketSocket, type CloseReason, type IncomingPacket } from '../native/packet-socket.js';
 import type { Peer } from './policy/index.js';
 import {
   decodeRequest, DeviceListBuilder, encodeError, encodeHello, encodeOpened, ProtocolViolation, type ParsedRequest,
 } from './protocol.js';
 import type { Registry } from './registry.js';
 import type { WatchHub } from './watch-hub.js';
-import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, PROTOCOL_VERSION } from './wire.js';
+import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, PROTOCOL_VERSION } from '../proto/contract.js';
 
 /** Per-connection bounds. */
 export interface ConnectionLimits {
@@ -76,11 +76,6 @@ export class Connection {
     this.socket.close();
   }
 
-  /** Sends a packet outside any request (e.g. the refusal of an over-limit connection). */
-  sendRaw(data: Buffer): void {
-    this.socket.send(data);
-  }
-
   private onPacket(packet: IncomingPacket): void {
     let request: ParsedRequest;
     try {
@@ -92,7 +87,7 @@ export class Connection {
     } catch (error) {
       // Never ours to keep. Close off the loop: a client can send the last reference to a
       // device whose last close flushes or detaches it.
-      for (const fd of packet.fds) void native.closeAsync(fd).catch(() => undefined);
+      for (const fd of packet.fds) void closeOffLoop(fd);
       if (!(error instanceof ProtocolViolation)) throw error;
       this.log.warn({ reason: error.message }, 'protocol violation; dropping connection');
       this.socket.close();
@@ -135,7 +130,7 @@ export class Connection {
         throw request.error;
       case 'hello':
         if (request.protocolVersion !== PROTOCOL_VERSION) {
-          throw new BrokerError(ErrorCode.ERROR_CODE_UNSUPPORTED,
+          throw unsupported(
             `protocol version ${request.protocolVersion} is not supported; this daemon speaks ${PROTOCOL_VERSION}`);
         }
         this.socket.send(encodeHello(request.id, this.ctx.serverVersion, ['open', 'list', 'watch', 'wait']));
@@ -160,7 +155,7 @@ export class Connection {
       case 'watch':
         if (this.stopWatching !== undefined) throw invalidArgument('this connection is already watching');
         if (this.ctx.watchHub.count >= this.ctx.watchHub.maxWatchers) {
-          throw new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, `too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
+          throw resourceExhausted(`too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
         }
         this.stopWatching = () => undefined; // one watch per connection, even while it starts
         this.ctx.registry.catchUp();
@@ -172,7 +167,7 @@ export class Connection {
 
   private internal(error: unknown): BrokerError {
     this.log.error({ err: error }, 'internal error');
-    return new BrokerError(ErrorCode.ERROR_CODE_INTERNAL, 'internal error');
+    return internal('internal error');
   }
 
   private requestStarted(): void {

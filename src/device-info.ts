@@ -8,7 +8,8 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DiskEntry, PartitionEntry } from './registry.js';
 import type { Sysfs } from './sysfs.js';
-import { ATTRIBUTE_KEYS, type DeviceInfo } from './wire.js';
+import { ATTRIBUTE_KEYS } from '../proto/attribute-keys.js';
+import type { DeviceInfo } from '../proto/contract.js';
 
 /** A disk (part undefined) or one of its partitions. */
 export interface DeviceRef {

@@ -4,20 +4,23 @@
  * when it is bound to partition N of disk instance X and the policy allows the peer to have
  * it; on every other path the fd is closed, off the event loop.
  */
-import { native, type FdProbe } from '../native/index.js';
-import { BrokerError, errnoOf, hasErrnoCode, notFound, permissionDenied } from './errors.js';
+import { closeOffLoop, native, type FdProbe } from '../native/index.js';
+import {
+  busy, errnoOf, expectationFailed, hasErrnoCode, internal, notFound, permissionDenied, resourceExhausted, stale, timeout, type BrokerError,
+} from './errors.js';
 import type { Logger } from './log.js';
-import type { Access, DeviceFacts, OpenIntent, Peer, Policy } from './policy/index.js';
+import type { DeviceFacts, OpenIntent, Peer, Policy } from './policy/index.js';
 import type { DiskEntry, PartitionEntry, Registry } from './registry.js';
 import type { PrivateNodes } from './private-nodes.js';
 import type { Sysfs } from './sysfs.js';
-import { ErrorCode, readFromParent, type DeviceInfo } from './wire.js';
+import { readFromParent } from '../proto/attribute-keys.js';
+import type { AccessMode, DeviceInfo } from '../proto/contract.js';
 
 /** A validated open request. */
 export interface OpenParams {
   diskseq: bigint;
   partition: number;
-  access: Access;
+  access: AccessMode;
   exclusive: boolean;
   direct: boolean;
   nonblock: boolean;
@@ -103,7 +106,7 @@ export class Opener {
     if (second.gone === true || this.findTarget(params) === undefined) {
       throw notFound(`diskseq ${params.diskseq}${partSuffix(params)} is gone`, second.osErrno);
     }
-    throw new BrokerError(ErrorCode.ERROR_CODE_STALE, `diskseq ${params.diskseq}${partSuffix(params)} does not verify: ${second.why}`, second.osErrno);
+    throw stale(`diskseq ${params.diskseq}${partSuffix(params)} does not verify: ${second.why}`, second.osErrno);
   }
 
   private async attempt(params: OpenParams, peer: Peer, trace: OpenTrace): Promise<(VerifiedOpen & { kind: 'done' }) | Mismatch> {
@@ -148,7 +151,7 @@ export class Opener {
       for (const [key, want] of params.expect) {
         const have = verified.attribute(key);
         if (have !== want) {
-          throw new BrokerError(ErrorCode.ERROR_CODE_EXPECTATION_FAILED,
+          throw expectationFailed(
             `${key} is ${have === undefined ? 'absent' : JSON.stringify(have)}, expected ${JSON.stringify(want)}`);
         }
       }
@@ -173,7 +176,7 @@ export class Opener {
         },
       };
     } catch (error) {
-      await native.closeAsync(fd).catch(() => undefined);
+      await closeOffLoop(fd);
       throw error;
     }
   }
@@ -188,12 +191,12 @@ export class Opener {
     const disk = this.registry.lookup(params.diskseq);
     if (disk !== undefined && (params.partition === 0 || disk.partitions.has(params.partition))) return;
     if (this.registry.waiting >= this.waitLimits.maxWaiting) {
-      throw new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, `too many waiting requests (limit ${this.waitLimits.maxWaiting})`);
+      throw resourceExhausted(`too many waiting requests (limit ${this.waitLimits.maxWaiting})`);
     }
     const waitMs = Math.min(params.waitMs, this.waitLimits.maxWaitMs);
     const failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal);
     if (failure === 'timeout') {
-      throw new BrokerError(ErrorCode.ERROR_CODE_TIMEOUT, `diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms`);
+      throw timeout(`diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms`);
     }
     if (failure === 'cancelled') throw new RequestCancelled();
     // 'gone' and null: step 1 gives the answer (NOT_FOUND, or the device).
@@ -322,7 +325,7 @@ function partSuffix(params: OpenParams): string {
 /** Maps an open(2) failure other than "gone" to the protocol's code; errno travels along. */
 function openError(error: unknown): BrokerError {
   const message = `open: ${(error as Error).message}`;
-  if (hasErrnoCode(error, 'EBUSY')) return new BrokerError(ErrorCode.ERROR_CODE_BUSY, message, errnoOf(error));
+  if (hasErrnoCode(error, 'EBUSY')) return busy(message, errnoOf(error));
   if (hasErrnoCode(error, 'EACCES', 'EPERM', 'EROFS')) return permissionDenied(message, errnoOf(error));
-  return new BrokerError(ErrorCode.ERROR_CODE_INTERNAL, message, errnoOf(error));
+  return internal(message, errnoOf(error));
 }

@@ -12,11 +12,11 @@
  */
 import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { native, type OpenedDevice } from '../native/index.js';
-import type { Access } from './policy/index.js';
+import { closeOffLoop, native, type OpenedDevice } from '../native/index.js';
+import type { AccessMode } from '../proto/contract.js';
 
 /** Group permission bits per grant; owner (root) and others get nothing. */
-const GROUP_MODE: Record<Access, number> = { 'read-only': 0o040, 'read-write': 0o060, 'write-only': 0o020 };
+const GROUP_MODE: Record<AccessMode, number> = { 'read-only': 0o040, 'read-write': 0o060, 'write-only': 0o020 };
 
 export class PrivateNodes {
   private counter = 0;
@@ -47,7 +47,7 @@ export class PrivateNodes {
    * Off the event loop, opens major:minor through a fresh node with group `gid` and the
    * group bits of `access`, then unlinks the node. Rejects like native.openDevice.
    */
-  async open(major: number, minor: number, gid: number, access: Access, flags: number): Promise<OpenedDevice> {
+  async open(major: number, minor: number, gid: number, access: AccessMode, flags: number): Promise<OpenedDevice> {
     const path = join(this.dir, `n${++this.counter}`);
     native.mknodBlock(path, 0, major, minor);
     let opened: OpenedDevice | undefined;
@@ -61,7 +61,7 @@ export class PrivateNodes {
         unlinkSync(path);
       } catch (error) {
         // Never lose an fd we hold because the node could not be removed.
-        if (opened !== undefined) await native.closeAsync(opened.fd).catch(() => undefined);
+        if (opened !== undefined) await closeOffLoop(opened.fd);
         throw error;
       }
     }

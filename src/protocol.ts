@@ -8,9 +8,9 @@ import Long from 'long';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 import { BrokerError, invalidArgument } from './errors.js';
 import type { OpenParams } from './opener.js';
-import { isAttributeKey, type Access } from './policy/index.js';
 import { malformation } from './wire-check.js';
-import { ATTRIBUTE_KEYS, EventKind, MAX_RESPONSE_BYTES, wire, type DeviceInfo, type WireDevice } from './wire.js';
+import { ATTRIBUTE_KEYS, isAttributeKey } from '../proto/attribute-keys.js';
+import { accessFromWire, EventKind, MAX_RESPONSE_BYTES, wire, type DeviceInfo, type WireDevice } from '../proto/contract.js';
 
 /** A packet the daemon cannot accept at all; the connection is dropped. */
 export class ProtocolViolation extends Error {
@@ -24,12 +24,6 @@ export type ParsedRequest =
   | { id: Long; kind: 'list'; includePartitions: boolean }
   | { id: Long; kind: 'watch' }
   | { id: Long; kind: 'invalid'; error: BrokerError };
-
-const ACCESS_BY_WIRE: Record<number, Access> = {
-  [wire.Access.ACCESS_READ_ONLY]: 'read-only',
-  [wire.Access.ACCESS_READ_WRITE]: 'read-write',
-  [wire.Access.ACCESS_WRITE_ONLY]: 'write-only',
-};
 
 /** Decodes one request packet; throws ProtocolViolation when it is not a Request. */
 export function decodeRequest(data: Uint8Array): ParsedRequest {
@@ -64,7 +58,7 @@ export function decodeRequest(data: Uint8Array): ParsedRequest {
 function validateOpen(open: diskseqd.v1.IOpenRequest): { params: OpenParams } {
   const diskseq = BigInt(toLong(open.diskseq).toString());
   if (diskseq === 0n) throw invalidArgument('diskseq 0 is invalid');
-  const access = ACCESS_BY_WIRE[open.access as number];
+  const access = accessFromWire(open.access ?? 0);
   if (access === undefined) throw invalidArgument(`unknown access mode ${open.access}`);
   const expect = new Map<string, string>();
   for (const [key, value] of Object.entries(open.expect ?? {})) {

@@ -4,12 +4,12 @@
  * let in-flight requests finish, close every connection, unlink the socket if we made it.
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { native, POLL_READABLE, type Poller } from '../native/index.js';
-import { BrokerError, hasErrnoCode } from './errors.js';
+import { closeOffLoop, native, POLL_READABLE, type Poller } from '../native/index.js';
+import { hasErrnoCode, resourceExhausted } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
 import type { Peer } from './policy/index.js';
 import { encodeError } from './protocol.js';
-import { ErrorCode, MAX_REQUEST_BYTES } from './wire.js';
+import { MAX_REQUEST_BYTES } from '../proto/contract.js';
 import Long from 'long';
 
 /** How the server listens and how many it serves. */
@@ -248,7 +248,7 @@ export class Server {
   }
 
   private refuse(fd: number, peer: Peer, why: string): void {
-    const error = new BrokerError(ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED, why);
+    const error = resourceExhausted(why);
     try {
       native.send(fd, encodeError(Long.UZERO, error), -1);
       // Discard what the client already sent: closing with unread packets would make its
@@ -257,7 +257,7 @@ export class Server {
       for (let i = 0; i < 8; i++) {
         const got = native.recv(fd, scratch);
         if (got === null) break;
-        for (const passed of got.fds) void native.closeAsync(passed).catch(() => undefined);
+        for (const passed of got.fds) void closeOffLoop(passed);
       }
     } catch {
       // The peer is gone already; nothing to tell it.

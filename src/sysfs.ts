@@ -5,7 +5,7 @@
  */
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { readFromParent } from './wire.js';
+import { readFromParent } from '../proto/attribute-keys.js';
 
 /** The facts one `uevent` file gives about a block device. */
 export interface Uevent {

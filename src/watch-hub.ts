@@ -8,7 +8,7 @@ import type Long from 'long';
 import { describeDevice, describeGradually, listDevices } from './device-info.js';
 import { encodeEvent } from './protocol.js';
 import type { RegistryChange, Registry } from './registry.js';
-import { EventKind, type DeviceInfo } from './wire.js';
+import { EventKind, type DeviceInfo } from '../proto/contract.js';
 
 /** Sends one packet to a watcher; returns false when its connection is closed. */
 export type WatchSink = (packet: Buffer) => boolean;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import anyTest, { type ExecutionContext } from 'ava';
-import { ErrorCode, EventKind } from '../src/wire.js';
+import { ErrorCode, EventKind } from '../proto/contract.js';
 import { claimTestLoop, FakeDaemon, loopWireDevice, requireLoopDevices, wireDevice, type FakeRequest } from './client-fake-daemon.js';
 
 const test = anyTest.serial;

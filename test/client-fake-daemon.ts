@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import Long from 'long';
 import { native, POLL_READABLE, type Poller } from '../native/index.js';
-import { PacketSocket } from '../src/packet-socket.js';
-import { MAX_REQUEST_BYTES, wire, type WireRequest } from '../src/wire.js';
+import { PacketSocket } from '../native/packet-socket.js';
+import { MAX_REQUEST_BYTES, wire, type WireRequest } from '../proto/contract.js';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 
 /** One accepted client connection of the fake daemon. */

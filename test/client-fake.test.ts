@@ -4,7 +4,7 @@
 import { readSync, openSync } from 'node:fs';
 import anyTest from 'ava';
 import { AbortError, connect, ConnectionError, DiskseqError, type DiskseqErrorCode } from '../client/index.js';
-import { ErrorCode, EventKind } from '../src/wire.js';
+import { ERROR_CODE_NAMES, ErrorCode, EventKind } from '../proto/contract.js';
 import {
   claimTestLoop, devNullFd, FakeDaemon, loopWireDevice, openFdCount, requireLoopDevices, wireDevice,
 } from './client-fake-daemon.js';
@@ -72,10 +72,12 @@ test('a list split over several packets is joined, other answers interleaved', a
   t.is(devices[2]!.sizeBytes, 1048576n);
 });
 
-const codes: DiskseqErrorCode[] = ['UNSPECIFIED', 'NOT_FOUND', 'STALE', 'PERMISSION_DENIED', 'BUSY', 'INVALID_ARGUMENT',
-  'TIMEOUT', 'EXPECTATION_FAILED', 'RESOURCE_EXHAUSTED', 'UNSUPPORTED', 'INTERNAL'];
+// The generated enum is the one list of codes; the client derives its names from it.
+const codes: readonly DiskseqErrorCode[] = ERROR_CODE_NAMES;
 
 test('every wire ErrorCode becomes a DiskseqError with its code, wire value and os_errno', async (t) => {
+  t.is(codes.length, 11, 'protocol version 1 has eleven error codes');
+  t.is(codes[0], 'UNSPECIFIED');
   const { daemon, client } = await setup(t);
   const opens = codes.map((_, i) => client.open({ diskseq: BigInt(i + 1) }));
   const requests = await daemon.nextRequests(codes.length);

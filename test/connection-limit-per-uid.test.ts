@@ -14,7 +14,7 @@ import { WireClient } from './helpers/wire-client.js';
 /** Connects `count` times as `uid`, says hello on each, prints one outcome per connection. */
 const HOLDER = `
 import { native } from '${join(REPO_ROOT, 'dist/native/index.js')}';
-import { wire } from '${join(REPO_ROOT, 'dist/src/wire.js')}';
+import { wire } from '${join(REPO_ROOT, 'dist/proto/contract.js')}';
 import Long from '${join(REPO_ROOT, 'node_modules/long/index.js')}';
 const [socket, count] = [process.argv[2], Number(process.argv[3])];
 const outcomes = [];

@@ -3,15 +3,16 @@
  * the loop_devices rule, peer and device selectors, default deny.
  */
 import test, { type ExecutionContext } from 'ava';
-import { Policy, type Access } from '../src/policy/index.js';
+import type { AccessMode } from '../proto/contract.js';
+import { Policy } from '../src/policy/index.js';
 import { accountFiles, device, GID, peer, UID } from './policy-fixtures.js';
 
 function load(t: ExecutionContext, rules: unknown[]): Policy {
   return Policy.fromJSON(JSON.stringify({ rules }), 'policy.json', accountFiles(t));
 }
 
-const ro = { access: 'read-only' as Access, exclusive: false };
-const rw = { access: 'read-write' as Access, exclusive: false };
+const ro = { access: 'read-only' as AccessMode, exclusive: false };
+const rw = { access: 'read-write' as AccessMode, exclusive: false };
 const alice = peer(UID.alice, GID.alice);
 const bob = peer(UID.bob, GID.bob);
 

@@ -4,7 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import test from 'ava';
-import { Policy, type Access } from '../src/policy/index.js';
+import type { AccessMode } from '../proto/contract.js';
+import { Policy } from '../src/policy/index.js';
 import { accountFiles, device, GID, peer, UID } from './policy-fixtures.js';
 
 // Compiled tests live in dist/test/; the doc is at the repository root.
@@ -12,8 +13,8 @@ const DOC = new URL('../../docs/policy.md', import.meta.url);
 const text = readFileSync(DOC, 'utf8');
 const blocks = [...text.matchAll(/^```json\n([\s\S]*?)^```$/gm)].map((match) => match[1]);
 
-const ro = { access: 'read-only' as Access, exclusive: false };
-const rwExcl = { access: 'read-write' as Access, exclusive: true };
+const ro = { access: 'read-only' as AccessMode, exclusive: false };
+const rwExcl = { access: 'read-write' as AccessMode, exclusive: true };
 
 test('docs: policy.md has the two worked examples as json blocks', (t) => {
   t.is(blocks.length, 2);

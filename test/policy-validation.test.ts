@@ -3,7 +3,8 @@
  * rule and the field, and a valid file loads completely.
  */
 import test, { type ExecutionContext } from 'ava';
-import { ATTRIBUTE_KEYS, formatPolicyError, Policy, PolicyError } from '../src/policy/index.js';
+import { ATTRIBUTE_KEYS } from '../proto/attribute-keys.js';
+import { formatPolicyError, Policy, PolicyError } from '../src/policy/index.js';
 import { accountFiles } from './policy-fixtures.js';
 
 const FILE = 'policy.json';

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import Long from 'long';
 import { native } from '../native/index.js';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
-import { MAX_RESPONSE_BYTES, wire, type WireResponse } from '../src/wire.js';
+import { MAX_RESPONSE_BYTES, wire, type WireResponse } from '../proto/contract.js';
 
 /** The repository root (this file runs from dist/test/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));

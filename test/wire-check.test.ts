@@ -8,7 +8,7 @@ import Long from 'long';
 import protobuf from 'protobufjs';
 import { fileURLToPath } from 'node:url';
 import { malformation, REQUEST_SCHEMA, type MessageSchema } from '../src/wire-check.js';
-import { wire } from '../src/wire.js';
+import { wire } from '../proto/contract.js';
 
 const PROTO = fileURLToPath(new URL('../../proto/diskseqd.proto', import.meta.url));
 

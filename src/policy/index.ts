@@ -13,11 +13,10 @@ import { parsePolicyText } from './parse-rules.js';
 import { PolicyError } from './policy-error.js';
 import type { CompiledRule, Decision, DeviceFacts, OpenIntent, Peer } from './types.js';
 
-export { ATTRIBUTE_KEYS, isAttributeKey } from './attribute-keys.js';
 export { DEFAULT_ACCOUNT_FILES, type AccountFiles } from './accounts.js';
 export { compileGlob, GlobSyntaxError, type Glob } from './glob.js';
 export { formatPolicyError, PolicyError } from './policy-error.js';
-export { ACCESS_MODES, type Access, type Decision, type DeviceFacts, type OpenIntent, type Peer } from './types.js';
+export { type Decision, type DeviceFacts, type OpenIntent, type Peer } from './types.js';
 
 /** Default policy file location. */
 export const DEFAULT_POLICY_FILE = '/etc/diskseqd/policy.json';

@@ -4,11 +4,12 @@
  * document is valid, so a caller can never hold a half-read policy.
  */
 import type { AccountResolver } from './accounts.js';
-import { ATTRIBUTE_KEYS, isAttributeKey } from './attribute-keys.js';
+import { ACCESS_MODES, type AccessMode } from '../../proto/contract.js';
+import { ATTRIBUTE_KEYS, isAttributeKey } from '../../proto/attribute-keys.js';
 import { findDuplicateKey } from './duplicate-keys.js';
 import { compileGlob, GlobSyntaxError, type Glob } from './glob.js';
 import { PolicyError } from './policy-error.js';
-import { ACCESS_MODES, type Access, type CompiledRule } from './types.js';
+import type { CompiledRule } from './types.js';
 
 /** More rules than this is a mistake (or an attack on load time), not a policy. */
 export const MAX_RULES = 10_000;
@@ -113,7 +114,7 @@ function parseRule(
 
   const peer = value.peer === undefined ? {} : parsePeer(r, value.peer);
   const device = value.device === undefined ? { wholeDisk: true, partitions: true } : parseDevice(r, value.device);
-  const access = effect === 'allow' ? parseAccess(r, value.access) : new Set<Access>();
+  const access = effect === 'allow' ? parseAccess(r, value.access) : new Set<AccessMode>();
   const exclusive = value.exclusive === undefined ? false : r.boolean(value.exclusive, 'exclusive');
   const loopDevices = value.loop_devices === undefined ? false : r.boolean(value.loop_devices, 'loop_devices');
   return { name, effect, peer, device, access, exclusive, loopDevices };
@@ -179,18 +180,18 @@ function parseDevice(r: Reader, value: unknown): CompiledRule['device'] {
   return result;
 }
 
-function parseAccess(r: Reader, value: unknown): Set<Access> {
+function parseAccess(r: Reader, value: unknown): Set<AccessMode> {
   if (value === undefined) return new Set(['read-only']);
   const modes = r.nonEmptyArray(value, 'access', 'access modes');
-  const result = new Set<Access>();
+  const result = new Set<AccessMode>();
   modes.forEach((mode, i) => {
     const field = `access[${i}]`;
     const text = r.string(mode, field);
     if (!(ACCESS_MODES as readonly string[]).includes(text)) {
       r.fail(field, `unknown access mode ${JSON.stringify(text)} (expected read-only, read-write or write-only)`);
     }
-    if (result.has(text as Access)) r.fail(field, `access mode ${JSON.stringify(text)} listed twice`);
-    result.add(text as Access);
+    if (result.has(text as AccessMode)) r.fail(field, `access mode ${JSON.stringify(text)} listed twice`);
+    result.add(text as AccessMode);
   });
   return result;
 }

@@ -1,4 +1,5 @@
 /** Types shared by the policy modules; index.ts re-exports the public ones. */
+import type { AccessMode } from '../../proto/contract.js';
 import type { Glob } from './glob.js';
 
 /** Who is asking: from SO_PEERCRED and SO_PEERGROUPS at accept, never from a request. */
@@ -9,12 +10,6 @@ export interface Peer {
   /** Supplementary group ids (SO_PEERGROUPS); may or may not include gid. */
   groups: readonly number[];
 }
-
-/** The access modes a rule can grant, as written in the policy file. */
-export type Access = 'read-only' | 'read-write' | 'write-only';
-
-/** Every Access value, in the order messages list them. */
-export const ACCESS_MODES: readonly Access[] = Object.freeze(['read-only', 'read-write', 'write-only']);
 
 /** What the daemon knows about the device, pre-open (candidate) or post-verify. */
 export interface DeviceFacts {
@@ -33,7 +28,7 @@ export interface DeviceFacts {
 
 /** What the peer asks for. `direct`/`nonblock` are not policy: a holder can set them itself. */
 export interface OpenIntent {
-  access: Access;
+  access: AccessMode;
   exclusive: boolean;
 }
 
@@ -64,7 +59,7 @@ export interface CompiledRule {
     readonly readOnly?: boolean;
   };
   /** Allow rules only; empty for deny rules. */
-  readonly access: ReadonlySet<Access>;
+  readonly access: ReadonlySet<AccessMode>;
   readonly exclusive: boolean;
   readonly loopDevices: boolean;
 }

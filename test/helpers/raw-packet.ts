@@ -4,7 +4,7 @@
  * wire client, so anything the daemon sends back is decoded, and stray fds are closed.
  */
 import { WireClient } from './wire-client.js';
-import type { CloseReason } from '../../src/packet-socket.js';
+import type { CloseReason } from '../../native/packet-socket.js';
 
 /** What happened to a connection after one raw packet. */
 export interface RawPacketOutcome {

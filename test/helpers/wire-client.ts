@@ -13,8 +13,8 @@ import Long from 'long';
 import { deviceFromWire } from '../../client/device.js';
 import { native } from '../../native/index.js';
 import { diskseqd } from '../../proto/gen/diskseqd.js';
-import { PacketSocket, type CloseReason } from '../../src/packet-socket.js';
-import { MAX_RESPONSE_BYTES, type DeviceInfo } from '../../src/wire.js';
+import { PacketSocket, type CloseReason } from '../../native/packet-socket.js';
+import { MAX_RESPONSE_BYTES, type DeviceInfo } from '../../proto/contract.js';
 
 type Response = diskseqd.v1.Response;
 

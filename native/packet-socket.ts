@@ -8,7 +8,7 @@
  * once (close() is idempotent). An fd passed to send() is owned by the PacketSocket from
  * that call on: it is closed after it has been sent, or when the queue is discarded.
  */
-import { native, POLL_DISCONNECT, POLL_READABLE, POLL_WRITABLE, type Poller } from '../native/index.js';
+import { closeOffLoop, native, POLL_DISCONNECT, POLL_READABLE, POLL_WRITABLE, type Poller } from './index.js';
 
 /** Sizes and bounds of one PacketSocket. */
 export interface PacketSocketLimits {
@@ -96,14 +96,14 @@ export class PacketSocket {
    */
   send(data: Buffer, fd = -1): boolean {
     if (this.closed) {
-      if (fd >= 0) void native.closeAsync(fd).catch(() => undefined);
+      if (fd >= 0) void closeOffLoop(fd);
       return false;
     }
     if (this.queue.length === 0) {
       const outcome = this.trySend(data, fd);
       if (outcome === 'sent') return true;
       if (outcome === 'failed') {
-        if (fd >= 0) void native.closeAsync(fd).catch(() => undefined);
+        if (fd >= 0) void closeOffLoop(fd);
         return false;
       }
     }
@@ -144,7 +144,7 @@ export class PacketSocket {
     for (const packet of this.queue.splice(0)) {
       // The peer never got it; ours may be the last reference to a device, whose last
       // close can flush or detach a loop device: keep it off the event loop.
-      if (packet.fd >= 0) void native.closeAsync(packet.fd).catch(() => undefined);
+      if (packet.fd >= 0) void closeOffLoop(packet.fd);
     }
     this.queuedBytes = 0;
     this.queuedFds = 0;
