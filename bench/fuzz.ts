@@ -10,9 +10,9 @@
  */
 import { parseArgs } from 'node:util';
 import { describeFootprint, HostileDaemon } from '../test/helpers/hostile-daemon.js';
-import { runFuzz, type FuzzStats } from '../test/helpers/hostile-fuzz.js';
-import { highestDiskseqNow } from '../test/helpers/hostile-packets.js';
-import { createLoop } from '../test/helpers/loop.js';
+import { runFuzz, type FuzzStats } from '../testkit/fuzz.js';
+import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
+import { createLoop } from '../testkit/loop.js';
 
 /** The result of one bench run, for a bench runner that collects figures. */
 export interface FuzzBenchResult {

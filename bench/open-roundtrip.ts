@@ -8,7 +8,7 @@ import { closeSync, constants, openSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/index.js';
 import type { Client } from '../client/index.js';
-import type { WireClient } from '../test/helpers/wire-client.js';
+import type { WireClient } from '../testkit/wire-client.js';
 
 /** Latency summary of one measured series, in microseconds. */
 export interface Series {

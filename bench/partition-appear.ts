@@ -32,10 +32,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { native } from '../native/index.js';
-import { DaemonProcess } from '../test/helpers/daemon.js';
-import { readMarker } from '../test/helpers/image.js';
-import { createLoop } from '../test/helpers/loop.js';
-import { WireClient } from '../test/helpers/wire-client.js';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
+import { WireClient } from '../testkit/wire-client.js';
 
 const HELPER_SOURCE = String.raw`
 #include <errno.h>

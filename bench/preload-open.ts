@@ -20,7 +20,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   buildProbe, createTestDisk, probe, REPO_ROOT, startDaemon, tempDir, type TeardownHost,
-} from '../test/helpers/preload-fixture.js';
+} from '../testkit/preload.js';
 
 const ROUNDS = 5;
 const FAST_ITERS = 20_000;

@@ -14,9 +14,9 @@ import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../client/index.js';
-import { DaemonProcess, SHEBANG_NODE_FLAGS } from '../test/helpers/daemon.js';
-import { createLoop } from '../test/helpers/loop.js';
-import { WireClient } from '../test/helpers/wire-client.js';
+import { DaemonProcess, SHEBANG_NODE_FLAGS } from '../testkit/daemon.js';
+import { createLoop } from '../testkit/loop.js';
+import { WireClient } from '../testkit/wire-client.js';
 import { scaleRun, type ScaleResult } from './scale.js';
 import { inProcessAsync, inProcessSync, libraryRoundTrip, roundTrip, summarise, throughput, type Series } from './open-roundtrip.js';
 

@@ -6,10 +6,10 @@
  */
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/index.js';
-import { DaemonProcess } from '../test/helpers/daemon.js';
+import { DaemonProcess } from '../testkit/daemon.js';
 import { createFakeSysfs } from '../test/helpers/fake-sysfs.js';
-import type { LoopFixture } from '../test/helpers/loop.js';
-import { WireClient } from '../test/helpers/wire-client.js';
+import type { LoopFixture } from '../testkit/loop.js';
+import { WireClient } from '../testkit/wire-client.js';
 import { roundTrip, type Series } from './open-roundtrip.js';
 
 /** What one synthetic-tree size gave. */

@@ -16,7 +16,7 @@ import { pathToFileURL } from 'node:url';
 import { createLogger } from '../src/log.js';
 import { Registry } from '../src/registry.js';
 import { Sysfs } from '../src/sysfs.js';
-import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticSysfs } from '../test/helpers/synthetic-sysfs.js';
+import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticSysfs } from '../testkit/synthetic-sysfs.js';
 
 /** The figures this benchmark reports. */
 export interface ScanScaleResult {

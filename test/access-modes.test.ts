@@ -5,8 +5,8 @@ import { fsyncSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { native } from '../native/index.js';
 import { expectOpened, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { makeMarker, MARKER_BYTES, readFileMarker, readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
+import { makeMarker, MARKER_BYTES, readFileMarker, readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 
 const OFFSET = 4096;
 

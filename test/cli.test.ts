@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { REPO_ROOT } from './helpers/daemon.js';
-import { createLoop } from './helpers/loop.js';
+import { REPO_ROOT } from '../testkit/daemon.js';
+import { createLoop } from '../testkit/loop.js';
 
 const CLI = join(REPO_ROOT, 'bin', 'diskseq-open.js');
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { native } from '../native/index.js';
 import { startBroker, within } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess, REPO_ROOT } from './helpers/daemon.js';
+import { DaemonProcess, REPO_ROOT } from '../testkit/daemon.js';
 
 const DAEMON = join(REPO_ROOT, 'bin', 'diskseqd.js');
 

@@ -7,8 +7,8 @@ import { native } from '../native/index.js';
 import { expectOpened, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
 import { createFakeSysfs } from './helpers/fake-sysfs.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 
 const DISKS = 1500;
 

@@ -3,8 +3,8 @@
 import test from 'ava';
 import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 
 test('a second exclusive open of the same device: BUSY; free again once the first closes', async (t) => {
   if (!needsRoot(t)) return;

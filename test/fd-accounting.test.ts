@@ -7,9 +7,9 @@ import { native } from '../native/index.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
 import { expectOpened, expectRefused, startBroker, within } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { createLoop } from './helpers/loop.js';
+import { createLoop } from '../testkit/loop.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
-import type { WireClient } from './helpers/wire-client.js';
+import type { WireClient } from '../testkit/wire-client.js';
 
 function encodeOpen(id: number, diskseq: bigint): Uint8Array {
   return diskseqd.v1.Request.encode({ id: Long.fromNumber(id, true), open: { diskseq: Long.fromString(diskseq.toString(), true) } }).finish();

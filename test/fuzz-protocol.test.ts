@@ -5,10 +5,10 @@
 import test from 'ava';
 import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { runFuzz, type FuzzStats } from './helpers/hostile-fuzz.js';
-import { highestDiskseqNow } from './helpers/hostile-packets.js';
+import { runFuzz, type FuzzStats } from '../testkit/fuzz.js';
+import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
 import { checkValidOpen } from './helpers/hostile-requests.js';
-import { createLoop } from './helpers/loop.js';
+import { createLoop } from '../testkit/loop.js';
 
 const PACKETS = 100_000;
 const WARMUP_PACKETS = 10_000;

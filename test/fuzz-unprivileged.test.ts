@@ -6,11 +6,11 @@
 import test from 'ava';
 import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import type { FuzzStats } from './helpers/hostile-fuzz.js';
-import { highestDiskseqNow } from './helpers/hostile-packets.js';
+import type { FuzzStats } from '../testkit/fuzz.js';
+import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
 import { checkValidOpen } from './helpers/hostile-requests.js';
 import { NOBODY, nobodyReadOnlyPolicy, openToOthers, privateNodesOf, runHelperAs } from './helpers/hostile-setpriv.js';
-import { createLoop } from './helpers/loop.js';
+import { createLoop } from '../testkit/loop.js';
 
 const PACKETS = 30_000;
 const VIOLATION_MSG = 'protocol violation; dropping connection';

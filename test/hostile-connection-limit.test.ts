@@ -4,8 +4,8 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
+import { encodeRequest } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
 import { ask, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
 

@@ -8,10 +8,10 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
+import { encodeRequest } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
-import { createLoop, type LoopFixture } from './helpers/loop.js';
+import { createLoop, type LoopFixture } from '../testkit/loop.js';
 
 const PEER = fileURLToPath(new URL('./helpers/hostile-dying-peer.js', import.meta.url));
 

@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest, MAX_REQUEST_BYTES } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
+import { encodeRequest, MAX_REQUEST_BYTES } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
-import { createLoop } from './helpers/loop.js';
+import { createLoop } from '../testkit/loop.js';
 
 const VIOLATION_MSG = 'protocol violation; dropping connection';
 

@@ -5,10 +5,10 @@
 import test from 'ava';
 import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest, highestDiskseqNow, MAX_REQUEST_BYTES, varint } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
+import { encodeRequest, highestDiskseqNow, MAX_REQUEST_BYTES, varint } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
 import { ask, checkValidOpen, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
-import { createLoop } from './helpers/loop.js';
+import { createLoop } from '../testkit/loop.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
 
 type Case = [name: string, request: diskseqd.v1.IRequest, expected: string[]];

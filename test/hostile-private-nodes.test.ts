@@ -7,7 +7,7 @@ import test from 'ava';
 import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
 import { NOBODY, nobodyReadOnlyPolicy, openToOthers, privateNodesOf, runHelperAs } from './helpers/hostile-setpriv.js';
-import { createLoop } from './helpers/loop.js';
+import { createLoop } from '../testkit/loop.js';
 
 const OPENS = 8000;
 

@@ -6,8 +6,8 @@ import test from 'ava';
 import type Long from 'long';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
 
-import { encodeRequest, highestDiskseqNow } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
+import { encodeRequest, highestDiskseqNow } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
 import { ask, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
 
 /** A diskseq no device will have during the test: an open of it waits its whole wait_ms. */

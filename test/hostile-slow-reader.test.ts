@@ -8,10 +8,10 @@ import test from 'ava';
 import { closeSync } from 'node:fs';
 import { needsRoot } from './helpers/ci.js';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
+import { encodeRequest } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
-import { createLoop } from './helpers/loop.js';
+import { createLoop } from '../testkit/loop.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
 
 /** Far more opens than the kernel buffers plus the daemon's queue can hold. */

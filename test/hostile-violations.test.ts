@@ -3,8 +3,8 @@
 // bystander connection open all along is unaffected.
 import test from 'ava';
 import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest, MAX_REQUEST_BYTES, varint } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
+import { encodeRequest, MAX_REQUEST_BYTES, varint } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
 import { ask, outcomeOf, u64 } from './helpers/hostile-requests.js';
 
 const VIOLATION_MSG = 'protocol violation; dropping connection';

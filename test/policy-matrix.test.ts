@@ -6,8 +6,8 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess } from './helpers/daemon.js';
-import { createLoop, type LoopFixture } from './helpers/loop.js';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { createLoop, type LoopFixture } from '../testkit/loop.js';
 import { NOBODY, runPeer, type PeerIdentity, type PeerStep } from './helpers/peer.js';
 import { checkDecisions, openAudits, type ExpectedDecision, policyDir, reload, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
 

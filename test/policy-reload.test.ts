@@ -7,8 +7,8 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess } from './helpers/daemon.js';
-import { createLoop } from './helpers/loop.js';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { createLoop } from '../testkit/loop.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
 import { diskseqdArgv, openAudits, policyDir, reload, runProcess, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
 

@@ -4,7 +4,8 @@
  * a shim call, all get the right device, and no fd or socket is left behind (issue 6).
  */
 import test from 'ava';
-import { buildProbe, createTestDisk, needsRootAndShim, probe, startDaemon, tempDir } from './helpers/preload-fixture.js';
+import { buildProbe, createTestDisk, probe, startDaemon, tempDir } from '../testkit/preload.js';
+import { needsRootAndShim } from './helpers/ci.js';
 
 test('a multithreaded opener gets the right device every time and leaks nothing', async (t) => {
   if (!needsRootAndShim(t)) return;

@@ -5,8 +5,9 @@
  */
 import test from 'ava';
 import {
-  buildProbe, createTestDisk, head, needsRootAndShim, partitionMarker, probe, run, startDaemon, tempDir,
-} from './helpers/preload-fixture.js';
+  buildProbe, createTestDisk, head, partitionMarker, probe, run, startDaemon, tempDir,
+} from '../testkit/preload.js';
+import { needsRootAndShim } from './helpers/ci.js';
 
 const NOBODY = 65534;
 

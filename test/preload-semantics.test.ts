@@ -7,8 +7,9 @@ import test from 'ava';
 import { closeSync, constants, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  buildProbe, createTestDisk, head, majorMinor, needsRootAndShim, partitionMarker, probe, startDaemon, tempDir,
-} from './helpers/preload-fixture.js';
+  buildProbe, createTestDisk, head, majorMinor, partitionMarker, probe, startDaemon, tempDir,
+} from '../testkit/preload.js';
+import { needsRootAndShim } from './helpers/ci.js';
 
 const O_ACCMODE = 3; // not in fs.constants
 const STAT_KEYS = ['stat', 'lstat', 'stat64', 'fstatat', 'statx', 'xstat', 'lxstat', 'fxstatat', 'xstat64'];

@@ -8,8 +8,9 @@ import test from 'ava';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  REPO_ROOT, createTestDisk, makeExt4, makeLuks, needsRootAndShim, partitionMarker, run, startDaemon, tempDir,
-} from './helpers/preload-fixture.js';
+  REPO_ROOT, createTestDisk, makeExt4, makeLuks, partitionMarker, run, startDaemon, tempDir,
+} from '../testkit/preload.js';
+import { needsRootAndShim } from './helpers/ci.js';
 
 const EXT4_UUID = '6f1d3c2a-8e4b-4a59-9c7e-2b1f0e5d4a31';
 const LUKS_UUID = 'b7c4e0f2-1a3d-4e5f-8a9b-0c1d2e3f4a5b';

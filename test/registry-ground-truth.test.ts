@@ -10,8 +10,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { claimUnboundLoop, createLoop, type LoopFixture, reattachOrReplace } from './helpers/loop.js';
-import type { DeviceInfo, WireClient } from './helpers/wire-client.js';
+import { claimUnboundLoop, createLoop, type LoopFixture, reattachOrReplace } from '../testkit/loop.js';
+import type { DeviceInfo, WireClient } from '../testkit/wire-client.js';
 
 /** What both sides say about one device. */
 interface View {

@@ -18,7 +18,7 @@ import { Registry } from '../src/registry.js';
 import { Sysfs } from '../src/sysfs.js';
 import { UeventListener } from '../src/uevents.js';
 import { needsRoot } from './helpers/ci.js';
-import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
+import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from '../testkit/loop.js';
 
 /** A registry fed by its own uevent listener with a tiny receive buffer. */
 function liveRegistry(t: ExecutionContext, rescanOnOverrun: boolean) {

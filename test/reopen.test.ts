@@ -6,9 +6,9 @@
 // reopen read-write what it asked read-only. Runs the real CLI as the real users.
 import test, { type ExecutionContext } from 'ava';
 import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess } from './helpers/daemon.js';
-import { makeMarker, MARKER_BYTES, readFileMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { makeMarker, MARKER_BYTES, readFileMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 import { NOBODY, type PeerIdentity } from './helpers/peer.js';
 import { diskseqOpenArgv, openAudits, policyDir, runProcess, waitOpenAudits, writePolicy, type RunResult } from './helpers/policy-e2e-support.js';
 

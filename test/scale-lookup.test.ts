@@ -28,9 +28,9 @@ import { Sysfs, type SysfsCounters } from '../src/sysfs.js';
 import { MAX_RESPONSE_BYTES } from '../proto/contract.js';
 import { WatchHub } from '../src/watch-hub.js';
 import { needsRoot } from './helpers/ci.js';
-import { createLoop, type LoopFixture } from './helpers/loop.js';
-import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticDisk, type SyntheticSysfs } from './helpers/synthetic-sysfs.js';
-import { WireClient, type OpenOutcome } from './helpers/wire-client.js';
+import { createLoop, type LoopFixture } from '../testkit/loop.js';
+import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticDisk, type SyntheticSysfs } from '../testkit/synthetic-sysfs.js';
+import { WireClient, type OpenOutcome } from '../testkit/wire-client.js';
 
 /** A Sysfs that also records which device each read concerns (a name or major:minor). */
 class RecordingSysfs extends Sysfs {

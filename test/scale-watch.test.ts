@@ -12,7 +12,7 @@ import { PacketSocket } from '../native/packet-socket.js';
 import { MAX_RESPONSE_BYTES } from '../proto/contract.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE } from './helpers/synthetic-sysfs.js';
+import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE } from '../testkit/synthetic-sysfs.js';
 
 /** Collects one watch stream until SYNCED (or the connection ends). */
 function watchSnapshot(socketPath: string): Promise<{ added: string[]; synced: number; other: string[] }> {

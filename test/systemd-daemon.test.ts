@@ -9,8 +9,8 @@ import { closeSync, existsSync, lstatSync, openSync, readFileSync, readSync, wri
 import { join } from 'node:path';
 import Long from 'long';
 import { native } from '../native/index.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 import { claimLoop, makeImage, requireRoot, rootTest, sysfsDiskseq } from './native-support.js';
 import {
   NotifyReceiver, REPO_ROOT, TestClient, needsTool, spawnActivated, spawnTracked, tempDir, within, type RunningChild,

@@ -10,8 +10,8 @@ import { execFileSync } from 'node:child_process';
 import { native } from '../native/index.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 
 const PARTITIONS = 32;
 

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { claimUnboundLoop, createLoop } from './helpers/loop.js';
+import { claimUnboundLoop, createLoop } from '../testkit/loop.js';
 
 const TEN_MINUTES = 600_000;
 

@@ -10,9 +10,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { native } from '../native/index.js';
 import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
-import type { WireClient } from './helpers/wire-client.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
+import type { WireClient } from '../testkit/wire-client.js';
 
 /**
  * Resolves once the daemon has read every packet this client sent before: it handles a

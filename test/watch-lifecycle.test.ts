@@ -15,7 +15,7 @@ import { PacketSocket } from '../native/packet-socket.js';
 import { MAX_RESPONSE_BYTES } from '../proto/contract.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
+import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from '../testkit/loop.js';
 
 /** One event as the test compares it. */
 interface Seen {

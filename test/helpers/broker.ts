@@ -4,8 +4,8 @@
  */
 import type { ExecutionContext } from 'ava';
 import { native } from '../../native/index.js';
-import { DaemonProcess, type DaemonOptions } from './daemon.js';
-import { WireClient, type DeviceInfo, type OpenOutcome } from './wire-client.js';
+import { DaemonProcess, type DaemonOptions } from '../../testkit/daemon.js';
+import { WireClient, type DeviceInfo, type OpenOutcome } from '../../testkit/wire-client.js';
 
 /** A running daemon and a way to connect more clients to it. */
 export interface Broker {

@@ -4,8 +4,9 @@
  * Outside CI a missing privilege is a loud skip (the developer sees why nothing ran);
  * under CI=true it is a failure, so a misconfigured runner can never pass by skipping.
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import type { ExecutionContext } from 'ava';
+import { SHIM_PATH } from '../../testkit/preload.js';
 
 /** Why this process cannot run real-device tests, or undefined when it can. */
 export function rootUnavailableReason(): string | undefined {
@@ -36,5 +37,16 @@ export function needsRoot(t: ExecutionContext): boolean {
   console.warn(`\n*** ${banner} ***\n`);
   t.log(banner);
   t.pass();
+  return false;
+}
+
+/**
+ * True when the test may go on: needsRoot's rules (fail under CI=true, loud skip
+ * elsewhere), and the shim must have been built.
+ */
+export function needsRootAndShim(t: ExecutionContext): boolean {
+  if (!needsRoot(t)) return false;
+  if (existsSync(SHIM_PATH)) return true;
+  t.fail(`${SHIM_PATH} is missing: build it with \`make -C native/preload\``);
   return false;
 }

@@ -12,8 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { REPO_ROOT, SHEBANG_NODE_FLAGS } from './daemon.js';
-import { fdCount, fdTargets, rssBytes } from './proc.js';
+import { REPO_ROOT, SHEBANG_NODE_FLAGS } from '../../testkit/daemon.js';
+import { fdCount, fdTargets, rssBytes } from '../../testkit/proc.js';
 
 
 /** One parsed pino line. */

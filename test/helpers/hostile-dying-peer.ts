@@ -7,7 +7,7 @@
  *   node dist/test/helpers/hostile-dying-peer.js SOCKET DISKSEQ COUNT READ
  */
 import { native } from '../../native/index.js';
-import { encodeRequest } from './hostile-packets.js';
+import { encodeRequest } from '../../testkit/fuzz-packets.js';
 import { u64 } from './hostile-requests.js';
 
 /** native.send/recv never block (MSG_DONTWAIT); this process has nothing else to do. */

@@ -4,7 +4,7 @@
  *
  *   node dist/test/helpers/hostile-fuzz-peer.js SOCKET OWN_DISKSEQ FOREIGN_FLOOR PACKETS WORKERS SEED
  */
-import { runFuzz } from './hostile-fuzz.js';
+import { runFuzz } from '../../testkit/fuzz.js';
 
 const [socketPath, own, floor, packets, workers, seed] = process.argv.slice(2);
 const stats = await runFuzz({

@@ -7,8 +7,8 @@
  *   node dist/test/helpers/hostile-open-flood.js SOCKET DISKSEQ COUNT CONCURRENCY
  */
 import { closeSync } from 'node:fs';
-import { encodeRequest } from './hostile-packets.js';
-import { RawClient } from './hostile-raw-client.js';
+import { encodeRequest } from '../../testkit/fuzz-packets.js';
+import { RawClient } from '../../testkit/raw-client.js';
 import { outcomeOf, readAnswer, u64 } from './hostile-requests.js';
 
 const [socketPath, diskseq, countText, concurrencyText] = process.argv.slice(2);

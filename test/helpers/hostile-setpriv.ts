@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { REPO_ROOT } from './daemon.js';
+import { REPO_ROOT } from '../../testkit/daemon.js';
 
 /** The unprivileged user every Debian system has. */
 export const NOBODY = 65534;

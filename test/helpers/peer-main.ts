@@ -8,8 +8,8 @@
  */
 import { connect, DiskseqError } from '../../client/index.js';
 import { native } from '../../native/index.js';
-import { readMarker } from './image.js';
-import { WireClient, type OpenParams } from './wire-client.js';
+import { readMarker } from '../../testkit/image.js';
+import { WireClient, type OpenParams } from '../../testkit/wire-client.js';
 
 /** One request the peer performs. */
 export interface PeerStep {

@@ -8,7 +8,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { REPO_ROOT, type AuditLine, type DaemonProcess, type LogLine } from './daemon.js';
+import { REPO_ROOT, type AuditLine, type DaemonProcess, type LogLine } from '../../testkit/daemon.js';
 import type { PeerIdentity, PeerReport } from './peer.js';
 
 /** A directory for policy files, removed when the test ends. */

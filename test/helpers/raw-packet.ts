@@ -3,7 +3,7 @@
  * with an fd in SCM_RIGHTS) and reports whether the daemon then dropped it. Built on the
  * wire client, so anything the daemon sends back is decoded, and stray fds are closed.
  */
-import { WireClient } from './wire-client.js';
+import { WireClient } from '../../testkit/wire-client.js';
 import type { CloseReason } from '../../native/packet-socket.js';
 
 /** What happened to a connection after one raw packet. */

@@ -9,8 +9,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import Long from 'long';
-import { diskseqd } from '../../proto/gen/diskseqd.js';
-import { malformation } from '../../src/wire-check.js';
+import { diskseqd } from '../proto/gen/diskseqd.js';
+import { malformation } from '../src/wire-check.js';
 
 const wire = diskseqd.v1;
 

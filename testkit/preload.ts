@@ -12,12 +12,10 @@ import { chmodSync, closeSync, constants, existsSync, mkdtempSync, openSync, rea
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ExecutionContext } from 'ava';
-import { native } from '../../native/index.js';
-import { needsRoot } from './ci.js';
+import { native } from '../native/index.js';
 
-/** The repository root (this file runs from dist/test/helpers/). */
-export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** The repository root (this file runs from dist/testkit/). */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Where `make -C native/preload` puts the shim. */
 export const SHIM_PATH = join(REPO_ROOT, 'build', 'Release', 'libdiskseq-preload.so');
 
@@ -49,17 +47,6 @@ function owned(t: TeardownHost, fn: () => void): () => void {
   atExit.add(once);
   t.teardown(once);
   return once;
-}
-
-/**
- * True when the test may go on: needsRoot's rules (fail under CI=true, loud skip
- * elsewhere), and the shim must have been built.
- */
-export function needsRootAndShim(t: ExecutionContext): boolean {
-  if (!needsRoot(t)) return false;
-  if (existsSync(SHIM_PATH)) return true;
-  t.fail(`${SHIM_PATH} is missing: build it with \`make -C native/preload\``);
-  return false;
 }
 
 /** A private temp directory (0755 so an unprivileged peer can reach what is in it). */

@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native } from '../../native/index.js';
+import { native } from '../native/index.js';
 import { createImage, type ImageLayout, type ImageSpec } from './image.js';
 
 /** Anything with ava's teardown (an ExecutionContext), so benches can pass nothing. */

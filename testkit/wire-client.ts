@@ -10,11 +10,11 @@
  * and counted in `strayFds`.
  */
 import Long from 'long';
-import { deviceFromWire } from '../../client/device.js';
-import { native } from '../../native/index.js';
-import { diskseqd } from '../../proto/gen/diskseqd.js';
-import { PacketSocket, type CloseReason } from '../../native/packet-socket.js';
-import { MAX_RESPONSE_BYTES, type DeviceInfo } from '../../proto/contract.js';
+import { deviceFromWire } from '../client/device.js';
+import { native } from '../native/index.js';
+import { diskseqd } from '../proto/gen/diskseqd.js';
+import { PacketSocket, type CloseReason } from '../native/packet-socket.js';
+import { MAX_RESPONSE_BYTES, type DeviceInfo } from '../proto/contract.js';
 
 type Response = diskseqd.v1.Response;
 

@@ -12,12 +12,12 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import Long from 'long';
-import { diskseqd } from '../../proto/gen/diskseqd.js';
+import { diskseqd } from '../proto/gen/diskseqd.js';
 import {
   ATTRIBUTE_KEYS, classify, encodeRequest, isSafe, MUTATIONS, mutate, oversized, Rng, validRequest,
   type Expectation, type FuzzTarget,
-} from './hostile-packets.js';
-import { RawClient } from './hostile-raw-client.js';
+} from './fuzz-packets.js';
+import { RawClient } from './raw-client.js';
 
 const wire = diskseqd.v1;
 const Code = wire.ErrorCode;

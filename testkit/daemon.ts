@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { native } from '../../native/index.js';
+import { native } from '../native/index.js';
 import type { TeardownHost } from './loop.js';
 import { fdCount, fdTargets, rssBytes } from './proc.js';
 
-/** The repository root (this file runs from dist/test/helpers/). */
-export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** The repository root (this file runs from dist/testkit/). */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The node flags of bin/diskseqd.js's `#!/usr/bin/env -S node ...` line: tests run what users run. */
 export const SHEBANG_NODE_FLAGS: string[] = readFileSync(join(REPO_ROOT, 'bin', 'diskseqd.js'), 'utf8').split('\n')[0]!

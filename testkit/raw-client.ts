@@ -9,7 +9,7 @@
  * idempotent). fds that arrive with a packet are handed to whoever takes the packet
  * (next()); packets still unread at close() have their fds closed here.
  */
-import { native, POLL_DISCONNECT, POLL_READABLE, POLL_WRITABLE, type Poller } from '../../native/index.js';
+import { native, POLL_DISCONNECT, POLL_READABLE, POLL_WRITABLE, type Poller } from '../native/index.js';
 
 /** One packet from the daemon, or the end of the connection. */
 export type Incoming =
