@@ -9,7 +9,7 @@
  * Exit status 1 when the fuzz found a failure, the daemon died, or fds leaked.
  */
 import { parseArgs } from 'node:util';
-import { describeFootprint, HostileDaemon } from '../test/helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { runFuzz, type FuzzStats } from '../testkit/fuzz.js';
 import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
 import { createLoop } from '../testkit/loop.js';
@@ -26,7 +26,7 @@ export interface FuzzBenchResult {
 /** Runs the fuzz bench with `packets` packets over `workers` connections. */
 export async function benchFuzz(packets: number, workers: number, seed: number): Promise<FuzzBenchResult> {
   const loop = createLoop();
-  const daemon = await HostileDaemon.start(undefined).catch((error: unknown) => {
+  const daemon = await DaemonProcess.start({ capture: 'counts' }).catch((error: unknown) => {
     loop.cleanup();
     throw error;
   });

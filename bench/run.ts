@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../client/index.js';
-import { DaemonProcess, SHEBANG_NODE_FLAGS } from '../testkit/daemon.js';
+import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop } from '../testkit/loop.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { scaleRun, type ScaleResult } from './scale.js';
@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   try {
     const startup = await startupSeries(5);
     const profileDir = process.env.BENCH_PROFILE_DIR;
-    daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL, nodeArgs: profileDir ? [...SHEBANG_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined });
+    daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL, nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined });
     const client = WireClient.connect(daemon.socketPath);
     clients.push(client);
     const library = await connect({ socketPath: daemon.socketPath });

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { REPO_ROOT } from '../testkit/daemon.js';
+import { CLI_SCRIPT } from '../testkit/repo.js';
 import { createLoop } from '../testkit/loop.js';
 
-const CLI = join(REPO_ROOT, 'bin', 'diskseq-open.js');
+const CLI = CLI_SCRIPT;
 
 interface Run {
   code: number | null;

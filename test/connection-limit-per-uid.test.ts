@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess, REPO_ROOT } from '../testkit/daemon.js';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { REPO_ROOT } from '../testkit/repo.js';
 import { WireClient } from '../testkit/wire-client.js';
 
 /** Connects `count` times as `uid`, says hello on each, prints one outcome per connection. */

@@ -33,7 +33,7 @@ test('fd accounting: after hostile and failing requests the daemon is back at it
   for (const params of [{}, { access: 'rw' as const }, { exclusive: true }, { partition: 1 }]) {
     expectOpened(t, await client.open({ diskseq: loop.diskseq, ...params }), `warm-up ${JSON.stringify(params)}`).close();
   }
-  const baseline = await daemon.settleFdCount(0, 200);
+  const baseline = await daemon.stableFdCount();
   t.log(`baseline: ${baseline} fds`);
 
   // 1. Protocol violations, each on its own connection: garbage, an fd riding along,
@@ -91,7 +91,7 @@ test('fd accounting: after hostile and failing requests the daemon is back at it
   // The daemon is still serving, and its fds are back where they were.
   expectOpened(t, await client.open({ diskseq: loop.diskseq }), 'open after the hostile cases').close();
   t.is(daemon.exit, undefined, 'the daemon survived');
-  const after = await daemon.settleFdCount(baseline, 5000);
+  const after = await daemon.settleFds(baseline, 5000);
   if (after !== baseline) t.log(daemon.fdTargets().join('\n'));
   t.is(after, baseline, 'open fds back at baseline');
 });

@@ -4,7 +4,7 @@
 // opens a device correctly and its fds and RSS are back at the baseline.
 import test from 'ava';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { runFuzz, type FuzzStats } from '../testkit/fuzz.js';
 import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
 import { checkValidOpen } from './helpers/hostile-requests.js';
@@ -32,7 +32,7 @@ test('100,000 fuzzed packets: requests answered, violations drop only their conn
   const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.log(`seed ${seed} (replay with FUZZ_SEED=${seed})`);
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t);
+  const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
   const target = { ownDiskseq: loop.diskseq, foreignFloor: highestDiskseqNow() + 1_000_000n };
   const fresh = daemon.footprint();
 

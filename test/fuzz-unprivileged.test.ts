@@ -5,7 +5,7 @@
 // no node is left.
 import test from 'ava';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import type { FuzzStats } from '../testkit/fuzz.js';
 import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
 import { checkValidOpen } from './helpers/hostile-requests.js';
@@ -21,7 +21,7 @@ test('30,000 fuzzed packets from an unprivileged peer: denials answered, nothing
   const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.log(`seed ${seed} (replay with FUZZ_SEED=${seed})`);
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t, ['--policy', nobodyReadOnlyPolicy(t, loop.name)]);
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--policy', nobodyReadOnlyPolicy(t, loop.name)] }, t);
   openToOthers(daemon.socketPath);
   const floor = highestDiskseqNow() + 1_000_000n;
   const run = (packets: number, s: number): Promise<FuzzStats> =>

@@ -3,7 +3,7 @@
 // served client leaves, a new client is served normally, and the limit holds again.
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { encodeRequest } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
 import { ask, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
@@ -26,7 +26,7 @@ test('1,100 simultaneous connections: 1,024 served, 76 refused with RESOURCE_EXH
     t.fail(`RLIMIT_NOFILE is ${limit}; this test needs ${CLIENTS + 200} (raise the hard limit: ulimit -Hn)`);
     return;
   }
-  const daemon = await HostileDaemon.start(t);
+  const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
 

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { encodeRequest } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
@@ -46,7 +46,7 @@ test('clients that die mid-request leak no fds in the daemon', async (t) => {
   t.timeout(60_000);
   const loop = createLoop({}, t);
   // A short stall timeout: the peer that sends 1000 opens without reading is dropped soon.
-  const daemon = await HostileDaemon.start(t, ['--stall-timeout-ms', '500']);
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--stall-timeout-ms', '500'] }, t);
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);

@@ -9,7 +9,7 @@ import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { encodeRequest, MAX_REQUEST_BYTES } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
@@ -53,7 +53,7 @@ async function eventually(check: () => boolean, timeoutMs = 5000): Promise<boole
 test('fds sent by a client are closed and cost it the connection, with nothing answered', async (t) => {
   if (!needsRoot(t)) return;
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t);
+  const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
   const dir = mkdtempSync(join(tmpdir(), 'diskseqd-hostile-fifo-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');

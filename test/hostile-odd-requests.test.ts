@@ -4,7 +4,7 @@
 // a pipelined burst.
 import test from 'ava';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { encodeRequest, highestDiskseqNow, MAX_REQUEST_BYTES, varint } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
 import { ask, checkValidOpen, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
@@ -16,7 +16,7 @@ type Case = [name: string, request: diskseqd.v1.IRequest, expected: string[]];
 test('valid-but-odd requests get Error answers and the connection stays', async (t) => {
   if (!needsRoot(t)) return;
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t);
+  const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
   const own = u64(loop.diskseq);

@@ -5,7 +5,7 @@
 // delivered, no node may be left behind, and no fd may leak.
 import test from 'ava';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { NOBODY, nobodyReadOnlyPolicy, openToOthers, privateNodesOf, runHelperAs } from './helpers/hostile-setpriv.js';
 import { createLoop } from '../testkit/loop.js';
 
@@ -20,7 +20,7 @@ test('an unprivileged open flood, with a second daemon starting meanwhile: all d
   if (!needsRoot(t)) return;
   t.timeout(90_000);
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t, ['--policy', nobodyReadOnlyPolicy(t, loop.name)]);
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--policy', nobodyReadOnlyPolicy(t, loop.name)] }, t);
   openToOthers(daemon.socketPath);
   const warm = await flood(daemon.socketPath, loop.diskseq, 20);
   t.deepEqual(warm, { opened: 20 }, 'warm-up: nobody may open the loop read-only');
@@ -32,7 +32,7 @@ test('an unprivileged open flood, with a second daemon starting meanwhile: all d
   // Meanwhile other daemons keep starting (and stopping) on the same machine.
   let others = 0;
   while (flooding) {
-    const other = await HostileDaemon.start(undefined);
+    const other = await DaemonProcess.start({ capture: 'counts' });
     await other.stop();
     others++;
   }

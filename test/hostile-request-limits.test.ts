@@ -4,7 +4,7 @@
 // client holds — waits, watches — is released when it disconnects.
 import test from 'ava';
 import type Long from 'long';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 
 import { encodeRequest, highestDiskseqNow } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
@@ -14,7 +14,7 @@ import { ask, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
 const absent = (): Long => u64(highestDiskseqNow() + 1_000_000_000n);
 
 test('--max-in-flight: while 4 requests wait, the 5th is not read; it is answered when one finishes', async (t) => {
-  const daemon = await HostileDaemon.start(t, ['--max-in-flight', '4']);
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--max-in-flight', '4'] }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
   const client = new RawClient(daemon.socketPath);
@@ -38,7 +38,7 @@ test('--max-in-flight: while 4 requests wait, the 5th is not read; it is answere
 });
 
 test('--max-waiting bounds waiting opens daemon-wide; a client that leaves releases its waits', async (t) => {
-  const daemon = await HostileDaemon.start(t, ['--max-waiting', '20']);
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--max-waiting', '20'] }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
   const diskseq = absent();
@@ -70,7 +70,7 @@ test('--max-waiting bounds waiting opens daemon-wide; a client that leaves relea
 });
 
 test('--max-watchers bounds watching connections; a watcher that leaves frees its slot', async (t) => {
-  const daemon = await HostileDaemon.start(t, ['--max-watchers', '3']);
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--max-watchers', '3'] }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
   /** Starts a watch; resolves with the Error code, or 'synced' once the snapshot is complete. */

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { closeSync } from 'node:fs';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { encodeRequest } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
@@ -22,7 +22,7 @@ const macro = test.macro(async (t, args: string[], reason: string) => {
   if (!needsRoot(t)) return;
   t.timeout(60_000);
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t, args);
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: args }, t);
   t.log(`daemon options: ${args.join(' ')}`);
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };

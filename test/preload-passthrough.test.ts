@@ -6,7 +6,8 @@
 import test from 'ava';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildProbe, probe, run, tempDir } from '../testkit/preload.js';
+import { buildProbe, probe, run } from '../testkit/preload.js';
+import { tempDir } from '../testkit/cleanup.js';
 import { needsRootAndShim } from './helpers/ci.js';
 
 test('the interposed functions give identical answers for paths outside the namespace', (t) => {

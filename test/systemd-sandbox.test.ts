@@ -12,6 +12,7 @@ import Long from 'long';
 import { native } from '../native/index.js';
 import { readMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
+import { daemonArgv } from '../testkit/repo.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
 import { requireRoot, rootTest } from './native-support.js';
 import { REPO_ROOT, TestClient, needsTool, spawnTracked, tempDir, within } from './systemd-support.js';
@@ -67,7 +68,7 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   // unshare and sh exec in place, so LISTEN_PID (set by systemd-socket-activate) stays right.
   const run = spawnTracked(t, activate, ['--seqpacket', '-l', socketPath,
     unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits()), 'sandbox',
-    process.execPath, join(REPO_ROOT, 'bin/diskseqd.js'), '--policy', policyPath], env);
+    ...daemonArgv('--policy', policyPath)], env);
   for (let i = 0; i < 2000 && !run.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
   chmodSync(socketPath, 0o666);
 

@@ -83,7 +83,7 @@ test('a client that disconnects while waiting leaves nothing behind', async (t) 
     10_000, 'the audit line of the abandoned open');
   t.not(ended['code'], 'OK');
   t.log(`audit code of the abandoned request: ${String(ended['code'])}`);
-  t.is(await daemon.settleFdCount(baseline), baseline, `daemon fds back at baseline: ${daemon.fdTargets().join(', ')}`);
+  t.is(await daemon.settleFds(baseline), baseline, `daemon fds back at baseline: ${daemon.fdTargets().join(', ')}`);
 
   // The waiting slot is free again: another wait is accepted (and times out), not refused.
   const other = connect();

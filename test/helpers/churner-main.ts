@@ -17,7 +17,7 @@ import { closeSync, constants, openSync, readFileSync, writeSync } from 'node:fs
 import { join } from 'node:path';
 import { native } from '../../native/index.js';
 import { makeMarker, MiB } from '../../testkit/image.js';
-import { sleepSync } from '../../testkit/loop.js';
+import { sleepSync } from '../../testkit/cleanup.js';
 
 interface Slot {
   slot: number;

@@ -6,7 +6,7 @@
  */
 import { accessSync, constants, existsSync } from 'node:fs';
 import type { ExecutionContext } from 'ava';
-import { SHIM_PATH } from '../../testkit/preload.js';
+import { SHIM_PATH } from '../../testkit/repo.js';
 
 /** Why this process cannot run real-device tests, or undefined when it can. */
 export function rootUnavailableReason(): string | undefined {

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TeardownHost } from '../../testkit/loop.js';
+import type { TeardownHost } from '../../testkit/cleanup.js';
 
 /** A block major no driver uses here (from the "experimental" range 240-254). */
 export const FAKE_MAJOR = 252;

@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { REPO_ROOT } from '../../testkit/daemon.js';
+import { daemonArgv } from '../../testkit/repo.js';
 
 /** The unprivileged user every Debian system has. */
 export const NOBODY = 65534;
@@ -52,7 +52,8 @@ export function nobodyReadOnlyPolicy(t: TeardownHost, name: string): string {
   writeFileSync(policy, JSON.stringify({
     rules: [{ name: 'hostile-nobody', peer: { uids: [NOBODY] }, device: { names: [name] }, access: ['read-only'], loop_devices: true }],
   }), { mode: 0o644 });
-  execFileSync(process.execPath, [join(REPO_ROOT, 'bin', 'diskseqd.js'), '--check-policy', policy]);
+  const [node, ...args] = daemonArgv('--check-policy', policy);
+  execFileSync(node!, args);
   return policy;
 }
 

@@ -8,7 +8,8 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { REPO_ROOT, type AuditLine, type DaemonProcess, type LogLine } from '../../testkit/daemon.js';
+import type { AuditLine, DaemonProcess, LogLine } from '../../testkit/daemon.js';
+import { cliArgv, daemonArgv } from '../../testkit/repo.js';
 import type { PeerIdentity, PeerReport } from './peer.js';
 
 /** A directory for policy files, removed when the test ends. */
@@ -120,12 +121,8 @@ export function runProcess(argv: string[], options: { as?: PeerIdentity; env?: N
   });
 }
 
-/** argv running bin/diskseqd.js with `args`. */
-export function diskseqdArgv(...args: string[]): string[] {
-  return [process.execPath, join(REPO_ROOT, 'bin', 'diskseqd.js'), ...args];
-}
+/** argv running bin/diskseqd.js with `args` (and its shebang's node flags). */
+export const diskseqdArgv = daemonArgv;
 
 /** argv running bin/diskseq-open.js with `args`. */
-export function diskseqOpenArgv(...args: string[]): string[] {
-  return [process.execPath, join(REPO_ROOT, 'bin', 'diskseq-open.js'), ...args];
-}
+export const diskseqOpenArgv = cliArgv;
