@@ -1,7 +1,7 @@
 /**
  * A longer protocol fuzz than the test suite's, for `npm run bench`-style use: starts the
  * daemon, attaches one loop device, sends N random and mutated packets over several
- * connections (see test/helpers/hostile-fuzz.ts) and reports packets/s, what was sent and
+ * connections (see testkit/fuzz.ts) and reports packets/s, what was sent and
  * answered, and the daemon's fd count and RSS before and after. Needs root.
  *
  *   node dist/bench/fuzz.js [--packets N] [--workers N] [--seed N]

@@ -7,8 +7,8 @@
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/index.js';
 import { DaemonProcess } from '../testkit/daemon.js';
-import { createFakeSysfs } from '../test/helpers/fake-sysfs.js';
 import type { LoopFixture } from '../testkit/loop.js';
+import { createSyntheticSysfs } from '../testkit/synthetic-sysfs.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { roundTrip, type Series } from './open-roundtrip.js';
 
@@ -24,7 +24,7 @@ export interface ScaleResult {
 
 /** Runs the open round trip (n requests) and a List with `disks` fake disks around `loop`. */
 export async function scaleRun(loop: LoopFixture, disks: number, n: number): Promise<ScaleResult> {
-  const sysfs = createFakeSysfs({ disks, real: [loop.name] });
+  const sysfs = createSyntheticSysfs({ count: disks, linked: [loop.name] });
   let daemon: DaemonProcess | undefined;
   const clients: WireClient[] = [];
   try {
