@@ -8,7 +8,7 @@ import { expectOpened, expectRefused, startBroker, within } from './helpers/brok
 import { needsRoot } from './helpers/ci.js';
 import { readMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
-import { sendRawPacket } from './helpers/raw-packet.js';
+import { sendRawPacket } from '../testkit/wire-client.js';
 
 test('expect that holds: delivered; expect that does not hold: EXPECTATION_FAILED', async (t) => {
   if (!needsRoot(t)) return;

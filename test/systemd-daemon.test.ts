@@ -9,13 +9,14 @@ import { closeSync, existsSync, lstatSync, openSync, readFileSync, readSync, wri
 import { join } from 'node:path';
 import Long from 'long';
 import { native } from '../native/index.js';
+import { WireClient } from '../testkit/wire-client.js';
 import { readMarker } from '../testkit/image.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop } from '../testkit/loop.js';
 import { daemonArgv } from '../testkit/repo.js';
 import { claimLoop, makeImage, requireRoot, rootTest, sysfsDiskseq } from './native-support.js';
 import {
-  NotifyReceiver, REPO_ROOT, TestClient, needsTool, spawnActivated, spawnTracked, tempDir, within, type RunningChild,
+  NotifyReceiver, REPO_ROOT, needsTool, spawnActivated, spawnTracked, tempDir, within, type RunningChild,
 } from './systemd-support.js';
 
 const O_NONBLOCK = 0o4000;
@@ -61,7 +62,7 @@ rootTest('under systemd-socket-activate --seqpacket it serves a verified open an
   const run = spawnDaemon(t, [tool, '--seqpacket', '-l', socketPath], ['--idle-exit', '600'], cleanEnv());
   await waitUntil(() => run.stderr().includes('Listening on'), 'systemd-socket-activate to listen');
   // The first connection makes systemd-socket-activate exec the daemon, which must accept it.
-  const client = new TestClient(socketPath);
+  const client = WireClient.connect(socketPath);
   t.teardown(() => client.close());
   const { response, fds } = await client.request({
     open: { diskseq: Long.fromString(diskseq.toString(), true), partition: 0 },
@@ -125,7 +126,7 @@ test('READY=1 only once it serves, then STATUS=, WATCHDOG=1, and STOPPING=1 on S
   const run = spawnDaemon(t, [], ['--socket', socketPath], cleanEnv({ NOTIFY_SOCKET: receiver.path, WATCHDOG_USEC: '200000' }));
   const ready = await receiver.waitFor((m) => m.split('\n').includes('READY=1'));
   // Right after READY=1 a client must be served: connect and ask.
-  const client = new TestClient(socketPath);
+  const client = WireClient.connect(socketPath);
   t.teardown(() => client.close());
   t.is(await client.hello(), JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version);
   t.true(receiver.messages.slice(0, ready).every((m) => !m.includes('READY=1')));
@@ -153,7 +154,7 @@ test('idle exit: with no clients it exits cleanly after the idle period and remo
 
 test('idle exit: an open connection keeps it running until it closes', async (t) => {
   const daemon = await DaemonProcess.start({ extraArgs: ['--idle-exit', '0.5'] }, t);
-  const holder = new TestClient(daemon.socketPath);
+  const holder = WireClient.connect(daemon.socketPath);
   t.teardown(() => holder.close());
   await holder.hello();
   await new Promise((r) => setTimeout(r, 1500)); // three idle periods with a connection open
@@ -173,9 +174,9 @@ test('idle exit: a client that connects as the deadline passes is served, and so
   // libuv. Either way the client must be served and the daemon must go on serving. The
   // backlog path alone is tested deterministically in systemd-idle-drain.test.ts.
   process.kill(daemon.pid, 'SIGSTOP');
-  let late: TestClient;
+  let late: WireClient;
   try {
-    late = new TestClient(socketPath);
+    late = WireClient.connect(socketPath);
     await new Promise((r) => setTimeout(r, 1500));
   } finally {
     process.kill(daemon.pid, 'SIGCONT');
@@ -183,7 +184,7 @@ test('idle exit: a client that connects as the deadline passes is served, and so
   t.teardown(() => late.close());
   t.truthy(await late.hello());
   t.log(daemon.logs.some((l) => String(l.msg).includes('clients waiting in the backlog')) ? 'deadline first: found the client in the backlog' : 'client first');
-  const next = new TestClient(socketPath);
+  const next = WireClient.connect(socketPath);
   t.teardown(() => next.close());
   t.truthy(await next.hello(), 'a client after that one gets in too');
   t.true(daemon.alive);
@@ -199,7 +200,7 @@ rootTest('idle exit: a request waiting (wait_ms) for a partition keeps the daemo
   // Partition 1 is in the image's table but not added yet: the open has to wait for it.
   const loop = createLoop({ partscan: true, partitionsMiB: [2], addPartitions: false }, t);
   const daemon = await DaemonProcess.start({ extraArgs: ['--idle-exit', '0.5'] }, t);
-  const client = new TestClient(daemon.socketPath);
+  const client = WireClient.connect(daemon.socketPath);
   t.teardown(() => client.close());
   const pending = client.request({
     open: { diskseq: Long.fromString(loop.diskseq.toString(), true), partition: 1, waitMs: 20_000 },

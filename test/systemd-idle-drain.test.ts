@@ -9,6 +9,7 @@ import type { ExecutionContext } from 'ava';
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
+import { WireClient } from '../testkit/wire-client.js';
 import { createLogger } from '../src/log.js';
 import { Opener } from '../src/opener.js';
 import { Policy } from '../src/policy/index.js';
@@ -18,7 +19,7 @@ import { Server, type ServerOptions } from '../src/server.js';
 import { Sysfs } from '../src/sysfs.js';
 import { WatchHub } from '../src/watch-hub.js';
 import { requireRoot, rootTest } from './native-support.js';
-import { TestClient, tempDir } from './systemd-support.js';
+import { tempDir } from './systemd-support.js';
 
 function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { socketPath: string }): Server {
   const log = createLogger('silent');
@@ -68,13 +69,13 @@ rootTest('a client in the backlog at the deadline is admitted and served, and th
   const socketPath = join(tempDir(t), 'd.sock');
   const server = makeServer(t, { socketPath });
   server.start();
-  const client = new TestClient(socketPath); // queued: the poller has not run yet
+  const client = WireClient.connect(socketPath); // queued: the poller has not run yet
   t.teardown(() => client.close());
   t.false(server.stopAccepting(), 'a waiting client cancels the exit');
   t.is(server.connectionCount, 1, 'the queued client was accepted, not dropped with the listener');
   t.is(await client.hello(), 'test');
   // The path was unlinked before the last accept and bound afresh: new clients get in.
-  const next = new TestClient(socketPath);
+  const next = WireClient.connect(socketPath);
   t.teardown(() => next.close());
   t.is(await next.hello(), 'test');
 });
@@ -99,7 +100,7 @@ rootTest('with an inherited socket the path stays: a client after the last accep
 
   const first = makeServer(t, { socketPath, inheritedFd: dup(t, systemdFd) });
   first.start();
-  const early = new TestClient(socketPath);
+  const early = WireClient.connect(socketPath);
   t.teardown(() => early.close());
   t.false(first.stopAccepting(), 'a waiting client cancels the exit');
   t.is(first.connectionCount, 1);
@@ -110,7 +111,7 @@ rootTest('with an inherited socket the path stays: a client after the last accep
   t.true(first.stopAccepting(), 'nobody waiting: the server stops');
   t.true(lstatSync(socketPath).isSocket(), 'never unlinks a socket it did not create');
   // A client after the last accept queues on systemd's socket, alive for the next instance.
-  const later = new TestClient(socketPath);
+  const later = WireClient.connect(socketPath);
   t.teardown(() => later.close());
   const next = makeServer(t, { socketPath, inheritedFd: dup(t, systemdFd) });
   next.start();

@@ -10,12 +10,13 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Long from 'long';
 import { native } from '../native/index.js';
+import { WireClient } from '../testkit/wire-client.js';
 import { readMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
 import { daemonArgv } from '../testkit/repo.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
 import { requireRoot, rootTest } from './native-support.js';
-import { REPO_ROOT, TestClient, needsTool, spawnTracked, tempDir, within } from './systemd-support.js';
+import { REPO_ROOT, needsTool, spawnTracked, tempDir, within } from './systemd-support.js';
 
 const unit = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
 const CAP_NUMBERS: Record<string, number> = { CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_FOWNER: 3, CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_MKNOD: 27 };
@@ -72,7 +73,7 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   for (let i = 0; i < 2000 && !run.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
   chmodSync(socketPath, 0o666);
 
-  const client = new TestClient(socketPath);
+  const client = WireClient.connect(socketPath);
   t.teardown(() => client.close());
   const { response, fds } = await client.request({ open: { diskseq: Long.fromString(diskseq.toString(), true) } }, 30_000)
     .catch((error: Error) => { throw new Error(`${error.message}; daemon stderr: ${run.stderr()}`); });

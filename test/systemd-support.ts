@@ -10,10 +10,6 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Long from 'long';
-import { native } from '../native/index.js';
-import type { diskseqd } from '../proto/gen/diskseqd.js';
-import { MAX_RESPONSE_BYTES, wire, type WireResponse } from '../proto/contract.js';
 
 /** The repository root (this file runs from dist/test/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -188,59 +184,4 @@ export function needsTool(t: ExecutionContext, name: string): string | undefined
   t.log(banner);
   t.pass();
   return undefined;
-}
-
-/** One response and the fds that came with it (owned by the caller). */
-export interface Reply {
-  response: WireResponse;
-  fds: number[];
-}
-
-/**
- * A bare protocol client on a blocking-connected SEQPACKET socket: one request, then wait
- * for its response. Enough for these tests; the real client library is client/.
- */
-export class TestClient {
-  readonly fd: number;
-  private nextId = 1;
-  private closed = false;
-
-  constructor(socketPath: string) {
-    this.fd = native.connectSeqpacket(socketPath, true);
-  }
-
-  /** Sends `body` as a Request and resolves with the Response carrying its id. */
-  async request(body: Omit<diskseqd.v1.IRequest, 'id'>, timeoutMs = 10_000): Promise<Reply> {
-    const id = this.nextId++;
-    const data = Buffer.from(wire.Request.encode({ ...body, id: Long.fromNumber(id, true) }).finish());
-    if (!native.send(this.fd, data, -1)) throw new Error('socket buffer full');
-    const buffer = Buffer.alloc(MAX_RESPONSE_BYTES);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const got = native.recv(this.fd, buffer);
-      if (got !== null) {
-        if (got.bytes === 0 && got.fds.length === 0) throw new Error('the daemon closed the connection');
-        const response = wire.Response.decode(buffer.subarray(0, got.bytes));
-        if (Number(response.id.toString()) === id) return { response, fds: got.fds };
-        for (const fd of got.fds) native.close(fd);
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`no response to request ${id} in ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 2));
-    }
-  }
-
-  /** Hello; resolves with the server version it reports. */
-  async hello(): Promise<string> {
-    const { response } = await this.request({ hello: { protocolVersion: 1, clientName: 'systemd-test' } });
-    if (!response.hello) throw new Error(`hello answered with ${JSON.stringify(response.toJSON())}`);
-    return response.hello.serverVersion ?? '';
-  }
-
-  /** Closes the socket; idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    native.close(this.fd);
-  }
 }
