@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import anyTest, { type ExecutionContext } from 'ava';
 import { ErrorCode, EventKind } from '../proto/contract.js';
-import { claimTestLoop, FakeDaemon, loopWireDevice, requireLoopDevices, wireDevice, type FakeRequest } from './client-fake-daemon.js';
+import { claimTestLoop, FakeDaemon, loopWireDevice, wireDevice, type FakeRequest } from './helpers/fake-daemon.js';
+import { needsRoot } from './helpers/ci.js';
 
 const test = anyTest.serial;
 const CLI = fileURLToPath(new URL('../../bin/diskseq-open.js', import.meta.url));
@@ -163,9 +164,9 @@ function openLoopFd(loop: ReturnType<typeof claimTestLoop>): number {
 }
 
 test('root: COMMAND gets the device at fd 3, {} becomes /dev/fd/3, exit status passes through', async (t) => {
-  if (!requireLoopDevices(t)) return;
+  if (!needsRoot(t)) return;
   const { daemon } = setup(t);
-  const loop = claimTestLoop(t, 'cli-marker-0001');
+  const loop = claimTestLoop(t);
   const cli = run(['--socket', daemon.socketPath, `${loop.diskseq}`, '--', 'sh', '-c', 'head -c 16 {}; exit 7']);
   await serveLoop(daemon, loop);
   const result = await cli;
@@ -174,9 +175,9 @@ test('root: COMMAND gets the device at fd 3, {} becomes /dev/fd/3, exit status p
 });
 
 test('root: --fd N puts the device at N; a signal-killed COMMAND gives 128+signo', async (t) => {
-  if (!requireLoopDevices(t)) return;
+  if (!needsRoot(t)) return;
   const { daemon } = setup(t);
-  const loop = claimTestLoop(t, 'cli-marker-0002');
+  const loop = claimTestLoop(t);
   const cli = run(['--fd', '9', '--socket', daemon.socketPath, `${loop.diskseq}`, '--', 'sh', '-c',
     'head -c 16 /dev/fd/9; [ ! -e /dev/fd/3 ] && kill -TERM $$']);
   await serveLoop(daemon, loop);
@@ -186,9 +187,9 @@ test('root: --fd N puts the device at N; a signal-killed COMMAND gives 128+signo
 });
 
 test('root: a COMMAND that does not exist exits 127 after the open', async (t) => {
-  if (!requireLoopDevices(t)) return;
+  if (!needsRoot(t)) return;
   const { daemon } = setup(t);
-  const loop = claimTestLoop(t, 'cli-marker-0003');
+  const loop = claimTestLoop(t);
   const cli = run(['--socket', daemon.socketPath, `${loop.diskseq}`, '--', '/nonexistent/command']);
   await serveLoop(daemon, loop);
   const result = await cli;
@@ -197,9 +198,9 @@ test('root: a COMMAND that does not exist exits 127 after the open', async (t) =
 });
 
 test('root: SIGTERM to diskseq-open is forwarded to COMMAND, status 128+15', async (t) => {
-  if (!requireLoopDevices(t)) return;
+  if (!needsRoot(t)) return;
   const { daemon } = setup(t);
-  const loop = claimTestLoop(t, 'cli-marker-0004');
+  const loop = claimTestLoop(t);
   const child = spawn(process.execPath, [CLI, '--socket', daemon.socketPath, `${loop.diskseq}`, '--', 'sh', '-c',
     'echo ready; exec sleep 20'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => child.kill('SIGKILL'));

@@ -2,11 +2,11 @@
 // removes the socket it created and never takes over a socket someone else serves.
 import test from 'ava';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
-import { startBroker, within } from './helpers/broker.js';
+import { startBroker } from './helpers/broker.js';
+import { within, tempDir } from '../testkit/cleanup.js';
 import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { daemonArgv, REPO_ROOT } from '../testkit/repo.js';
@@ -48,8 +48,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 
 test('a socket path another process is serving is not taken over', async (t) => {
   if (!needsRoot(t)) return;
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-busy-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'diskseqd-busy-');
   const path = join(dir, 'd.sock');
   const listener = native.listenSeqpacket(path, 4);
   t.teardown(() => native.close(listener));
@@ -66,8 +65,7 @@ test('a socket path another process is serving is not taken over', async (t) => 
 
 test('a stale socket file nobody serves is replaced', async (t) => {
   if (!needsRoot(t)) return;
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-stale-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'diskseqd-stale-');
   const path = join(dir, 'd.sock');
   native.close(native.listenSeqpacket(path, 4)); // leaves the file behind, unserved
   t.true(existsSync(path));

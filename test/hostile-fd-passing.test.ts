@@ -5,8 +5,7 @@
 // only once every copy of it — the daemon's included — is closed.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
@@ -14,6 +13,7 @@ import { encodeRequest, MAX_REQUEST_BYTES } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
 import { createLoop } from '../testkit/loop.js';
+import { tempDir } from '../testkit/cleanup.js';
 
 const VIOLATION_MSG = 'protocol violation; dropping connection';
 
@@ -54,8 +54,7 @@ test('fds sent by a client are closed and cost it the connection, with nothing a
   if (!needsRoot(t)) return;
   const loop = createLoop({}, t);
   const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-hostile-fifo-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'diskseqd-hostile-fifo-');
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);

@@ -9,11 +9,13 @@ import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { encodeRequest, highestDiskseqNow } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
 import { ask, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
+import { needsRoot } from './helpers/ci.js';
 
 /** A diskseq no device will have during the test: an open of it waits its whole wait_ms. */
 const absent = (): Long => u64(highestDiskseqNow() + 1_000_000_000n);
 
 test('--max-in-flight: while 4 requests wait, the 5th is not read; it is answered when one finishes', async (t) => {
+  if (!needsRoot(t)) return; // the daemon needs root (its private-node directory in /dev)
   const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--max-in-flight', '4'] }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
@@ -38,6 +40,7 @@ test('--max-in-flight: while 4 requests wait, the 5th is not read; it is answere
 });
 
 test('--max-waiting bounds waiting opens daemon-wide; a client that leaves releases its waits', async (t) => {
+  if (!needsRoot(t)) return; // the daemon needs root (its private-node directory in /dev)
   const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--max-waiting', '20'] }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
@@ -70,6 +73,7 @@ test('--max-waiting bounds waiting opens daemon-wide; a client that leaves relea
 });
 
 test('--max-watchers bounds watching connections; a watcher that leaves frees its slot', async (t) => {
+  if (!needsRoot(t)) return; // the daemon needs root (its private-node directory in /dev)
   const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--max-watchers', '3'] }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);

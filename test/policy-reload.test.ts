@@ -3,14 +3,14 @@
 // exits non-zero without ever creating its socket; SIGHUP with a broken file keeps the old
 // policy in force and the daemon serving, and a fixed file then takes effect.
 import test from 'ava';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop } from '../testkit/loop.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
 import { diskseqdArgv, openAudits, policyDir, reload, runProcess, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
+import { tempDir } from '../testkit/cleanup.js';
 
 /** A rule nobody may use to read loop devices; valid on its own. */
 const GOOD_RULE = { name: 'good', peer: { uids: [NOBODY.uid] }, access: ['read-only'], loop_devices: true };
@@ -83,8 +83,7 @@ test('--check-policy: exit 0 for a valid file, exit 1 naming file, rule and fiel
 test('startup with a bad policy file: exit 1 with the message naming file, rule and field (or owner), and no socket', async (t) => {
   if (!needsRoot(t)) return;
   const dir = policyDir(t);
-  const sockDir = mkdtempSync(join(tmpdir(), 'diskseqd-pe2e-sock-'));
-  t.teardown(() => rmSync(sockDir, { recursive: true, force: true }));
+  const sockDir = tempDir(t, 'diskseqd-pe2e-sock-');
   for (const mistake of [MISTAKES[3]!, MISTAKES[0]!]) {
     const file = writePolicy(join(dir, 'policy.json'), { rules: [GOOD_RULE, mistake.rule] });
     const socket = join(sockDir, 'd.sock');

@@ -12,12 +12,13 @@ import { native } from '../native/index.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { readMarker } from '../testkit/image.js';
 import { DaemonProcess } from '../testkit/daemon.js';
-import { createLoop } from '../testkit/loop.js';
-import { daemonArgv } from '../testkit/repo.js';
-import { claimLoop, makeImage, requireRoot, rootTest, sysfsDiskseq } from './native-support.js';
-import {
-  NotifyReceiver, REPO_ROOT, needsTool, spawnActivated, spawnTracked, tempDir, within, type RunningChild,
-} from './systemd-support.js';
+import { createLoop, sysfsDiskseq } from '../testkit/loop.js';
+import { fdFlags } from '../testkit/proc.js';
+import { daemonArgv, REPO_ROOT } from '../testkit/repo.js';
+import { claimLoop, makeImage } from './helpers/native-fixtures.js';
+import { NotifyReceiver, spawnActivated, spawnTracked, type RunningChild } from './helpers/systemd.js';
+import { needsTool, needsRoot } from './helpers/ci.js';
+import { tempDir, within } from '../testkit/cleanup.js';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
@@ -43,20 +44,14 @@ async function waitUntil(condition: () => boolean, what: string, timeoutMs = 20_
   }
 }
 
-function fdFlagsOf(pid: number, fd: number): number {
-  const match = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-  if (match === null) throw new Error(`no flags in /proc/${pid}/fdinfo/${fd}`);
-  return parseInt(match[1], 8);
-}
-
-rootTest('under systemd-socket-activate --seqpacket it serves a verified open and never unlinks the socket', async (t) => {
-  requireRoot(t);
+test('under systemd-socket-activate --seqpacket it serves a verified open and never unlinks the socket', async (t) => {
+  if (!needsRoot(t)) return;
   const tool = needsTool(t, 'systemd-socket-activate');
   if (tool === undefined) return;
   const image = makeImage(t, 1 << 20, 0xa7);
   const loop = claimLoop(t);
   native.loopConfigure(loop.fd, image.fd, 0, 0, 0);
-  const diskseq = sysfsDiskseq(loop.index);
+  const diskseq = sysfsDiskseq(loop.name);
 
   const socketPath = join(tempDir(t), 'activated.sock');
   const run = spawnDaemon(t, [tool, '--seqpacket', '-l', socketPath], ['--idle-exit', '600'], cleanEnv());
@@ -78,7 +73,7 @@ rootTest('under systemd-socket-activate --seqpacket it serves a verified open an
   t.is(/"socket":"([^"]+)","inherited":true/.exec(run.stdout())?.[1], socketPath, 'logs where systemd bound it');
 
   // systemd-socket-activate execs in place: the child's pid is the daemon's.
-  const flags = fdFlagsOf(run.child.pid!, 3);
+  const flags = fdFlags(3, run.child.pid!);
   t.truthy(flags & O_NONBLOCK, 'inherited listener set non-blocking');
   t.truthy(flags & O_CLOEXEC, 'inherited listener set close-on-exec');
 
@@ -121,6 +116,7 @@ test('a regular file as fd 3: the daemon exits non-zero, saying what is wrong, a
 });
 
 test('READY=1 only once it serves, then STATUS=, WATCHDOG=1, and STOPPING=1 on SIGTERM', async (t) => {
+  if (!needsRoot(t)) return; // a daemon that serves needs root (its private-node directory in /dev)
   const receiver = new NotifyReceiver(t);
   const socketPath = join(tempDir(t), 'd.sock');
   const run = spawnDaemon(t, [], ['--socket', socketPath], cleanEnv({ NOTIFY_SOCKET: receiver.path, WATCHDOG_USEC: '200000' }));
@@ -143,6 +139,7 @@ test('READY=1 only once it serves, then STATUS=, WATCHDOG=1, and STOPPING=1 on S
 });
 
 test('idle exit: with no clients it exits cleanly after the idle period and removes its socket', async (t) => {
+  if (!needsRoot(t)) return; // a daemon that serves needs root (its private-node directory in /dev)
   const receiver = new NotifyReceiver(t);
   const daemon = await DaemonProcess.start({ extraArgs: ['--idle-exit', '0.5'], env: { NOTIFY_SOCKET: receiver.path } }, t);
   const result = await within(daemon.waitForExit(), EXIT_WAIT_MS, 'idle exit');
@@ -153,6 +150,7 @@ test('idle exit: with no clients it exits cleanly after the idle period and remo
 });
 
 test('idle exit: an open connection keeps it running until it closes', async (t) => {
+  if (!needsRoot(t)) return; // a daemon that serves needs root (its private-node directory in /dev)
   const daemon = await DaemonProcess.start({ extraArgs: ['--idle-exit', '0.5'] }, t);
   const holder = WireClient.connect(daemon.socketPath);
   t.teardown(() => holder.close());
@@ -166,6 +164,7 @@ test('idle exit: an open connection keeps it running until it closes', async (t)
 });
 
 test('idle exit: a client that connects as the deadline passes is served, and so are the ones after it', async (t) => {
+  if (!needsRoot(t)) return; // a daemon that serves needs root (its private-node directory in /dev)
   const daemon = await DaemonProcess.start({ extraArgs: ['--idle-exit', '0.5'] }, t);
   const socketPath = daemon.socketPath;
   // Freeze the daemon, connect (the connection waits in the listen backlog), let the idle
@@ -195,8 +194,8 @@ test('idle exit: a client that connects as the deadline passes is served, and so
   t.true(daemon.logs.some((l) => l.msg === 'idle: exiting'), daemon.describe());
 });
 
-rootTest('idle exit: a request waiting (wait_ms) for a partition keeps the daemon past the idle period and gets its fd', async (t) => {
-  requireRoot(t);
+test('idle exit: a request waiting (wait_ms) for a partition keeps the daemon past the idle period and gets its fd', async (t) => {
+  if (!needsRoot(t)) return;
   // Partition 1 is in the image's table but not added yet: the open has to wait for it.
   const loop = createLoop({ partscan: true, partitionsMiB: [2], addPartitions: false }, t);
   const daemon = await DaemonProcess.start({ extraArgs: ['--idle-exit', '0.5'] }, t);

@@ -5,7 +5,7 @@
  * must be admitted and served, never dropped with the listener, and the server must go on
  * listening rather than leave later clients stranded behind a daemon about to exit.
  */
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
@@ -18,8 +18,8 @@ import { Registry } from '../src/registry.js';
 import { Server, type ServerOptions } from '../src/server.js';
 import { Sysfs } from '../src/sysfs.js';
 import { WatchHub } from '../src/watch-hub.js';
-import { requireRoot, rootTest } from './native-support.js';
-import { tempDir } from './systemd-support.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { needsRoot } from './helpers/ci.js';
 
 function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { socketPath: string }): Server {
   const log = createLogger('silent');
@@ -64,8 +64,8 @@ function dup(t: ExecutionContext, fd: number): number {
   }
 }
 
-rootTest('a client in the backlog at the deadline is admitted and served, and the server goes on listening', async (t) => {
-  requireRoot(t); // PrivateNodes, which every opener needs, wants a root-owned directory
+test('a client in the backlog at the deadline is admitted and served, and the server goes on listening', async (t) => {
+  if (!needsRoot(t)) return; // PrivateNodes, which every opener needs, wants a root-owned directory
   const socketPath = join(tempDir(t), 'd.sock');
   const server = makeServer(t, { socketPath });
   server.start();
@@ -80,8 +80,8 @@ rootTest('a client in the backlog at the deadline is admitted and served, and th
   t.is(await next.hello(), 'test');
 });
 
-rootTest('with an empty backlog the server stops: the path it bound is gone, nobody is left waiting', async (t) => {
-  requireRoot(t);
+test('with an empty backlog the server stops: the path it bound is gone, nobody is left waiting', async (t) => {
+  if (!needsRoot(t)) return;
   const socketPath = join(tempDir(t), 'd.sock');
   const server = makeServer(t, { socketPath });
   server.start();
@@ -91,8 +91,8 @@ rootTest('with an empty backlog the server stops: the path it bound is gone, nob
   t.true(server.stopAccepting(), 'idempotent');
 });
 
-rootTest('with an inherited socket the path stays: a client after the last accept waits for the next instance', async (t) => {
-  requireRoot(t);
+test('with an inherited socket the path stays: a client after the last accept waits for the next instance', async (t) => {
+  if (!needsRoot(t)) return;
   const socketPath = join(tempDir(t), 'activated.sock');
   // Stands in for systemd's copy of the socket, which outlives the daemon.
   const systemdFd = native.listenSeqpacket(socketPath, 16);

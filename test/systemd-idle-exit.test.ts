@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { IdleExit, parseIdleExit } from '../src/systemd/idle-exit.js';
-import { within } from './systemd-support.js';
+import { within } from '../testkit/cleanup.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

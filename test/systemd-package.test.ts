@@ -9,7 +9,8 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT, tempDir } from './systemd-support.js';
+import { REPO_ROOT } from '../testkit/repo.js';
+import { tempDir } from '../testkit/cleanup.js';
 
 const run = promisify(execFile);
 const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {

@@ -6,6 +6,7 @@
  * the unit's CapabilityBoundingSet. It must still serve a verified open. (Not covered:
  * the seccomp filter and the device cgroup, which need systemd itself.)
  */
+import test from 'ava';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Long from 'long';
@@ -13,10 +14,11 @@ import { native } from '../native/index.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { readMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
-import { daemonArgv } from '../testkit/repo.js';
+import { daemonArgv, REPO_ROOT } from '../testkit/repo.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
-import { requireRoot, rootTest } from './native-support.js';
-import { REPO_ROOT, needsTool, spawnTracked, tempDir, within } from './systemd-support.js';
+import { spawnTracked } from './helpers/systemd.js';
+import { needsTool, needsRoot } from './helpers/ci.js';
+import { tempDir, within } from '../testkit/cleanup.js';
 
 const unit = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
 const CAP_NUMBERS: Record<string, number> = { CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_FOWNER: 3, CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_MKNOD: 27 };
@@ -47,11 +49,11 @@ function sandboxScript(caps: string, secureBits: string): string {
   ].join(' && ');
 }
 
-rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves root and an unprivileged peer', async (t) => {
-  requireRoot(t);
+test('in the unit\'s sandbox, with only its capabilities, the daemon serves root and an unprivileged peer', async (t) => {
+  if (!needsRoot(t)) return;
   const activate = needsTool(t, 'systemd-socket-activate');
-  const unshare = needsTool(t, 'unshare');
-  if (activate === undefined || unshare === undefined || needsTool(t, 'setpriv') === undefined) return;
+  const unshare = needsTool(t, 'unshare', 'util-linux');
+  if (activate === undefined || unshare === undefined || needsTool(t, 'setpriv', 'util-linux') === undefined) return;
   const loop = createLoop({}, t);
   const diskseq = loop.diskseq;
   const dir = tempDir(t);

@@ -1,6 +1,7 @@
 /**
  * Per-test wiring: a daemon on a private socket plus connected wire clients, all torn
  * down with the test; and assertions on open outcomes that keep fd ownership tidy.
+ * (Waiting with a bound: within, in testkit/cleanup.ts.)
  */
 import type { ExecutionContext } from 'ava';
 import { native } from '../../native/index.js';
@@ -56,19 +57,4 @@ export function expectRefused(t: ExecutionContext, outcome: OpenOutcome, code: s
     return;
   }
   t.is(outcome.code, code, `${what}: ${outcome.message}`);
-}
-
-/** Resolves with what `promise` resolves to, or rejects after `ms` with `what` in the message. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -4,10 +4,10 @@
  * parses the one JSON line the script prints last.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tempDir, type TeardownHost } from '../../testkit/cleanup.js';
 import { daemonArgv } from '../../testkit/repo.js';
 
 /** The unprivileged user every Debian system has. */
@@ -36,18 +36,12 @@ export function runHelperAs<T>(uid: number, script: string, args: string[], time
   });
 }
 
-/** Anything with ava's teardown. */
-interface TeardownHost {
-  teardown(fn: () => void | Promise<void>): void;
-}
-
 /**
  * Writes a policy file (removed in teardown) that lets NOBODY open the loop device `name`
  * read-only, non-exclusively — and nothing else — and checks it with --check-policy.
  */
 export function nobodyReadOnlyPolicy(t: TeardownHost, name: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-hostile-policy-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'diskseqd-hostile-policy-');
   const policy = join(dir, 'policy.json');
   writeFileSync(policy, JSON.stringify({
     rules: [{ name: 'hostile-nobody', peer: { uids: [NOBODY] }, device: { names: [name] }, access: ['read-only'], loop_devices: true }],

@@ -4,19 +4,16 @@
  * reload lines instead of sleeping, and running the real diskseqd / diskseq-open binaries.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { renameSync, writeFileSync } from 'node:fs';
 import type { ExecutionContext } from 'ava';
+import { tempDir } from '../../testkit/cleanup.js';
 import type { AuditLine, DaemonProcess, LogLine } from '../../testkit/daemon.js';
 import { cliArgv, daemonArgv } from '../../testkit/repo.js';
 import type { PeerIdentity, PeerReport } from './peer.js';
 
 /** A directory for policy files, removed when the test ends. */
 export function policyDir(t: ExecutionContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-pe2e-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tempDir(t, 'diskseqd-pe2e-');
 }
 
 /**

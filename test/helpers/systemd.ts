@@ -5,21 +5,9 @@
  */
 import type { ExecutionContext } from 'ava';
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-/** The repository root (this file runs from dist/test/). */
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-/** A temporary directory removed in teardown. */
-export function tempDir(t: ExecutionContext, prefix = 'diskseqd-systemd-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tempDir } from '../../testkit/cleanup.js';
 
 interface DgramSocket {
   bind(path: string): void;
@@ -141,47 +129,4 @@ function track(t: ExecutionContext, child: ChildProcess): RunningChild {
     }
   });
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-/** Rejects when `promise` has not settled within ms (so a hung child fails, not hangs). */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Absolute path of `name` in the standard bin directories, or undefined. */
-export function findTool(name: string): string | undefined {
-  for (const dir of ['/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
-    const path = join(dir, name);
-    try {
-      accessSync(path, constants.X_OK);
-      return path;
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined;
-}
-
-/**
- * The path of a tool the test needs (from Debian's systemd package). Missing: under
- * CI=true the test fails; elsewhere it is a loud skip. Returns undefined when the caller
- * must return.
- */
-export function needsTool(t: ExecutionContext, name: string): string | undefined {
-  const path = findTool(name);
-  if (path !== undefined) return path;
-  const reason = `${name} is not installed (apt-get install systemd)`;
-  if (process.env.CI === 'true') {
-    t.fail(`CI=true and this test cannot run: ${reason}`);
-    return undefined;
-  }
-  const banner = `SKIPPED (not a pass): ${t.title}: ${reason}. Set CI=true to make this fatal.`;
-  console.warn(`\n*** ${banner} ***\n`);
-  t.log(banner);
-  t.pass();
-  return undefined;
 }
