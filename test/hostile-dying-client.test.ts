@@ -13,7 +13,7 @@ import { RawClient } from '../testkit/raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
 import { createLoop, type LoopFixture } from '../testkit/loop.js';
 
-const PEER = fileURLToPath(new URL('./helpers/hostile-dying-peer.js', import.meta.url));
+const PEER = fileURLToPath(new URL('./helpers/dying-client-main.js', import.meta.url));
 
 /** Runs the dying peer until it has sent `count` opens and read `read` answers, then SIGKILLs it. */
 async function killMidRequest(socketPath: string, loop: LoopFixture, count: number, read: number): Promise<string> {

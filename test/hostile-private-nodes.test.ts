@@ -6,22 +6,22 @@
 import test from 'ava';
 import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
-import { NOBODY, nobodyReadOnlyPolicy, openToOthers, privateNodesOf, runHelperAs } from './helpers/hostile-setpriv.js';
+import { nobodyReadOnlyPolicy, privateNodesOf } from './helpers/hostile-peers.js';
+import { NOBODY, runPeerProgram } from './helpers/peer.js';
 import { createLoop } from '../testkit/loop.js';
 
 const OPENS = 8000;
 
 /** Runs the open flood as uid/gid NOBODY; resolves with its outcome counts. */
 function flood(socketPath: string, diskseq: bigint, count: number): Promise<Record<string, number>> {
-  return runHelperAs(NOBODY, 'hostile-open-flood.js', [socketPath, diskseq.toString(), String(count), '16']);
+  return runPeerProgram(NOBODY, 'peer-open-flood.js', [socketPath, diskseq.toString(), String(count), '16'], { timeoutMs: 60_000, needs: [socketPath] });
 }
 
 test('an unprivileged open flood, with a second daemon starting meanwhile: all delivered, no node or fd left', async (t) => {
   if (!needsRoot(t)) return;
   t.timeout(90_000);
   const loop = createLoop({}, t);
-  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--policy', nobodyReadOnlyPolicy(t, loop.name)] }, t);
-  openToOthers(daemon.socketPath);
+  const daemon = await DaemonProcess.start({ capture: 'counts', worldAccessible: true, extraArgs: ['--policy', nobodyReadOnlyPolicy(t, loop.name)] }, t);
   const warm = await flood(daemon.socketPath, loop.diskseq, 20);
   t.deepEqual(warm, { opened: 20 }, 'warm-up: nobody may open the loop read-only');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
@@ -37,7 +37,7 @@ test('an unprivileged open flood, with a second daemon starting meanwhile: all d
     others++;
   }
   const outcomes = await outcomesPromise;
-  t.log(`flood of ${OPENS} opens as uid ${NOBODY}, while ${others} other daemons started: ${JSON.stringify(outcomes)}`);
+  t.log(`flood of ${OPENS} opens as uid ${NOBODY.uid}, while ${others} other daemons started: ${JSON.stringify(outcomes)}`);
   t.deepEqual(outcomes, { opened: OPENS }, 'every open delivered, with one fd each');
 
   const fds = await daemon.settleFds(before.fds);

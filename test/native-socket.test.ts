@@ -150,13 +150,19 @@ test('peer credentials of an unprivileged peer process are its own', async (t) =
   const listener = native.listenSeqpacket(path, 1);
   t.teardown(() => native.close(listener));
   chmodSync(path, 0o777);
-  // The child connects as nobody and waits for one packet, so its socket stays open.
+  // The child loads the addon as root, becomes nobody (the checkout may be out of nobody's
+  // reach), connects and waits for one packet, so its socket stays open.
   const addon = new URL('../../build/Release/diskseqd.node', import.meta.url).pathname;
+  const becomePeer = new URL('./helpers/become-peer.js', import.meta.url).href;
   const child = spawn(
     process.execPath,
-    ['-e', `const n = require(${JSON.stringify(addon)}); const fd = n.connectSeqpacket(${JSON.stringify(path)}, false);
-      process.stdout.write('connected\\n'); require('fs').readSync(fd, Buffer.alloc(1));`],
-    { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] },
+    ['--input-type=module', '-e', `import { createRequire } from 'node:module'; import { readSync } from 'node:fs';
+      import { becomePeer } from ${JSON.stringify(becomePeer)};
+      const n = createRequire(import.meta.url)(${JSON.stringify(addon)});
+      becomePeer({ uid: 65534, gid: 65534 });
+      const fd = n.connectSeqpacket(${JSON.stringify(path)}, false);
+      process.stdout.write('connected\\n'); readSync(fd, Buffer.alloc(1));`],
+    { stdio: ['ignore', 'pipe', 'inherit'], cwd: '/' },
   );
   t.teardown(() => child.kill());
   await new Promise<void>((resolve, reject) => {

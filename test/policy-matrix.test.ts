@@ -1,5 +1,5 @@
 // The policy's decision matrix against the real daemon, with real unprivileged peers
-// (setpriv: uid, gid and supplementary groups, seen by the daemon through SO_PEERCRED and
+// (each dropping to its uid, gid and supplementary groups before it connects, seen by the daemon through SO_PEERCRED and
 // SO_PEERGROUPS) opening the test's own loop device and its GPT partitions. Every decision
 // is checked twice: the outcome the peer got, and the audit line naming the deciding rule.
 import test, { type ExecutionContext } from 'ava';

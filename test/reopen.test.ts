@@ -10,7 +10,8 @@ import { DaemonProcess } from '../testkit/daemon.js';
 import { makeMarker, MARKER_BYTES, readFileMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
 import { NOBODY, type PeerIdentity } from './helpers/peer.js';
-import { diskseqOpenArgv, openAudits, policyDir, runProcess, waitOpenAudits, writePolicy, type RunResult } from './helpers/policy-e2e-support.js';
+import { runCli, type RunResult } from './helpers/cli.js';
+import { openAudits, policyDir, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
 
 /** A second unprivileged user, granted read-write. */
 const WRITER: PeerIdentity = { uid: 4001, gid: 4001 };
@@ -31,9 +32,7 @@ async function setup(t: ExecutionContext) {
   const daemon = await DaemonProcess.start({ worldAccessible: true, policy }, t);
   /** Runs `diskseq-open [options] DISKSEQ -- sh -c SCRIPT` as `who`, socket from DISKSEQD_SOCKET. */
   const diskseqOpen = (who: PeerIdentity, options: string[], script: string): Promise<RunResult> =>
-    runProcess(diskseqOpenArgv(...options, loop.diskseq.toString(), '--', 'sh', '-c', script), {
-      as: who, env: { ...process.env, DISKSEQD_SOCKET: daemon.socketPath },
-    });
+    runCli([...options, loop.diskseq.toString(), '--', 'sh', '-c', script], { as: who, env: { DISKSEQD_SOCKET: daemon.socketPath } });
   return { loop, daemon, diskseqOpen };
 }
 

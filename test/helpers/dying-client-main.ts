@@ -4,7 +4,7 @@
  * fds open), prints "ready <sent> <read>" (and " dropped:<errno>" when the daemon dropped it
  * as a client that does not read) and waits to be killed.
  *
- *   node dist/test/helpers/hostile-dying-peer.js SOCKET DISKSEQ COUNT READ
+ *   node dist/test/helpers/dying-client-main.js SOCKET DISKSEQ COUNT READ
  */
 import { native } from '../../native/index.js';
 import { encodeRequest } from '../../testkit/fuzz-packets.js';
