@@ -104,6 +104,25 @@ export class FakeDaemon {
   }
 }
 
+/** A fake daemon that is closed at the end of the test. */
+export function startFakeDaemon(t: ExecutionContext): FakeDaemon {
+  const daemon = new FakeDaemon();
+  t.teardown(() => daemon.close());
+  return daemon;
+}
+
+/** Answers the next request with `answer` (while, say, the CLI under test runs). */
+export async function serveOne(daemon: FakeDaemon, answer: (request: FakeRequest) => void): Promise<FakeRequest> {
+  const request = await daemon.nextRequest();
+  answer(request);
+  return request;
+}
+
+/** Answers the next request with an Opened for `loop` and an fd of it (opened non-exclusively). */
+export function serveLoop(daemon: FakeDaemon, loop: TestLoop): Promise<FakeRequest> {
+  return serveOne(daemon, (r) => daemon.respond(r, { opened: { device: loopWireDevice(loop) } }, openSync(loop.path, 'r')));
+}
+
 /** A wire Device for tests. */
 export function wireDevice(diskseq: bigint, partition = 0, extra: Partial<diskseqd.v1.IDevice> = {}): diskseqd.v1.IDevice {
   return {
