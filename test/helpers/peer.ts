@@ -8,7 +8,6 @@
  */
 import { fileURLToPath } from 'node:url';
 import { NOBODY, whyUnreachable, type PeerIdentity } from '../../testkit/reachable.js';
-import { REPO_ROOT } from '../../testkit/repo.js';
 import type { PeerReport, PeerScript } from './peer-main.js';
 import { runProcess, type RunResult } from './process.js';
 
@@ -44,17 +43,21 @@ export function runAsPeer(who: PeerIdentity, program: string, args: string[], op
 
 /**
  * A peer run's failure in words: its status and stderr, and — when a directory's
- * permissions are the reason — which directory keeps `who` from what it needed.
+ * permissions are the reason — which directory keeps `who` from what it needed (a path in
+ * `needs`, or one its error names, e.g. "Cannot find module '/root/diskseqd/dist/...'").
  */
 export function describePeerFailure(who: PeerIdentity, run: RunResult, needs: string[] = []): string {
   const lines = [`exit ${run.code ?? run.signal}`, `stderr: ${run.stderr.trim().slice(-2000) || '(empty)'}`];
-  const checkout = /Cannot find module|EACCES|permission denied/i.test(run.stderr) || run.stderr.includes(REPO_ROOT) ? [REPO_ROOT] : [];
-  for (const path of [...needs, ...checkout]) {
+  const named = run.stderr.match(/\/[^\s'"`:,()]+/g) ?? [];
+  const blocked = new Set<string>();
+  for (const path of [...needs, ...named]) {
     const why = whyUnreachable(path, who);
-    if (why !== undefined) lines.push(`uid ${who.uid} cannot reach what it needs: ${why}`);
+    if (why !== undefined && blocked.size < 3) blocked.add(why);
   }
-  if (checkout.length > 0 && lines.length > 2) {
-    lines.push('a peer must load everything it needs from the checkout before it drops privileges (test/helpers/become-peer.ts)');
+  for (const why of blocked) lines.push(`uid ${who.uid} cannot reach what it needs: ${why}`);
+  if (blocked.size > 0) {
+    lines.push('a peer must not need to read the checkout (it may live under /root): it loads what it needs as root ' +
+      'and drops privileges before it connects (test/helpers/become-peer.ts)');
   }
   return lines.join('\n');
 }
