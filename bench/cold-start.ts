@@ -1,7 +1,8 @@
 /**
  * Cold start: from exec of bin/diskseqd.js to READY=1 on NOTIFY_SOCKET, as systemd sees it
- * (DESIGN.md target: <= 150 ms). Each run starts a fresh daemon on its own socket, waits
- * for READY=1, stops it with SIGTERM and waits for its exit before the next run.
+ * (target: at most 1.5x the bare-Node floor below, measured in the same run). Each run
+ * starts a fresh daemon on its own socket, waits for READY=1, stops it with SIGTERM and
+ * waits for its exit before the next run.
  *
  * The floor, measured in the same run and interleaved with the daemon runs: a Node process
  * that does nothing but load unix-dgram and send READY=1. On a loaded 2-core machine

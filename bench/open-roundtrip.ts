@@ -1,5 +1,5 @@
 /**
- * The open round-trip benchmark of issue 2: the p50/p99 of request -> verified fd in hand
+ * The open round-trip benchmark: the p50/p99 of request -> verified fd in hand
  * through the daemon, next to the in-process open + verify cost through the addon,
  * measured in the same run on the same loop device (ratios survive a noisy VM; absolute
  * numbers do not).

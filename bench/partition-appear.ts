@@ -1,7 +1,7 @@
 /**
- * Partition-appear benchmark (issue 4): time from the BLKPG ioctl that adds a partition
- * to the verified fd in the hand of a client whose open (wait_ms) was already waiting for
- * it; median of 100.
+ * Partition-appear benchmark (docs/design.md, "Registry"): time from the BLKPG ioctl that
+ * adds a partition to the verified fd in the hand of a client whose open (wait_ms) was
+ * already waiting for it; median of 100.
  *
  * How it is measured, and why this way:
  * - The BLKPG add is issued by a small C helper compiled at run time (the addon has no

@@ -18,7 +18,9 @@ import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop } from '../testkit/loop.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { scaleRun, type ScaleResult } from './scale.js';
-import { inProcessAsync, inProcessSync, libraryRoundTrip, roundTrip, summarise, throughput, type Series } from './open-roundtrip.js';
+import {
+  inProcessAsync, inProcessSync, libraryRoundTrip, roundTrip, summarise, throughput, type Series,
+} from './open-roundtrip.js';
 
 const N = Number(process.env.BENCH_N ?? 10_000);
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
     for (const s of [...series, ...scale.map((r) => r.open), startup]) console.log(row([s.name, String(s.count), s.p50, s.p99, s.mean], widths));
     const asyncBase = Math.min(asyncFirst.p50, asyncAgain.p50);
     console.log('');
-    console.log(`round trip p50 / in-process sync open+verify p50:  ${(rt.p50 / sync.p50).toFixed(1)}x  (target <= 10x; DESIGN's ~5 us figure is this one)`);
+    console.log(`round trip p50 / in-process sync open+verify p50:  ${(rt.p50 / sync.p50).toFixed(1)}x  (target <= 10x; the ~5 us in-process open + verify is this one)`);
     console.log(`round trip p50 / in-process async open+verify p50: ${(rt.p50 / asyncBase).toFixed(1)}x  (the addon's threadpool hop included on both sides)`);
     console.log(`client library round trip p50 / in-process sync:   ${(lib.p50 / sync.p50).toFixed(1)}x`);
     console.log(`opens/s, 4 connections x 4 in flight, from one client process: ${opsPerSecond.toFixed(0)}  (target >= 30000)`);

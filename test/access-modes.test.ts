@@ -3,11 +3,11 @@
 import test from 'ava';
 import { fsyncSync, readSync, writeSync } from 'node:fs';
 import { native } from '../native/index.js';
-import { expectOpened, startBroker } from './helpers/broker.js';
-import { needsRoot } from './helpers/ci.js';
 import { makeMarker, MARKER_BYTES, readFileMarker, readMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
 import { fdFlags } from '../testkit/proc.js';
+import { expectOpened, startBroker } from './helpers/broker.js';
+import { needsRoot } from './helpers/ci.js';
 
 const OFFSET = 4096;
 

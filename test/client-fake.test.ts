@@ -3,12 +3,16 @@
 // fd re-check, protocol violations, abort and close — with fd accounting where fds flow.
 import { readSync, openSync } from 'node:fs';
 import anyTest from 'ava';
-import { AbortError, connect, ConnectionError, DiskseqError, type DiskseqErrorCode } from '../client/index.js';
+import {
+  AbortError, connect, ConnectionError, DiskseqError, type DiskseqErrorCode,
+} from '../client/index.js';
 import { ERROR_CODE_NAMES, ErrorCode, EventKind } from '../proto/contract.js';
-import { claimTestLoop, devNullFd, FakeDaemon, loopWireDevice, wireDevice } from './helpers/fake-daemon.js';
-import { fdCount } from '../testkit/proc.js';
-import { needsRoot } from './helpers/ci.js';
 import { native } from '../native/index.js';
+import { fdCount } from '../testkit/proc.js';
+import {
+  claimTestLoop, devNullFd, FakeDaemon, loopWireDevice, wireDevice,
+} from './helpers/fake-daemon.js';
+import { needsRoot } from './helpers/ci.js';
 
 // Serial: several tests count this process's open fds.
 const test = anyTest.serial;

@@ -4,10 +4,10 @@ import test from 'ava';
 import { closeSync } from 'node:fs';
 import { connect, DiskseqError, type Client } from '../client/index.js';
 import { native } from '../native/index.js';
-import { startBroker } from './helpers/broker.js';
-import { needsRoot } from './helpers/ci.js';
 import { readMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
+import { startBroker } from './helpers/broker.js';
+import { needsRoot } from './helpers/ci.js';
 
 async function libraryClient(t: { teardown(fn: () => void): void }, socketPath: string): Promise<Client> {
   const client = await connect({ socketPath });

@@ -4,9 +4,9 @@
  * still served.
  */
 import test from 'ava';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { WireClient } from '../testkit/wire-client.js';
+import { needsRoot } from './helpers/ci.js';
 import { runPeerProgram } from './helpers/peer.js';
 
 test('a non-root uid beyond its connection limit is refused; root and other uids are not', async (t) => {

@@ -5,11 +5,11 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
-import { startBroker } from './helpers/broker.js';
 import { within, tempDir } from '../testkit/cleanup.js';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { daemonArgv, REPO_ROOT } from '../testkit/repo.js';
+import { startBroker } from './helpers/broker.js';
+import { needsRoot } from './helpers/ci.js';
 
 /** Runs the daemon with `args` to its end, as its users would start it. */
 function daemonSync(...args: string[]): SpawnSyncReturns<string> {

@@ -4,11 +4,11 @@
 import test from 'ava';
 import { connect } from '../client/index.js';
 import { native } from '../native/index.js';
-import { expectOpened, startBroker } from './helpers/broker.js';
-import { needsRoot } from './helpers/ci.js';
 import { readMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
 import { createSyntheticSysfs } from '../testkit/synthetic-sysfs.js';
+import { expectOpened, startBroker } from './helpers/broker.js';
+import { needsRoot } from './helpers/ci.js';
 
 const DISKS = 1500;
 

@@ -5,12 +5,12 @@ import Long from 'long';
 import { openSync } from 'node:fs';
 import { native } from '../native/index.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
-import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
 import { within } from '../testkit/cleanup.js';
-import { needsRoot } from './helpers/ci.js';
 import { createLoop } from '../testkit/loop.js';
-import { NOBODY, runPeer } from './helpers/peer.js';
 import type { WireClient } from '../testkit/wire-client.js';
+import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
+import { needsRoot } from './helpers/ci.js';
+import { NOBODY, runPeer } from './helpers/peer.js';
 
 function encodeOpen(id: number, diskseq: bigint): Uint8Array {
   return diskseqd.v1.Request.encode({ id: Long.fromNumber(id, true), open: { diskseq: Long.fromString(diskseq.toString(), true) } }).finish();

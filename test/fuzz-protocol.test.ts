@@ -1,14 +1,15 @@
-// Protocol fuzz (issue 3): 100,000 random and mutated packets over several connections.
-// Every Request must be answered with a fitting reply or Error and the connection kept;
-// every violation must cost exactly its connection, logged once; afterwards the daemon
-// opens a device correctly and its fds and RSS are back at the baseline.
+// Protocol fuzz (docs/design.md, "Wire contract"): 100,000 random and mutated packets over
+// several connections. Every Request must be answered with a fitting reply or Error and the
+// connection kept; every violation must cost exactly its connection, logged once;
+// afterwards the daemon opens a device correctly and its fds and RSS are back at the
+// baseline.
 import test from 'ava';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { runFuzz, type FuzzStats } from '../testkit/fuzz.js';
 import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
-import { checkValidOpen } from './helpers/hostile-requests.js';
 import { createLoop } from '../testkit/loop.js';
+import { needsRoot } from './helpers/ci.js';
+import { checkValidOpen } from './helpers/hostile-requests.js';
 
 const PACKETS = 100_000;
 const WARMUP_PACKETS = 10_000;

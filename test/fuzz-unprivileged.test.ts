@@ -4,14 +4,14 @@
 // and delivery through a private device node — under hostile input. Afterwards no fd and
 // no node is left.
 import test from 'ava';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import type { FuzzStats } from '../testkit/fuzz.js';
 import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
+import { createLoop } from '../testkit/loop.js';
+import { needsRoot } from './helpers/ci.js';
 import { checkValidOpen } from './helpers/hostile-requests.js';
 import { nobodyReadOnlyPolicy, privateNodesOf } from './helpers/hostile-peers.js';
 import { NOBODY, runPeerProgram } from './helpers/peer.js';
-import { createLoop } from '../testkit/loop.js';
 
 const PACKETS = 30_000;
 const VIOLATION_MSG = 'protocol violation; dropping connection';

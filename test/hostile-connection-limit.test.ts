@@ -1,13 +1,14 @@
-// 1,100 simultaneous connections against the default limit of 1,024 (issue 3): exactly
-// 1,024 are served, the other 76 get one Error RESOURCE_EXHAUSTED and are closed; once a
-// served client leaves, a new client is served normally, and the limit holds again.
+// 1,100 simultaneous connections against the default limit of 1,024 (the README's
+// "Limits"): exactly 1,024 are served, the other 76 get one Error RESOURCE_EXHAUSTED and
+// are closed; once a served client leaves, a new client is served normally, and the limit
+// holds again.
 import test from 'ava';
 import { readFileSync } from 'node:fs';
+import { diskseqd } from '../proto/gen/diskseqd.js';
 import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { encodeRequest } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
 import { ask, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
-import { diskseqd } from '../proto/gen/diskseqd.js';
 import { needsRoot } from './helpers/ci.js';
 
 const LIMIT = 1024;

@@ -1,17 +1,17 @@
-// Clients that die mid-request (issue 3): the daemon finishes or abandons their opens, and
-// every fd it opened for them is closed — none leak. A client that closes right after
-// pipelining opens, and client processes SIGKILLed with opens in flight, some holding
-// fds they received.
+// Clients that die mid-request (docs/design.md, "Who owns each fd"): the daemon finishes or
+// abandons their opens, and every fd it opened for them is closed — none leak. A client
+// that closes right after pipelining opens, and client processes SIGKILLed with opens in
+// flight, some holding fds they received.
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { encodeRequest } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
-import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
 import { createLoop, type LoopFixture } from '../testkit/loop.js';
+import { needsRoot } from './helpers/ci.js';
+import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
 
 const PEER = fileURLToPath(new URL('./helpers/dying-client-main.js', import.meta.url));
 

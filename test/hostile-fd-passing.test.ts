@@ -1,19 +1,20 @@
-// A client that sends fds (issue 3): any packet with SCM_RIGHTS is a protocol violation —
-// the daemon closes the fds it received, drops the connection (answering nothing) and logs
-// it once. Checked from outside twice over: the daemon's fd count returns to the baseline,
-// and the write end of a FIFO we sent reaches end-of-file on our read end, which happens
-// only once every copy of it — the daemon's included — is closed.
+// A client that sends fds (docs/design.md, "Wire contract"): any packet with SCM_RIGHTS is
+// a protocol violation — the daemon closes the fds it received, drops the connection
+// (answering nothing) and logs it once. Checked from outside twice over: the daemon's fd
+// count returns to the baseline, and the write end of a FIFO we sent reaches end-of-file on
+// our read end, which happens only once every copy of it — the daemon's included — is
+// closed.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 import { encodeRequest, MAX_REQUEST_BYTES } from '../testkit/fuzz-packets.js';
 import { RawClient } from '../testkit/raw-client.js';
-import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
 import { createLoop } from '../testkit/loop.js';
 import { tempDir } from '../testkit/cleanup.js';
+import { needsRoot } from './helpers/ci.js';
+import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
 
 const VIOLATION_MSG = 'protocol violation; dropping connection';
 

@@ -1,15 +1,17 @@
-// Valid-but-odd requests (issue 3): each is an operational failure, answered with its own
-// Error code, and the connection stays open — all of them go over one connection, which
-// must still answer a Hello and open a device at the end. Also the 4096-byte boundary and
-// a pipelined burst.
+// Valid-but-odd requests (docs/design.md, "Wire contract"): each is an operational failure,
+// answered with its own Error code, and the connection stays open — all of them go over one
+// connection, which must still answer a Hello and open a device at the end. Also the
+// 4096-byte boundary and a pipelined burst.
 import test from 'ava';
-import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
-import { encodeRequest, highestDiskseqNow, MAX_REQUEST_BYTES, varint } from '../testkit/fuzz-packets.js';
-import { RawClient } from '../testkit/raw-client.js';
-import { ask, checkValidOpen, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
-import { createLoop } from '../testkit/loop.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import {
+  encodeRequest, highestDiskseqNow, MAX_REQUEST_BYTES, varint,
+} from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
+import { createLoop } from '../testkit/loop.js';
+import { needsRoot } from './helpers/ci.js';
+import { ask, checkValidOpen, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
 
 type Case = [name: string, request: diskseqd.v1.IRequest, expected: string[]];
 

@@ -1,14 +1,14 @@
-// An unprivileged peer gets its fd through a private device node (DESIGN.md, Policy:
-// reopening) that the daemon creates and unlinks per open. Under an open flood — and while
-// a second daemon instance starts on the same machine, as happens whenever two test files
-// or a test instance and the system daemon run at once — every open must still be
-// delivered, no node may be left behind, and no fd may leak.
+// An unprivileged peer gets its fd through a private device node (docs/design.md,
+// "Reopening and private nodes") that the daemon creates and unlinks per open. Under an
+// open flood — and while a second daemon instance starts on the same machine, as happens
+// whenever two test files or a test instance and the system daemon run at once — every open
+// must still be delivered, no node may be left behind, and no fd may leak.
 import test from 'ava';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import { createLoop } from '../testkit/loop.js';
+import { needsRoot } from './helpers/ci.js';
 import { nobodyReadOnlyPolicy, privateNodesOf } from './helpers/hostile-peers.js';
 import { NOBODY, runPeerProgram } from './helpers/peer.js';
-import { createLoop } from '../testkit/loop.js';
 
 const OPENS = 8000;
 

@@ -1,4 +1,4 @@
-// The per-connection and daemon-wide request bounds (issue 3, "Limits"), observed from a
+// The per-connection and daemon-wide request bounds (the README's "Limits"), observed from a
 // client: --max-in-flight (the next request is not even read while the limit is reached),
 // --max-waiting (opens waiting for a device to appear), --max-watchers; and that what a
 // client holds — waits, watches — is released when it disconnects.

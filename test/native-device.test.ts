@@ -3,10 +3,10 @@ import test from 'ava';
 import { fstatSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { native, type NativeError } from '../native/index.js';
-import { attachLoop, claimLoop, makeImage, sysfsDev } from './helpers/native-fixtures.js';
 import { fdFlags } from '../testkit/proc.js';
 import { sysfsDiskseq } from '../testkit/loop.js';
 import { tempDir } from '../testkit/cleanup.js';
+import { attachLoop, claimLoop, makeImage, sysfsDev } from './helpers/native-fixtures.js';
 import { needsRoot } from './helpers/ci.js';
 
 const { constants } = native;

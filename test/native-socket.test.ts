@@ -4,9 +4,9 @@ import { chmodSync, fstatSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { native, type NativeError } from '../native/index.js';
-import { makeImage } from './helpers/native-fixtures.js';
 import { fdFlags } from '../testkit/proc.js';
 import { tempDir } from '../testkit/cleanup.js';
+import { makeImage } from './helpers/native-fixtures.js';
 import { needsRoot } from './helpers/ci.js';
 
 const { O_CLOEXEC, O_NONBLOCK } = native.constants;

@@ -1,9 +1,9 @@
 /** The uevent netlink socket sees the kernel's 'change' event of a loop attach. */
 import test, { type ExecutionContext } from 'ava';
 import { native, POLL_READABLE, type NativeError } from '../native/index.js';
-import { attachLoop, claimLoop, makeImage } from './helpers/native-fixtures.js';
 import { fdFlags } from '../testkit/proc.js';
 import { sysfsDiskseq } from '../testkit/loop.js';
+import { attachLoop, claimLoop, makeImage } from './helpers/native-fixtures.js';
 import { needsRoot } from './helpers/ci.js';
 
 /** Opens a uevent socket closed in teardown. */

@@ -4,8 +4,8 @@ import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { MAX_POLICY_FILE_BYTES, Policy, PolicyError } from '../src/policy/index.js';
-import { accountFiles } from './helpers/policy-fixtures.js';
 import { tempDir } from '../testkit/cleanup.js';
+import { accountFiles } from './helpers/policy-fixtures.js';
 import { cannotRun } from './helpers/ci.js';
 
 const VALID = JSON.stringify({ rules: [{ name: 'alice', peer: { uids: ['alice'] } }] });

@@ -5,11 +5,13 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop, type LoopFixture } from '../testkit/loop.js';
+import { needsRoot } from './helpers/ci.js';
 import { NOBODY, runPeer, type PeerIdentity, type PeerStep } from './helpers/peer.js';
-import { checkDecisions, openAudits, type ExpectedDecision, policyDir, reload, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
+import {
+  checkDecisions, openAudits, type ExpectedDecision, policyDir, reload, waitOpenAudits, writePolicy,
+} from './helpers/policy-e2e-support.js';
 
 /** A group no account has: only the peer given it as a supplementary group is in it. */
 const OPS_GID = 4242;

@@ -5,14 +5,16 @@
 import test from 'ava';
 import { chmodSync, chownSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop } from '../testkit/loop.js';
-import { NOBODY, runPeer } from './helpers/peer.js';
-import { openAudits, policyDir, reload, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
-import { runProcess } from './helpers/process.js';
 import { daemonArgv } from '../testkit/repo.js';
 import { tempDir } from '../testkit/cleanup.js';
+import { needsRoot } from './helpers/ci.js';
+import { NOBODY, runPeer } from './helpers/peer.js';
+import {
+  openAudits, policyDir, reload, waitOpenAudits, writePolicy,
+} from './helpers/policy-e2e-support.js';
+import { runProcess } from './helpers/process.js';
 
 /** A rule nobody may use to read loop devices; valid on its own. */
 const GOOD_RULE = { name: 'good', peer: { uids: [NOBODY.uid] }, access: ['read-only'], loop_devices: true };

@@ -1,7 +1,7 @@
 /**
  * The shim is thread-safe and fork-safe: many threads opening and stat'ing
  * /dev/disk/by-diskseq/ paths at once, and children forked while another thread is inside
- * a shim call, all get the right device, and no fd or socket is left behind (issue 6).
+ * a shim call, all get the right device, and no fd or socket is left behind (docs/preload.md).
  */
 import test from 'ava';
 import { buildProbe, createTestDisk, probe, startShimDaemon } from '../testkit/preload.js';

@@ -1,7 +1,7 @@
 /**
  * Paths outside /dev/disk/by-diskseq/ behave exactly as without the shim: the same
  * results, errno values and side effects for the interposed functions, and the same
- * output from tools doing ordinary file I/O (issue 6).
+ * output from tools doing ordinary file I/O (docs/preload.md, "Which paths").
  */
 import test from 'ava';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';

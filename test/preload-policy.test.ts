@@ -1,10 +1,12 @@
 /**
  * A read-only policy through the shim: an unprivileged peer granted read-only access reads
  * the device with an unmodified tool, and its O_RDWR open fails with EACCES - the tool
- * says "Permission denied" - while the device stays untouched (issue 6).
+ * says "Permission denied" - while the device stays untouched (docs/preload.md).
  */
 import test from 'ava';
-import { buildProbe, createTestDisk, head, partitionMarker, probe, run, startShimDaemon } from '../testkit/preload.js';
+import {
+  buildProbe, createTestDisk, head, partitionMarker, probe, run, startShimDaemon,
+} from '../testkit/preload.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { NOBODY } from '../testkit/reachable.js';
 import { needsRootAndShim } from './helpers/ci.js';

@@ -1,12 +1,14 @@
 /**
  * What a program sees through the shim for /dev/disk/by-diskseq/ paths, checked against
  * the kernel's own answers for the device node: the stat family, access, readlink and
- * realpath; open flag semantics; strict name parsing; failing closed (issue 6).
+ * realpath; open flag semantics; strict name parsing; failing closed (docs/preload.md).
  */
 import test from 'ava';
 import { closeSync, constants, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildProbe, createTestDisk, head, majorMinor, partitionMarker, probe, startShimDaemon } from '../testkit/preload.js';
+import {
+  buildProbe, createTestDisk, head, majorMinor, partitionMarker, probe, startShimDaemon,
+} from '../testkit/preload.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { needsRootAndShim } from './helpers/ci.js';
 

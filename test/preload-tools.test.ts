@@ -2,12 +2,14 @@
  * Unmodified path-only tools (blkid, sfdisk, dd, cryptsetup) open
  * /dev/disk/by-diskseq/... through the LD_PRELOAD shim and the real daemon, and read the
  * right device - and, once that disk instance is gone, fail with the tool's own ENOENT
- * message instead of reading whatever now has the old name (issue 6).
+ * message instead of reading whatever now has the old name (docs/preload.md).
  */
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createTestDisk, makeExt4, makeLuks, partitionMarker, run, startShimDaemon } from '../testkit/preload.js';
+import {
+  createTestDisk, makeExt4, makeLuks, partitionMarker, run, startShimDaemon,
+} from '../testkit/preload.js';
 import { REPO_ROOT } from '../testkit/repo.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { needsRootAndShim } from './helpers/ci.js';

@@ -1,17 +1,20 @@
-// Reopening a delivered fd (DESIGN.md, Policy: reopening): diskseq-open hands COMMAND the
-// device as {} = /dev/fd/N, and tools reopen that path. For an unprivileged peer the reopen
-// must give exactly the granted access — read works under a read-only grant, write fails
-// with EACCES and the backing file is untouched; under a read-write grant, writes through
-// {} land in the backing file. For root the grant is advisory (docs/policy.md): root can
-// reopen read-write what it asked read-only. Runs the real CLI as the real users.
+// Reopening a delivered fd (docs/design.md, "Reopening and private nodes"): diskseq-open
+// hands COMMAND the device as {} = /dev/fd/N, and tools reopen that path. For an
+// unprivileged peer the reopen must give exactly the granted access — read works under a
+// read-only grant, write fails with EACCES and the backing file is untouched; under a
+// read-write grant, writes through {} land in the backing file. For root the grant is
+// advisory (docs/policy.md): root can reopen read-write what it asked read-only. Runs the
+// real CLI as the real users.
 import test, { type ExecutionContext } from 'ava';
-import { needsRoot } from './helpers/ci.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { makeMarker, MARKER_BYTES, readFileMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
+import { needsRoot } from './helpers/ci.js';
 import { NOBODY, type PeerIdentity } from './helpers/peer.js';
 import { runCli, type RunResult } from './helpers/cli.js';
-import { openAudits, policyDir, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
+import {
+  openAudits, policyDir, waitOpenAudits, writePolicy,
+} from './helpers/policy-e2e-support.js';
 
 /** A second unprivileged user, granted read-write. */
 const WRITER: PeerIdentity = { uid: 4001, gid: 4001 };

@@ -1,5 +1,5 @@
 /**
- * Scale (issue 4, DESIGN.md "Registry"): with a synthetic sysfs tree of 10,000 disks the
+ * Scale (docs/design.md, "Registry"): with a synthetic sysfs tree of 10,000 disks the
  * initial scan completes, List arrives complete over several packets, and lookups — hits
  * and misses alike — touch sysfs only for the one device asked for: exactly the same reads
  * as with 10 disks, and none at all for a miss. Reads are counted (Sysfs.counters, and the
@@ -24,10 +24,10 @@ import { Registry } from '../src/registry.js';
 import { Server } from '../src/server.js';
 import { Sysfs, type SysfsCounters } from '../src/sysfs.js';
 import { WatchHub } from '../src/watch-hub.js';
-import { needsRoot } from './helpers/ci.js';
 import { createLoop, type LoopFixture } from '../testkit/loop.js';
 import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticDisk, type SyntheticSysfs } from '../testkit/synthetic-sysfs.js';
 import { WireClient, type OpenOutcome } from '../testkit/wire-client.js';
+import { needsRoot } from './helpers/ci.js';
 
 /** A Sysfs that also records which device each read concerns (a name or major:minor). */
 class RecordingSysfs extends Sysfs {

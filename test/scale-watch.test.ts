@@ -1,15 +1,16 @@
 /**
- * Scale through the real daemon process (issue 4): pointed at a synthetic sysfs tree of
- * 10,000 disks (--sysfs-root), it serves a complete List (several packets) and a complete
- * Watch snapshot (an ADDED event per device, then one SYNCED) to clients in another
- * process, with its default output bounds, while still answering opens in between.
+ * Scale through the real daemon process (docs/design.md, "Registry"): pointed at a
+ * synthetic sysfs tree of 10,000 disks (--sysfs-root), it serves a complete List (several
+ * packets) and a complete Watch snapshot (an ADDED event per device, then one SYNCED) to
+ * clients in another process, with its default output bounds, while still answering opens
+ * in between.
  */
 import test from 'ava';
 import { diskseqd } from '../proto/gen/diskseqd.js';
-import { startBroker } from './helpers/broker.js';
-import { needsRoot } from './helpers/ci.js';
 import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE } from '../testkit/synthetic-sysfs.js';
 import { WireClient } from '../testkit/wire-client.js';
+import { startBroker } from './helpers/broker.js';
+import { needsRoot } from './helpers/ci.js';
 
 /** Collects one watch stream until SYNCED (or the connection ends). */
 function watchSnapshot(socketPath: string): Promise<{ added: string[]; synced: number; other: string[] }> {

@@ -5,7 +5,9 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import {
+  closeSync, existsSync, lstatSync, openSync, readFileSync, readSync, writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import Long from 'long';
 import { native } from '../native/index.js';
@@ -15,10 +17,12 @@ import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop, sysfsDiskseq } from '../testkit/loop.js';
 import { fdFlags } from '../testkit/proc.js';
 import { daemonArgv, REPO_ROOT } from '../testkit/repo.js';
-import { claimLoop, makeImage } from './helpers/native-fixtures.js';
-import { NotifyReceiver, spawnActivated, spawnTracked, type RunningChild } from './helpers/systemd.js';
-import { needsTool, needsRoot } from './helpers/ci.js';
 import { tempDir, within } from '../testkit/cleanup.js';
+import { claimLoop, makeImage } from './helpers/native-fixtures.js';
+import {
+  NotifyReceiver, spawnActivated, spawnTracked, type RunningChild,
+} from './helpers/systemd.js';
+import { needsTool, needsRoot } from './helpers/ci.js';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;

@@ -9,7 +9,6 @@ import test, { type ExecutionContext } from 'ava';
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
-import { WireClient } from '../testkit/wire-client.js';
 import { createLogger } from '../src/log.js';
 import { Opener } from '../src/opener.js';
 import { Policy } from '../src/policy/index.js';
@@ -18,6 +17,7 @@ import { Registry } from '../src/registry.js';
 import { Server, type ServerOptions } from '../src/server.js';
 import { Sysfs } from '../src/sysfs.js';
 import { WatchHub } from '../src/watch-hub.js';
+import { WireClient } from '../testkit/wire-client.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { needsRoot } from './helpers/ci.js';
 

@@ -5,9 +5,9 @@
 import test from 'ava';
 import { join } from 'node:path';
 import { Notifier, type NotifyLog } from '../src/systemd/notify.js';
-import { NotifyReceiver, spawnTracked } from './helpers/systemd.js';
 import { REPO_ROOT } from '../testkit/repo.js';
 import { tempDir, within } from '../testkit/cleanup.js';
+import { NotifyReceiver, spawnTracked } from './helpers/systemd.js';
 
 function recordingLog(): NotifyLog & { lines: string[] } {
   const lines: string[] = [];

@@ -15,10 +15,10 @@ import { WireClient } from '../testkit/wire-client.js';
 import { readMarker } from '../testkit/image.js';
 import { createLoop } from '../testkit/loop.js';
 import { daemonArgv, REPO_ROOT } from '../testkit/repo.js';
+import { tempDir, within } from '../testkit/cleanup.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
 import { spawnTracked } from './helpers/systemd.js';
 import { needsTool, needsRoot } from './helpers/ci.js';
-import { tempDir, within } from '../testkit/cleanup.js';
 
 const unit = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
 const CAP_NUMBERS: Record<string, number> = { CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_FOWNER: 3, CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_MKNOD: 27 };

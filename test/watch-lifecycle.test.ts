@@ -1,19 +1,19 @@
 /**
- * Watch (issue 4, DESIGN.md "Wire contract"): a snapshot of ADDED events, exactly one
- * SYNCED, then live events with the current diskseq — checked against BLKGETDISKSEQ on an
- * fd of the test's own — through attach, BLKPG add, detach, re-attach and LOOP_CHANGE_FD.
- * Identity is the diskseq: a name that gets a new diskseq is REMOVED (old) + ADDED (new);
- * partitions are ADDED/REMOVED with their parent's diskseq and their number.
+ * Watch (docs/design.md, "Wire contract"): a snapshot of ADDED events, exactly one SYNCED,
+ * then live events with the current diskseq — checked against BLKGETDISKSEQ on an fd of the
+ * test's own — through attach, BLKPG add, detach, re-attach and LOOP_CHANGE_FD. Identity is
+ * the diskseq: a name that gets a new diskseq is REMOVED (old) + ADDED (new); partitions
+ * are ADDED/REMOVED with their parent's diskseq and their number.
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import { native } from '../native/index.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
-import { startBroker } from './helpers/broker.js';
-import { needsRoot } from './helpers/ci.js';
 import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from '../testkit/loop.js';
 import { WireClient } from '../testkit/wire-client.js';
+import { startBroker } from './helpers/broker.js';
+import { needsRoot } from './helpers/ci.js';
 
 /** One event as the test compares it. */
 interface Seen {

@@ -14,10 +14,10 @@ import { malformation } from '../src/wire-check.js';
 
 const wire = diskseqd.v1;
 
-/** Largest request the daemon accepts (DESIGN.md wire contract). */
+/** Largest request the daemon accepts (docs/design.md, "Wire contract"). */
 export const MAX_REQUEST_BYTES = 4096;
 
-/** The attribute keys an `expect` may name (DESIGN.md). */
+/** The attribute keys an `expect` may name (docs/design.md, "Wire contract"). */
 export const ATTRIBUTE_KEYS = [
   'size', 'ro', 'removable', 'partition', 'start', 'loop/backing_file', 'loop/offset', 'loop/sizelimit',
   'loop/autoclear', 'loop/partscan', 'dm/name', 'dm/uuid', 'wwid', 'device/serial', 'device/model',

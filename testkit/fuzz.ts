@@ -260,7 +260,7 @@ function check(request: diskseqd.v1.Request, response: diskseqd.v1.Response, fds
   return undefined;
 }
 
-/** The Error codes the request itself decides, if any (DESIGN.md wire contract). */
+/** The Error codes the request itself decides, if any (docs/design.md, "Wire contract"). */
 function predictCodes(request: diskseqd.v1.Request, target: FuzzTarget): number[] | undefined {
   switch (request.body) {
     case undefined:

@@ -6,12 +6,14 @@
  * it did not claim itself.
  *
  * Ownership: a fixture holds one non-exclusive fd on /dev/loopN while attached. That fd
- * pins the binding (KERNEL-FACTS: an fd opened while bound keeps its device) without
+ * pins the binding (a kernel fact: an fd opened while bound keeps its device) without
  * O_EXCL, so the daemon's exclusive opens remain possible. Detach is LOOP_CLR_FD on it and
  * then its close (the real detach happens at the last close).
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../native/index.js';

@@ -8,7 +8,9 @@
  * process exit. Nothing here touches a loop device it did not claim itself.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, openSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync, closeSync, copyFileSync, openSync, readSync, statSync, writeFileSync, writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, type TeardownHost } from './cleanup.js';
 import { DaemonProcess } from './daemon.js';

@@ -14,7 +14,9 @@
  *   class/block/<real>        -> /sys/class/block/<real>               (`linked` only)
  *   dev/block/<real's dev>    -> /sys/dev/block/<real's dev>
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { owned, type TeardownHost } from './cleanup.js';

@@ -5,7 +5,9 @@
  * alone is tens of megabytes), else copies; either way nothing in the copy can be reached
  * by another user through the copy's paths.
  */
-import { copyFileSync, linkSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync } from 'node:fs';
+import {
+  copyFileSync, linkSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../testkit/repo.js';
 
