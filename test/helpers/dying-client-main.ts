@@ -7,12 +7,13 @@
  *   node dist/test/helpers/dying-client-main.js SOCKET DISKSEQ COUNT READ
  */
 import { native } from '../../native/index.js';
+import { sleepSync } from '../../testkit/cleanup.js';
 import { encodeRequest } from '../../testkit/fuzz-packets.js';
 import { u64 } from './hostile-requests.js';
 
 /** native.send/recv never block (MSG_DONTWAIT); this process has nothing else to do. */
 function pause(): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+  sleepSync(1);
 }
 
 const [socketPath, diskseq, countText, readText] = process.argv.slice(2);
