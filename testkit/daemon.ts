@@ -60,7 +60,10 @@ export interface DaemonOptions {
   extraArgs?: string[];
   /** Make the socket reachable by other uids (dir 0755, socket 0666), for peer tests. */
   worldAccessible?: boolean;
-  /** How long to wait for the daemon to serve (default 10 s). */
+  /**
+   * How long to wait for the daemon to serve (default 30 s: on this shared 2-core VM a
+   * scan of 10,000 synthetic disks has taken over 10 s when other test runs load it).
+   */
   readyTimeoutMs?: number;
   capture?: LogCapture;
   /**
@@ -161,7 +164,7 @@ export class DaemonProcess {
       await daemon.stop();
     });
     try {
-      const timeoutMs = options.readyTimeoutMs ?? 10_000;
+      const timeoutMs = options.readyTimeoutMs ?? 30_000;
       if (daemon.capture !== 'file' && ['trace', 'debug', 'info'].includes(options.logLevel ?? 'info')) {
         await daemon.waitForLog((l) => l.msg === 'serving', timeoutMs, 'the "serving" line');
       } else {
