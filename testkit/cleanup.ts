@@ -15,17 +15,28 @@ export interface TeardownHost {
 const atExit = new Set<() => void>();
 let exitHookInstalled = false;
 
+/** A cleanup registered with onExit: call it to clean up now (once only). */
+export interface ExitHook {
+  (): void;
+  /** Forgets the cleanup without running it (what it cleans up is gone already). */
+  cancel(): void;
+}
+
 /**
  * Runs `fn` at process exit unless it ran before; returns the once-only function (call it
  * to clean up now). A test process killed by ava's timeout still releases what it holds.
  */
-export function onExit(fn: () => void): () => void {
+export function onExit(fn: () => void): ExitHook {
   let done = false;
-  const once = (): void => {
+  const once = ((): void => {
     if (done) return;
     done = true;
     atExit.delete(once);
     fn();
+  }) as ExitHook;
+  once.cancel = (): void => {
+    done = true;
+    atExit.delete(once);
   };
   atExit.add(once);
   if (!exitHookInstalled) {

@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { native } from '../native/index.js';
-import { onExit, sleep, type TeardownHost } from './cleanup.js';
+import { onExit, sleep, type ExitHook, type TeardownHost } from './cleanup.js';
 import { fdCount, fdTargets, rssBytes } from './proc.js';
 import { daemonArgv } from './repo.js';
 
@@ -99,7 +99,7 @@ export class DaemonProcess {
   private readonly counts = new Map<string, number>();
   private readonly listeners = new Set<() => void>();
   private readonly exited: Promise<ExitStatus>;
-  private readonly killAtExit: () => void;
+  private readonly killAtExit: ExitHook;
   private stderrText = '';
   private exitInfo: ExitStatus | undefined;
   /** 'file' mode: how far the log file has been read, and an unfinished last line. */
@@ -145,7 +145,7 @@ export class DaemonProcess {
     // 'close', not 'exit': every line the daemon wrote has been read by then.
     this.exited = new Promise((resolve) => {
       this.child.once('close', (code, signal) => {
-        this.killAtExit();
+        this.killAtExit.cancel();
         this.exitInfo = { code, signal };
         this.notify();
         resolve(this.exitInfo);
