@@ -1,7 +1,7 @@
 /**
  * A longer protocol fuzz than the test suite's, for `npm run bench`-style use: starts the
  * daemon, attaches one loop device, sends N random and mutated packets over several
- * connections (see test/helpers/hostile-fuzz.ts) and reports packets/s, what was sent and
+ * connections (see testkit/fuzz.ts) and reports packets/s, what was sent and
  * answered, and the daemon's fd count and RSS before and after. Needs root.
  *
  *   node dist/bench/fuzz.js [--packets N] [--workers N] [--seed N]
@@ -9,10 +9,10 @@
  * Exit status 1 when the fuzz found a failure, the daemon died, or fds leaked.
  */
 import { parseArgs } from 'node:util';
-import { describeFootprint, HostileDaemon } from '../test/helpers/hostile-daemon.js';
-import { runFuzz, type FuzzStats } from '../test/helpers/hostile-fuzz.js';
-import { highestDiskseqNow } from '../test/helpers/hostile-packets.js';
-import { createLoop } from '../test/helpers/loop.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import { runFuzz, type FuzzStats } from '../testkit/fuzz.js';
+import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
+import { createLoop } from '../testkit/loop.js';
 
 /** The result of one bench run, for a bench runner that collects figures. */
 export interface FuzzBenchResult {
@@ -26,7 +26,7 @@ export interface FuzzBenchResult {
 /** Runs the fuzz bench with `packets` packets over `workers` connections. */
 export async function benchFuzz(packets: number, workers: number, seed: number): Promise<FuzzBenchResult> {
   const loop = createLoop();
-  const daemon = await HostileDaemon.start(undefined).catch((error: unknown) => {
+  const daemon = await DaemonProcess.start({ capture: 'counts' }).catch((error: unknown) => {
     loop.cleanup();
     throw error;
   });

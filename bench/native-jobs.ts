@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { native as builtNative, type NativeBinding } from '../native/index.js';
-import { createLoop } from '../test/helpers/loop.js';
+import { createLoop } from '../testkit/loop.js';
 
 const CALLS = Number(process.env.BENCH_ROUNDS ?? 20_000);
 const native: NativeBinding = process.env.NATIVE_ADDON

@@ -1,5 +1,5 @@
 /**
- * The open round-trip benchmark of issue 2: the p50/p99 of request -> verified fd in hand
+ * The open round-trip benchmark: the p50/p99 of request -> verified fd in hand
  * through the daemon, next to the in-process open + verify cost through the addon,
  * measured in the same run on the same loop device (ratios survive a noisy VM; absolute
  * numbers do not).
@@ -8,7 +8,7 @@ import { closeSync, constants, openSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/index.js';
 import type { Client } from '../client/index.js';
-import type { WireClient } from '../test/helpers/wire-client.js';
+import type { WireClient } from '../testkit/wire-client.js';
 
 /** Latency summary of one measured series, in microseconds. */
 export interface Series {

@@ -1,7 +1,7 @@
 /**
- * Partition-appear benchmark (issue 4): time from the BLKPG ioctl that adds a partition
- * to the verified fd in the hand of a client whose open (wait_ms) was already waiting for
- * it; median of 100.
+ * Partition-appear benchmark (docs/design.md, "Registry"): time from the BLKPG ioctl that
+ * adds a partition to the verified fd in the hand of a client whose open (wait_ms) was
+ * already waiting for it; median of 100.
  *
  * How it is measured, and why this way:
  * - The BLKPG add is issued by a small C helper compiled at run time (the addon has no
@@ -32,10 +32,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { native } from '../native/index.js';
-import { DaemonProcess } from '../test/helpers/daemon.js';
-import { readMarker } from '../test/helpers/image.js';
-import { createLoop } from '../test/helpers/loop.js';
-import { WireClient } from '../test/helpers/wire-client.js';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
+import { WireClient } from '../testkit/wire-client.js';
 
 const HELPER_SOURCE = String.raw`
 #include <errno.h>

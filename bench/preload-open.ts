@@ -16,11 +16,11 @@
  * It also prints the median `us` of the daemon's audit lines (its own time per request).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  buildProbe, createTestDisk, probe, REPO_ROOT, startDaemon, tempDir, type TeardownHost,
-} from '../test/helpers/preload-fixture.js';
+import { buildProbe, createTestDisk, probe, startShimDaemon } from '../testkit/preload.js';
+import { REPO_ROOT } from '../testkit/repo.js';
+import { tempDir, type TeardownHost } from '../testkit/cleanup.js';
 
 const ROUNDS = 5;
 const FAST_ITERS = 20_000;
@@ -56,8 +56,8 @@ async function main(): Promise<void> {
   const dir = tempDir(host, 'diskseqd-preload-bench-');
   const probePath = buildProbe(dir);
   const disk = createTestDisk(host);
-  const daemon = await startDaemon(host, {});
-  const socket = daemon.socket;
+  const daemon = await startShimDaemon(host);
+  const socket = daemon.socketPath;
   const byDiskseq = `/dev/disk/by-diskseq/${disk.diskseq}`;
   const nullSocket = await startNullBroker(dir, disk.devPath, disk.diskseq);
   const cases = {
@@ -87,9 +87,7 @@ async function main(): Promise<void> {
   console.log(`  added cost of a shimmed open: ${((shimmed - plain) / 1000).toFixed(1)} µs (${(shimmed / plain).toFixed(1)}x a plain open; ` +
     `${(shimmed / median(p50s['plain+verify']!)).toFixed(1)}x the in-process open+verify)`);
   console.log(`  pass-through cost for other paths: ${((median(p50s.passthrough!) - plain)).toFixed(0)} ns per open`);
-  const audits = readFileSync(join(daemon.socket, '..', 'daemon.log'), 'utf8').split('\n')
-    .map((line) => { try { return JSON.parse(line) as { msg?: string; us?: number }; } catch { return {}; } })
-    .filter((l) => l.msg === 'audit' && typeof l.us === 'number').map((l) => l.us!);
+  const audits = daemon.audits().filter((l) => typeof l.us === 'number').map((l) => l.us);
   if (audits.length > 0) console.log(`  daemon's own time per request (audit us, median of ${audits.length}): ${median(audits)} µs`);
 }
 

@@ -14,11 +14,13 @@ import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../client/index.js';
-import { DaemonProcess, SHEBANG_NODE_FLAGS } from '../test/helpers/daemon.js';
-import { createLoop } from '../test/helpers/loop.js';
-import { WireClient } from '../test/helpers/wire-client.js';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { createLoop } from '../testkit/loop.js';
+import { WireClient } from '../testkit/wire-client.js';
 import { scaleRun, type ScaleResult } from './scale.js';
-import { inProcessAsync, inProcessSync, libraryRoundTrip, roundTrip, summarise, throughput, type Series } from './open-roundtrip.js';
+import {
+  inProcessAsync, inProcessSync, libraryRoundTrip, roundTrip, summarise, throughput, type Series,
+} from './open-roundtrip.js';
 
 const N = Number(process.env.BENCH_N ?? 10_000);
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
@@ -55,7 +57,7 @@ async function main(): Promise<void> {
   try {
     const startup = await startupSeries(5);
     const profileDir = process.env.BENCH_PROFILE_DIR;
-    daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL, nodeArgs: profileDir ? [...SHEBANG_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined });
+    daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL, nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined });
     const client = WireClient.connect(daemon.socketPath);
     clients.push(client);
     const library = await connect({ socketPath: daemon.socketPath });
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
     for (const s of [...series, ...scale.map((r) => r.open), startup]) console.log(row([s.name, String(s.count), s.p50, s.p99, s.mean], widths));
     const asyncBase = Math.min(asyncFirst.p50, asyncAgain.p50);
     console.log('');
-    console.log(`round trip p50 / in-process sync open+verify p50:  ${(rt.p50 / sync.p50).toFixed(1)}x  (target <= 10x; DESIGN's ~5 us figure is this one)`);
+    console.log(`round trip p50 / in-process sync open+verify p50:  ${(rt.p50 / sync.p50).toFixed(1)}x  (target <= 10x; the ~5 us in-process open + verify is this one)`);
     console.log(`round trip p50 / in-process async open+verify p50: ${(rt.p50 / asyncBase).toFixed(1)}x  (the addon's threadpool hop included on both sides)`);
     console.log(`client library round trip p50 / in-process sync:   ${(lib.p50 / sync.p50).toFixed(1)}x`);
     console.log(`opens/s, 4 connections x 4 in flight, from one client process: ${opsPerSecond.toFixed(0)}  (target >= 30000)`);

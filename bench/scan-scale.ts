@@ -1,8 +1,8 @@
 /**
- * Registry scale benchmark (issue 4): the initial sysfs scan of a synthetic tree of 10,000
- * disks next to one of 10 disks, measured side by side in one run (median of several
- * interleaved runs; ratios survive a noisy VM, absolute numbers do not), plus the cost of
- * an in-memory lookup (hit and miss) at both sizes.
+ * Registry scale benchmark (docs/design.md, "Registry"): the initial sysfs scan of a
+ * synthetic tree of 10,000 disks next to one of 10 disks, measured side by side in one run
+ * (median of several interleaved runs; ratios survive a noisy VM, absolute numbers do not),
+ * plus the cost of an in-memory lookup (hit and miss) at both sizes.
  *
  * What is timed: `new Registry(new Sysfs(root, procDevices), log).scan()` — one listing of
  * class/block, one uevent read per disk, attributes only for loop devices — on a tree in
@@ -16,7 +16,9 @@ import { pathToFileURL } from 'node:url';
 import { createLogger } from '../src/log.js';
 import { Registry } from '../src/registry.js';
 import { Sysfs } from '../src/sysfs.js';
-import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticSysfs } from '../test/helpers/synthetic-sysfs.js';
+import {
+  createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticSysfs,
+} from '../testkit/synthetic-sysfs.js';
 
 /** The figures this benchmark reports. */
 export interface ScanScaleResult {

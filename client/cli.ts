@@ -67,7 +67,8 @@ Other modes:
                     SIGTERM, SIGHUP or a closed stdout end it with status 0)
   --preload         run COMMAND with LD_PRELOAD=<package>/build/Release/libdiskseq-preload.so
                     prepended, so that its opens of /dev/disk/by-diskseq/... go through
-                    diskseqd (with --socket, DISKSEQD_SOCKET is set for COMMAND)
+                    diskseqd (with --socket, DISKSEQD_SOCKET is set for COMMAND);
+                    $DISKSEQD_PRELOAD_LIBRARY, when set, names another copy of the library
   --help            show this text
   --version         show the version
 
@@ -229,11 +230,14 @@ async function openAndRun(command: OpenCommand): Promise<number> {
 }
 
 async function runPreloaded(command: string[], socketPath: string | undefined): Promise<number> {
-  if (!existsSync(PRELOAD_LIBRARY)) {
-    return fail(EXIT_DAEMON_ERROR, `the preload library ${PRELOAD_LIBRARY} is missing (build it with npm rebuild)`);
+  // Another copy, for a COMMAND whose user cannot read the package's (e.g. one under /root).
+  const library = process.env['DISKSEQD_PRELOAD_LIBRARY'] || PRELOAD_LIBRARY;
+  if (!existsSync(library)) {
+    const hint = library === PRELOAD_LIBRARY ? 'build it with npm rebuild' : 'from DISKSEQD_PRELOAD_LIBRARY';
+    return fail(EXIT_DAEMON_ERROR, `the preload library ${library} is missing (${hint})`);
   }
   const existing = process.env['LD_PRELOAD'];
-  const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: existing ? `${PRELOAD_LIBRARY}:${existing}` : PRELOAD_LIBRARY };
+  const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: existing ? `${library}:${existing}` : library };
   if (socketPath !== undefined) env['DISKSEQD_SOCKET'] = socketPath;
   return runCommand(command, 'inherit', env);
 }

@@ -1,12 +1,13 @@
 // The access mode of a delivered fd is the one requested, enforced by the kernel on the
 // fd itself.
 import test from 'ava';
-import { fsyncSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { fsyncSync, readSync, writeSync } from 'node:fs';
 import { native } from '../native/index.js';
+import { makeMarker, MARKER_BYTES, readFileMarker, readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
+import { fdFlags } from '../testkit/proc.js';
 import { expectOpened, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { makeMarker, MARKER_BYTES, readFileMarker, readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
 
 const OFFSET = 4096;
 
@@ -45,13 +46,6 @@ test('write-only open: writes work, reads fail with EBADF', async (t) => {
   const error = t.throws(() => readSync(fd, Buffer.alloc(16), 0, 16, 0));
   t.is((error as NodeJS.ErrnoException | undefined)?.code, 'EBADF');
 });
-
-/** The file status flags of one of our fds, as the kernel reports them. */
-function fdFlags(fd: number): number {
-  const match = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-  if (!match) throw new Error('no flags line in fdinfo');
-  return parseInt(match[1]!, 8);
-}
 
 test('direct, nonblock, sync and dsync reach the delivered fd, and nothing else does', async (t) => {
   if (!needsRoot(t)) return;

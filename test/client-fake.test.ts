@@ -3,12 +3,16 @@
 // fd re-check, protocol violations, abort and close — with fd accounting where fds flow.
 import { readSync, openSync } from 'node:fs';
 import anyTest from 'ava';
-import { AbortError, connect, ConnectionError, DiskseqError, type DiskseqErrorCode } from '../client/index.js';
-import { ERROR_CODE_NAMES, ErrorCode, EventKind } from '../proto/contract.js';
 import {
-  claimTestLoop, devNullFd, FakeDaemon, loopWireDevice, openFdCount, requireLoopDevices, wireDevice,
-} from './client-fake-daemon.js';
+  AbortError, connect, ConnectionError, DiskseqError, type DiskseqErrorCode,
+} from '../client/index.js';
+import { ERROR_CODE_NAMES, ErrorCode, EventKind } from '../proto/contract.js';
 import { native } from '../native/index.js';
+import { fdCount } from '../testkit/proc.js';
+import {
+  claimTestLoop, devNullFd, FakeDaemon, loopWireDevice, wireDevice,
+} from './helpers/fake-daemon.js';
+import { needsRoot } from './helpers/ci.js';
 
 // Serial: several tests count this process's open fds.
 const test = anyTest.serial;
@@ -105,17 +109,17 @@ test('an unknown wire error code maps to UNSPECIFIED and keeps its value', async
 
 test('an fd that is not the requested disk (here /dev/null) is closed and rejected as STALE', async (t) => {
   const { daemon, client } = await setup(t);
-  const baseline = openFdCount();
+  const baseline = fdCount(process.pid);
   const open = client.open({ diskseq: 12 });
   daemon.respond(await daemon.nextRequest(), { opened: { device: wireDevice(12n) } }, devNullFd());
   const error = await t.throwsAsync(open, { instanceOf: DiskseqError });
   t.is(error!.code, 'STALE');
-  t.is(openFdCount(), baseline);
+  t.is(fdCount(process.pid), baseline);
 });
 
 test('Opened without an fd, an fd with an Error or a DeviceList, and a duplicate Opened: all fds closed', async (t) => {
   const { daemon, client } = await setup(t);
-  const baseline = openFdCount();
+  const baseline = fdCount(process.pid);
   const noFd = client.open({ diskseq: 1 });
   const duplicate = client.open({ diskseq: 2 });
   const errorWithFd = client.open({ diskseq: 3 });
@@ -136,13 +140,13 @@ test('Opened without an fd, an fd with an Error or a DeviceList, and a duplicate
   // for an id no longer pending, so its fd is closed on arrival.
   t.is((await t.throwsAsync(duplicate, { instanceOf: DiskseqError }))!.code, 'STALE');
   await roundTrip(daemon, client);
-  t.is(openFdCount(), baseline);
+  t.is(fdCount(process.pid), baseline);
   t.false(client.isClosed);
 });
 
 test('aborting an open rejects at once; the fd answered later is closed on arrival', async (t) => {
   const { daemon, client } = await setup(t);
-  const baseline = openFdCount();
+  const baseline = fdCount(process.pid);
   const controller = new AbortController();
   const open = client.open({ diskseq: 9, signal: controller.signal });
   const request = await daemon.nextRequest();
@@ -151,10 +155,10 @@ test('aborting an open rejects at once; the fd answered later is closed on arriv
   t.is(error!.name, 'AbortError');
   t.is((error!.cause as Error).message, 'changed my mind');
   const fd = devNullFd();
-  t.is(openFdCount(), baseline + 1);
+  t.is(fdCount(process.pid), baseline + 1);
   daemon.respond(request, { opened: { device: wireDevice(9n) } }, fd);
   await roundTrip(daemon, client);
-  t.is(openFdCount(), baseline);
+  t.is(fdCount(process.pid), baseline);
 });
 
 test('one signal shared by a batch aborts them all with one listener; late fds are closed', async (t) => {
@@ -165,7 +169,7 @@ test('one signal shared by a batch aborts them all with one listener; late fds a
   };
   process.on('warning', onWarning);
   t.teardown(() => process.off('warning', onWarning));
-  const baseline = openFdCount();
+  const baseline = fdCount(process.pid);
   const controller = new AbortController();
   // One request on the signal completes first: its settled state must not be disturbed.
   const done = client.hello('first');
@@ -178,7 +182,7 @@ test('one signal shared by a batch aborts them all with one listener; late fds a
   for (const request of requests) daemon.respond(request, { opened: { device: wireDevice(1n) } }, devNullFd());
   await roundTrip(daemon, client);
   await new Promise((resolve) => setImmediate(resolve));
-  t.is(openFdCount(), baseline);
+  t.is(fdCount(process.pid), baseline);
   t.deepEqual(warnings, []);
 });
 
@@ -301,10 +305,10 @@ test('client.close() ends a running watch', async (t) => {
 });
 
 test('root: a verified loop device fd is delivered and reads its marker', async (t) => {
-  if (!requireLoopDevices(t)) return;
-  const loop = claimTestLoop(t, 'client-fake-ok');
+  if (!needsRoot(t)) return;
+  const loop = claimTestLoop(t);
   const { daemon, client } = await setup(t);
-  const baseline = openFdCount();
+  const baseline = fdCount(process.pid);
   const open = client.open({ diskseq: loop.diskseq });
   daemon.respond(await daemon.nextRequest(), { opened: { device: loopWireDevice(loop) } }, openSync(loop.path, 'r'));
   const { fd, device } = await open;
@@ -314,17 +318,17 @@ test('root: a verified loop device fd is delivered and reads its marker', async 
     const buffer = Buffer.alloc(16);
     readSync(fd, buffer, 0, 16, 0);
     t.is(buffer.toString('latin1'), loop.marker);
-    t.is(openFdCount(), baseline + 1);
+    t.is(fdCount(process.pid), baseline + 1);
   } finally {
     native.close(fd);
   }
 });
 
 test('root: a block device with another diskseq is closed and rejected as STALE', async (t) => {
-  if (!requireLoopDevices(t)) return;
-  const loop = claimTestLoop(t, 'client-fake-stale');
+  if (!needsRoot(t)) return;
+  const loop = claimTestLoop(t);
   const { daemon, client } = await setup(t);
-  const baseline = openFdCount();
+  const baseline = fdCount(process.pid);
   const wanted = loop.diskseq + 1000n;
   const open = client.open({ diskseq: wanted });
   // The fake daemon lies: it describes the requested diskseq but sends the loop's fd.
@@ -333,5 +337,5 @@ test('root: a block device with another diskseq is closed and rejected as STALE'
   const error = await t.throwsAsync(open, { instanceOf: DiskseqError });
   t.is(error!.code, 'STALE');
   t.regex(error!.message, new RegExp(`reports diskseq ${loop.diskseq}, not the requested diskseq ${wanted}`));
-  t.is(openFdCount(), baseline);
+  t.is(fdCount(process.pid), baseline);
 });

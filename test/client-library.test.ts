@@ -4,10 +4,10 @@ import test from 'ava';
 import { closeSync } from 'node:fs';
 import { connect, DiskseqError, type Client } from '../client/index.js';
 import { native } from '../native/index.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
 
 async function libraryClient(t: { teardown(fn: () => void): void }, socketPath: string): Promise<Client> {
   const client = await connect({ socketPath });
@@ -94,7 +94,7 @@ test('an aborted open rejects with AbortError and leaves the connection usable',
   const client = await libraryClient(t, daemon.socketPath);
   // Warm up first: the daemon may allocate long-lived fds on its first open.
   closeSync((await client.open({ diskseq: loop.diskseq })).fd);
-  const fdsBefore = await daemon.settleFdCount(0, 200);
+  const fdsBefore = await daemon.stableFdCount();
 
   const controller = new AbortController();
   controller.abort();
@@ -108,5 +108,5 @@ test('an aborted open rejects with AbortError and leaves the connection usable',
   const ok = await client.open({ diskseq: loop.diskseq });
   t.is(readMarker(ok.fd, 0), loop.image.diskMarker);
   closeSync(ok.fd);
-  t.is(await daemon.settleFdCount(fdsBefore), fdsBefore, 'nothing left open in the daemon');
+  t.is(await daemon.settleFds(fdsBefore), fdsBefore, 'nothing left open in the daemon');
 });

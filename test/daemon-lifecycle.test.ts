@@ -1,27 +1,32 @@
 // The daemon as a program: its command line, and a clean stop on SIGTERM/SIGINT that
 // removes the socket it created and never takes over a socket someone else serves.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
-import { startBroker, within } from './helpers/broker.js';
+import { within, tempDir } from '../testkit/cleanup.js';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { daemonArgv, REPO_ROOT } from '../testkit/repo.js';
+import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess, REPO_ROOT } from './helpers/daemon.js';
 
-const DAEMON = join(REPO_ROOT, 'bin', 'diskseqd.js');
+/** Runs the daemon with `args` to its end, as its users would start it. */
+function daemonSync(...args: string[]): SpawnSyncReturns<string> {
+  const [node, ...argv] = daemonArgv(...args);
+  return spawnSync(node!, argv, { encoding: 'utf8' });
+}
 
 test('--help and --version print and exit 0; an unknown option exits non-zero with a hint', (t) => {
   const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-  const help = spawnSync(process.execPath, [DAEMON, '--help'], { encoding: 'utf8' });
+  const help = daemonSync('--help');
   t.is(help.status, 0);
   t.regex(help.stdout, /--socket PATH/);
   t.regex(help.stdout, /--log-level/);
-  const ver = spawnSync(process.execPath, [DAEMON, '--version'], { encoding: 'utf8' });
+  const ver = daemonSync('--version');
   t.is(ver.status, 0);
   t.true(ver.stdout.includes(version), ver.stdout);
-  const bad = spawnSync(process.execPath, [DAEMON, '--no-such-option'], { encoding: 'utf8' });
+  const bad = daemonSync('--no-such-option');
   t.not(bad.status, 0);
   t.regex(bad.stderr, /no-such-option/);
 });
@@ -43,8 +48,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 
 test('a socket path another process is serving is not taken over', async (t) => {
   if (!needsRoot(t)) return;
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-busy-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'diskseqd-busy-');
   const path = join(dir, 'd.sock');
   const listener = native.listenSeqpacket(path, 4);
   t.teardown(() => native.close(listener));
@@ -61,8 +65,7 @@ test('a socket path another process is serving is not taken over', async (t) => 
 
 test('a stale socket file nobody serves is replaced', async (t) => {
   if (!needsRoot(t)) return;
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-stale-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'diskseqd-stale-');
   const path = join(dir, 'd.sock');
   native.close(native.listenSeqpacket(path, 4)); // leaves the file behind, unserved
   t.true(existsSync(path));

@@ -4,18 +4,18 @@
 import test from 'ava';
 import { connect } from '../client/index.js';
 import { native } from '../native/index.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
+import { createSyntheticSysfs } from '../testkit/synthetic-sysfs.js';
 import { expectOpened, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { createFakeSysfs } from './helpers/fake-sysfs.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
 
 const DISKS = 1500;
 
 test('a list too large for one packet is split, same id, more on all but the last, nothing lost or doubled', async (t) => {
   if (!needsRoot(t)) return;
   const loop = createLoop({}, t);
-  const sysfs = createFakeSysfs({ disks: DISKS, real: [loop.name] }, t);
+  const sysfs = createSyntheticSysfs({ count: DISKS, linked: [loop.name] }, t);
   const { client, daemon } = await startBroker(t, { sysfsRoot: sysfs.root });
 
   const responses = await client.listResponses(false);
@@ -29,14 +29,14 @@ test('a list too large for one packet is split, same id, more on all but the las
   t.is(new Set(names).size, names.length, 'no device twice');
   t.is(names.length, DISKS + 1);
   t.true(names.includes(loop.name));
-  t.true(names.includes(`fake${DISKS - 1}`));
+  t.true(names.includes(`synth${DISKS - 1}`));
 
   // The client library joins the parts.
   const library = await connect({ socketPath: daemon.socketPath });
   t.teardown(() => library.close());
   const joined = await library.list();
   t.is(joined.length, DISKS + 1);
-  t.is(joined.find((d) => d.name === 'fake7')?.diskseq, sysfs.diskseqOf(7));
+  t.is(joined.find((d) => d.name === 'synth7')?.diskseq, sysfs.disks[7]!.diskseq);
 
   // The real loop device is still served through the synthetic root.
   const { fd } = expectOpened(t, await client.open({ diskseq: loop.diskseq }), 'the real loop');

@@ -1,10 +1,10 @@
 // exclusive = O_EXCL on the block device, enforced by the kernel: one exclusive holder
 // per disk (whole disk and its partitions exclude each other); plain opens still work.
 import test from 'ava';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
 
 test('a second exclusive open of the same device: BUSY; free again once the first closes', async (t) => {
   if (!needsRoot(t)) return;

@@ -4,11 +4,12 @@ import test from 'ava';
 import Long from 'long';
 import { openSync, readFileSync } from 'node:fs';
 import { diskseqd } from '../proto/gen/diskseqd.js';
-import { expectOpened, expectRefused, startBroker, within } from './helpers/broker.js';
+import { within } from '../testkit/cleanup.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
+import { sendRawPacket } from '../testkit/wire-client.js';
+import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
-import { sendRawPacket } from './helpers/raw-packet.js';
 
 test('expect that holds: delivered; expect that does not hold: EXPECTATION_FAILED', async (t) => {
   if (!needsRoot(t)) return;

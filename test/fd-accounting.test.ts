@@ -5,11 +5,12 @@ import Long from 'long';
 import { openSync } from 'node:fs';
 import { native } from '../native/index.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
-import { expectOpened, expectRefused, startBroker, within } from './helpers/broker.js';
+import { within } from '../testkit/cleanup.js';
+import { createLoop } from '../testkit/loop.js';
+import type { WireClient } from '../testkit/wire-client.js';
+import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { createLoop } from './helpers/loop.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
-import type { WireClient } from './helpers/wire-client.js';
 
 function encodeOpen(id: number, diskseq: bigint): Uint8Array {
   return diskseqd.v1.Request.encode({ id: Long.fromNumber(id, true), open: { diskseq: Long.fromString(diskseq.toString(), true) } }).finish();
@@ -33,7 +34,7 @@ test('fd accounting: after hostile and failing requests the daemon is back at it
   for (const params of [{}, { access: 'rw' as const }, { exclusive: true }, { partition: 1 }]) {
     expectOpened(t, await client.open({ diskseq: loop.diskseq, ...params }), `warm-up ${JSON.stringify(params)}`).close();
   }
-  const baseline = await daemon.settleFdCount(0, 200);
+  const baseline = await daemon.stableFdCount();
   t.log(`baseline: ${baseline} fds`);
 
   // 1. Protocol violations, each on its own connection: garbage, an fd riding along,
@@ -91,7 +92,7 @@ test('fd accounting: after hostile and failing requests the daemon is back at it
   // The daemon is still serving, and its fds are back where they were.
   expectOpened(t, await client.open({ diskseq: loop.diskseq }), 'open after the hostile cases').close();
   t.is(daemon.exit, undefined, 'the daemon survived');
-  const after = await daemon.settleFdCount(baseline, 5000);
+  const after = await daemon.settleFds(baseline, 5000);
   if (after !== baseline) t.log(daemon.fdTargets().join('\n'));
   t.is(after, baseline, 'open fds back at baseline');
 });

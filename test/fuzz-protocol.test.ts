@@ -1,14 +1,15 @@
-// Protocol fuzz (issue 3): 100,000 random and mutated packets over several connections.
-// Every Request must be answered with a fitting reply or Error and the connection kept;
-// every violation must cost exactly its connection, logged once; afterwards the daemon
-// opens a device correctly and its fds and RSS are back at the baseline.
+// Protocol fuzz (docs/design.md, "Wire contract"): 100,000 random and mutated packets over
+// several connections. Every Request must be answered with a fitting reply or Error and the
+// connection kept; every violation must cost exactly its connection, logged once;
+// afterwards the daemon opens a device correctly and its fds and RSS are back at the
+// baseline.
 import test from 'ava';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import { runFuzz, type FuzzStats } from '../testkit/fuzz.js';
+import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
+import { createLoop } from '../testkit/loop.js';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { runFuzz, type FuzzStats } from './helpers/hostile-fuzz.js';
-import { highestDiskseqNow } from './helpers/hostile-packets.js';
 import { checkValidOpen } from './helpers/hostile-requests.js';
-import { createLoop } from './helpers/loop.js';
 
 const PACKETS = 100_000;
 const WARMUP_PACKETS = 10_000;
@@ -32,7 +33,7 @@ test('100,000 fuzzed packets: requests answered, violations drop only their conn
   const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.log(`seed ${seed} (replay with FUZZ_SEED=${seed})`);
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t);
+  const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
   const target = { ownDiskseq: loop.diskseq, foreignFloor: highestDiskseqNow() + 1_000_000n };
   const fresh = daemon.footprint();
 

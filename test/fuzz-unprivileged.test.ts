@@ -4,13 +4,14 @@
 // and delivery through a private device node — under hostile input. Afterwards no fd and
 // no node is left.
 import test from 'ava';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import type { FuzzStats } from '../testkit/fuzz.js';
+import { highestDiskseqNow } from '../testkit/fuzz-packets.js';
+import { createLoop } from '../testkit/loop.js';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import type { FuzzStats } from './helpers/hostile-fuzz.js';
-import { highestDiskseqNow } from './helpers/hostile-packets.js';
 import { checkValidOpen } from './helpers/hostile-requests.js';
-import { NOBODY, nobodyReadOnlyPolicy, openToOthers, privateNodesOf, runHelperAs } from './helpers/hostile-setpriv.js';
-import { createLoop } from './helpers/loop.js';
+import { nobodyReadOnlyPolicy, privateNodesOf } from './helpers/hostile-peers.js';
+import { NOBODY, runPeerProgram } from './helpers/peer.js';
 
 const PACKETS = 30_000;
 const VIOLATION_MSG = 'protocol violation; dropping connection';
@@ -21,11 +22,10 @@ test('30,000 fuzzed packets from an unprivileged peer: denials answered, nothing
   const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.log(`seed ${seed} (replay with FUZZ_SEED=${seed})`);
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t, ['--policy', nobodyReadOnlyPolicy(t, loop.name)]);
-  openToOthers(daemon.socketPath);
+  const daemon = await DaemonProcess.start({ capture: 'counts', worldAccessible: true, extraArgs: ['--policy', nobodyReadOnlyPolicy(t, loop.name)] }, t);
   const floor = highestDiskseqNow() + 1_000_000n;
   const run = (packets: number, s: number): Promise<FuzzStats> =>
-    runHelperAs<FuzzStats>(NOBODY, 'hostile-fuzz-peer.js', [daemon.socketPath, loop.diskseq.toString(), floor.toString(), String(packets), '16', String(s)], 80_000);
+    runPeerProgram<FuzzStats>(NOBODY, 'peer-fuzz.js', [daemon.socketPath, loop.diskseq.toString(), floor.toString(), String(packets), '16', String(s)], { timeoutMs: 80_000, needs: [daemon.socketPath] });
 
   t.deepEqual((await run(2000, seed ^ 0x5eed)).failures, [], 'warm-up run');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
@@ -33,7 +33,7 @@ test('30,000 fuzzed packets from an unprivileged peer: denials answered, nothing
   t.log(`daemon before: ${describeFootprint(before)}`);
 
   const stats = await run(PACKETS, seed);
-  t.log(`${stats.packets} packets as uid ${NOBODY} (${stats.requests} requests, ${stats.violations} violations) over ${stats.connections} connections; ` +
+  t.log(`${stats.packets} packets as uid ${NOBODY.uid} (${stats.requests} requests, ${stats.violations} violations) over ${stats.connections} connections; ` +
     `${stats.opened} Opened; codes ${JSON.stringify(stats.codes)}; ${Math.round(stats.packets / (stats.elapsedMs / 1000))} packets/s`);
   t.deepEqual(stats.failures, [], `${stats.failureCount} failures`);
   t.true(daemon.alive, daemon.describe());

@@ -1,19 +1,19 @@
-// Clients that die mid-request (issue 3): the daemon finishes or abandons their opens, and
-// every fd it opened for them is closed — none leak. A client that closes right after
-// pipelining opens, and client processes SIGKILLed with opens in flight, some holding
-// fds they received.
+// Clients that die mid-request (docs/design.md, "Who owns each fd"): the daemon finishes or
+// abandons their opens, and every fd it opened for them is closed — none leak. A client
+// that closes right after pipelining opens, and client processes SIGKILLed with opens in
+// flight, some holding fds they received.
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import { encodeRequest } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
+import { createLoop, type LoopFixture } from '../testkit/loop.js';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
-import { createLoop, type LoopFixture } from './helpers/loop.js';
 
-const PEER = fileURLToPath(new URL('./helpers/hostile-dying-peer.js', import.meta.url));
+const PEER = fileURLToPath(new URL('./helpers/dying-client-main.js', import.meta.url));
 
 /** Runs the dying peer until it has sent `count` opens and read `read` answers, then SIGKILLs it. */
 async function killMidRequest(socketPath: string, loop: LoopFixture, count: number, read: number): Promise<string> {
@@ -46,7 +46,7 @@ test('clients that die mid-request leak no fds in the daemon', async (t) => {
   t.timeout(60_000);
   const loop = createLoop({}, t);
   // A short stall timeout: the peer that sends 1000 opens without reading is dropped soon.
-  const daemon = await HostileDaemon.start(t, ['--stall-timeout-ms', '500']);
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--stall-timeout-ms', '500'] }, t);
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);

@@ -1,19 +1,20 @@
-// A client that sends fds (issue 3): any packet with SCM_RIGHTS is a protocol violation —
-// the daemon closes the fds it received, drops the connection (answering nothing) and logs
-// it once. Checked from outside twice over: the daemon's fd count returns to the baseline,
-// and the write end of a FIFO we sent reaches end-of-file on our read end, which happens
-// only once every copy of it — the daemon's included — is closed.
+// A client that sends fds (docs/design.md, "Wire contract"): any packet with SCM_RIGHTS is
+// a protocol violation — the daemon closes the fds it received, drops the connection
+// (answering nothing) and logs it once. Checked from outside twice over: the daemon's fd
+// count returns to the baseline, and the write end of a FIFO we sent reaches end-of-file on
+// our read end, which happens only once every copy of it — the daemon's included — is
+// closed.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import { encodeRequest, MAX_REQUEST_BYTES } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
+import { createLoop } from '../testkit/loop.js';
+import { tempDir } from '../testkit/cleanup.js';
 import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest, MAX_REQUEST_BYTES } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
 import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
-import { createLoop } from './helpers/loop.js';
 
 const VIOLATION_MSG = 'protocol violation; dropping connection';
 
@@ -53,9 +54,8 @@ async function eventually(check: () => boolean, timeoutMs = 5000): Promise<boole
 test('fds sent by a client are closed and cost it the connection, with nothing answered', async (t) => {
   if (!needsRoot(t)) return;
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t);
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-hostile-fifo-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
+  const dir = tempDir(t, 'diskseqd-hostile-fifo-');
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);

@@ -1,22 +1,24 @@
-// Valid-but-odd requests (issue 3): each is an operational failure, answered with its own
-// Error code, and the connection stays open — all of them go over one connection, which
-// must still answer a Hello and open a device at the end. Also the 4096-byte boundary and
-// a pipelined burst.
+// Valid-but-odd requests (docs/design.md, "Wire contract"): each is an operational failure,
+// answered with its own Error code, and the connection stays open — all of them go over one
+// connection, which must still answer a Hello and open a device at the end. Also the
+// 4096-byte boundary and a pipelined burst.
 import test from 'ava';
-import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest, highestDiskseqNow, MAX_REQUEST_BYTES, varint } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
-import { ask, checkValidOpen, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
-import { createLoop } from './helpers/loop.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import {
+  encodeRequest, highestDiskseqNow, MAX_REQUEST_BYTES, varint,
+} from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
+import { createLoop } from '../testkit/loop.js';
+import { needsRoot } from './helpers/ci.js';
+import { ask, checkValidOpen, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
 
 type Case = [name: string, request: diskseqd.v1.IRequest, expected: string[]];
 
 test('valid-but-odd requests get Error answers and the connection stays', async (t) => {
   if (!needsRoot(t)) return;
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t);
+  const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
   const own = u64(loop.diskseq);

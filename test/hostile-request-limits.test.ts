@@ -1,20 +1,22 @@
-// The per-connection and daemon-wide request bounds (issue 3, "Limits"), observed from a
+// The per-connection and daemon-wide request bounds (the README's "Limits"), observed from a
 // client: --max-in-flight (the next request is not even read while the limit is reached),
 // --max-waiting (opens waiting for a device to appear), --max-watchers; and that what a
 // client holds — waits, watches — is released when it disconnects.
 import test from 'ava';
 import type Long from 'long';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
 
-import { encodeRequest, highestDiskseqNow } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
+import { encodeRequest, highestDiskseqNow } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
 import { ask, outcomeOf, readAnswer, u64 } from './helpers/hostile-requests.js';
+import { needsRoot } from './helpers/ci.js';
 
 /** A diskseq no device will have during the test: an open of it waits its whole wait_ms. */
 const absent = (): Long => u64(highestDiskseqNow() + 1_000_000_000n);
 
 test('--max-in-flight: while 4 requests wait, the 5th is not read; it is answered when one finishes', async (t) => {
-  const daemon = await HostileDaemon.start(t, ['--max-in-flight', '4']);
+  if (!needsRoot(t)) return; // the daemon needs root (its private-node directory in /dev)
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--max-in-flight', '4'] }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
   const client = new RawClient(daemon.socketPath);
@@ -38,7 +40,8 @@ test('--max-in-flight: while 4 requests wait, the 5th is not read; it is answere
 });
 
 test('--max-waiting bounds waiting opens daemon-wide; a client that leaves releases its waits', async (t) => {
-  const daemon = await HostileDaemon.start(t, ['--max-waiting', '20']);
+  if (!needsRoot(t)) return; // the daemon needs root (its private-node directory in /dev)
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--max-waiting', '20'] }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
   const diskseq = absent();
@@ -70,7 +73,8 @@ test('--max-waiting bounds waiting opens daemon-wide; a client that leaves relea
 });
 
 test('--max-watchers bounds watching connections; a watcher that leaves frees its slot', async (t) => {
-  const daemon = await HostileDaemon.start(t, ['--max-watchers', '3']);
+  if (!needsRoot(t)) return; // the daemon needs root (its private-node directory in /dev)
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: ['--max-watchers', '3'] }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
   /** Starts a watch; resolves with the Error code, or 'synced' once the snapshot is complete. */

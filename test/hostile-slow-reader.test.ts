@@ -1,18 +1,18 @@
-// A client that pipelines opens and never reads (issue 3): once its socket buffer is full
-// the daemon queues the Opened packets and their fds (and stops reading the client's
-// requests); past its output bounds, or after --stall-timeout-ms with output unread, it
-// drops the client and closes the queued fds. The daemon's fd count returns to the baseline while
-// the client is still connected (what the kernel already delivered sits in the client's
-// socket, not in the daemon), and the daemon keeps serving.
+// A client that pipelines opens and never reads (the README's "Limits"): once its socket
+// buffer is full the daemon queues the Opened packets and their fds (and stops reading the
+// client's requests); past its output bounds, or after --stall-timeout-ms with output
+// unread, it drops the client and closes the queued fds. The daemon's fd count returns to
+// the baseline while the client is still connected (what the kernel already delivered sits
+// in the client's socket, not in the daemon), and the daemon keeps serving.
 import test from 'ava';
 import { closeSync } from 'node:fs';
-import { needsRoot } from './helpers/ci.js';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
-import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
-import { createLoop } from './helpers/loop.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import { encodeRequest } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
+import { createLoop } from '../testkit/loop.js';
+import { needsRoot } from './helpers/ci.js';
+import { checkValidOpen, u64 } from './helpers/hostile-requests.js';
 
 /** Far more opens than the kernel buffers plus the daemon's queue can hold. */
 const MAX_REQUESTS = 50_000;
@@ -22,7 +22,7 @@ const macro = test.macro(async (t, args: string[], reason: string) => {
   if (!needsRoot(t)) return;
   t.timeout(60_000);
   const loop = createLoop({}, t);
-  const daemon = await HostileDaemon.start(t, args);
+  const daemon = await DaemonProcess.start({ capture: 'counts', extraArgs: args }, t);
   t.log(`daemon options: ${args.join(' ')}`);
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };

@@ -2,10 +2,11 @@
 // costs exactly its own connection, nothing is answered, the drop is logged once, and a
 // bystander connection open all along is unaffected.
 import test from 'ava';
-import { describeFootprint, HostileDaemon } from './helpers/hostile-daemon.js';
-import { encodeRequest, MAX_REQUEST_BYTES, varint } from './helpers/hostile-packets.js';
-import { RawClient } from './helpers/hostile-raw-client.js';
+import { DaemonProcess, describeFootprint } from '../testkit/daemon.js';
+import { encodeRequest, MAX_REQUEST_BYTES, varint } from '../testkit/fuzz-packets.js';
+import { RawClient } from '../testkit/raw-client.js';
 import { ask, outcomeOf, u64 } from './helpers/hostile-requests.js';
+import { needsRoot } from './helpers/ci.js';
 
 const VIOLATION_MSG = 'protocol violation; dropping connection';
 
@@ -22,7 +23,8 @@ function paddedHello(size: number): Buffer {
 }
 
 test('each protocol violation drops only its own connection, unanswered, logged once', async (t) => {
-  const daemon = await HostileDaemon.start(t);
+  if (!needsRoot(t)) return; // the daemon needs root (its private-node directory in /dev)
+  const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
   const before = { fds: await daemon.stableFdCount(), rssBytes: daemon.rssBytes() };
   t.log(`daemon before: ${describeFootprint(before)}`);
   const bystander = new RawClient(daemon.socketPath);
@@ -81,7 +83,8 @@ test('each protocol violation drops only its own connection, unanswered, logged 
 // contract says. Fixing it (a strict tag check before decoding, in src/protocol.ts) turns
 // this test into an unexpected pass: then make it a plain test.
 test('packets protobuf forbids but protobufjs decodes also drop the connection', async (t) => {
-  const daemon = await HostileDaemon.start(t);
+  if (!needsRoot(t)) return; // the daemon needs root (its private-node directory in /dev)
+  const daemon = await DaemonProcess.start({ capture: 'counts' }, t);
   for (const [what, data] of [['wire type 7 on field 1', Buffer.from([0x0f, 0x01])], ['field number 0', Buffer.from([0x00, 0x01])]] as const) {
     const client = new RawClient(daemon.socketPath);
     t.teardown(() => client.close());

@@ -3,9 +3,9 @@
 import test from 'ava';
 import { closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs';
 import { native } from '../native/index.js';
+import { readMarker } from '../testkit/image.js';
+import { claimUnboundLoop, createLoop, loopIsBound, sysfsDiskseq } from '../testkit/loop.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { claimUnboundLoop, createLoop, loopIsBound, sysfsDiskseq } from './helpers/loop.js';
 
 test('a GPT loop fixture has the reported diskseq and markers on disk and partitions', (t) => {
   if (!needsRoot(t)) return;

@@ -3,12 +3,16 @@ import test from 'ava';
 import { fstatSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { native, type NativeError } from '../native/index.js';
-import { attachLoop, claimLoop, fdFlags, makeImage, requireRoot, rootTest, sysfsDev, sysfsDiskseq, tempDir } from './native-support.js';
+import { fdFlags } from '../testkit/proc.js';
+import { sysfsDiskseq } from '../testkit/loop.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { attachLoop, claimLoop, makeImage, sysfsDev } from './helpers/native-fixtures.js';
+import { needsRoot } from './helpers/ci.js';
 
 const { constants } = native;
 
-rootTest('openDevice of a bound loop device probes binding, diskseq and size', async (t) => {
-  requireRoot(t);
+test('openDevice of a bound loop device probes binding, diskseq and size', async (t) => {
+  if (!needsRoot(t)) return;
   const loop = claimLoop(t);
   const image = makeImage(t, 2 << 20);
   attachLoop(loop, image.fd, 0, 0, 0);
@@ -23,7 +27,7 @@ rootTest('openDevice of a bound loop device probes binding, diskseq and size', a
   t.true(probe.loopBound);
   t.is(probe.loopFlags & constants.LO_FLAGS_READ_ONLY, 0);
   t.is(probe.loopFlags & constants.LO_FLAGS_AUTOCLEAR, constants.LO_FLAGS_AUTOCLEAR);
-  t.is(probe.diskseq, sysfsDiskseq(loop.index));
+  t.is(probe.diskseq, sysfsDiskseq(loop.name));
   t.is(probe.diskseqErrno, 0);
   t.is(probe.size, BigInt(2 << 20));
 
@@ -32,8 +36,8 @@ rootTest('openDevice of a bound loop device probes binding, diskseq and size', a
   t.deepEqual(native.probeFdSync(fd), probe);
 });
 
-rootTest('an unbound loop device probes loopBound false', async (t) => {
-  requireRoot(t);
+test('an unbound loop device probes loopBound false', async (t) => {
+  if (!needsRoot(t)) return;
   const loop = claimLoop(t);
   const { fd, probe } = await native.openDevice(loop.path, constants.O_RDONLY);
   t.teardown(() => native.close(fd));
@@ -43,8 +47,8 @@ rootTest('an unbound loop device probes loopBound false', async (t) => {
   t.is(probe.size, 0n);
 });
 
-rootTest('read-only loop flags are reported and LOOP_CHANGE_FD bumps the diskseq', async (t) => {
-  requireRoot(t);
+test('read-only loop flags are reported and LOOP_CHANGE_FD bumps the diskseq', async (t) => {
+  if (!needsRoot(t)) return;
   const loop = claimLoop(t);
   const first = makeImage(t, 1 << 20, 1);
   const second = makeImage(t, 1 << 20, 2);
@@ -55,11 +59,11 @@ rootTest('read-only loop flags are reported and LOOP_CHANGE_FD bumps the diskseq
   native.loopChangeFd(loop.fd, second.fd);
   const after = native.probeFdSync(loop.fd);
   t.true(after.diskseq! > before.diskseq!);
-  t.is(after.diskseq, sysfsDiskseq(loop.index));
+  t.is(after.diskseq, sysfsDiskseq(loop.name));
 });
 
-rootTest('loopConfigure honours offset and sizelimit', (t) => {
-  requireRoot(t);
+test('loopConfigure honours offset and sizelimit', (t) => {
+  if (!needsRoot(t)) return;
   const loop = claimLoop(t);
   const image = makeImage(t, 4 << 20);
   attachLoop(loop, image.fd, 0, 1 << 20, 2 << 20);
@@ -124,8 +128,8 @@ test('bad arguments throw TypeError', (t) => {
   t.throws(() => native.openDevice('/dev/null\0x', 0), { instanceOf: TypeError });
 });
 
-rootTest('mknodBlock creates a block node with the given mode and device number', (t) => {
-  requireRoot(t);
+test('mknodBlock creates a block node with the given mode and device number', (t) => {
+  if (!needsRoot(t)) return;
   const path = join(tempDir(t), 'node');
   native.mknodBlock(path, 0o100600, 7, 12345);
   const st = statSync(path);
@@ -135,8 +139,8 @@ rootTest('mknodBlock creates a block node with the given mode and device number'
   t.is(t.throws<NativeError>(() => native.mknodBlock(path, 0o600, 7, 1))?.code, 'EEXIST');
 });
 
-rootTest('two claims held at once get two different unbound loop devices', async (t) => {
-  requireRoot(t);
+test('two claims held at once get two different unbound loop devices', async (t) => {
+  if (!needsRoot(t)) return;
   // The first claim stays unbound, so LOOP_CTL_GET_FREE keeps naming it: the second claim
   // must find another device instead of failing with EBUSY.
   const first = claimLoop(t);

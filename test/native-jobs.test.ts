@@ -11,7 +11,7 @@ import { closeSync, constants, openSync, readdirSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
-import { tempDir } from './native-support.js';
+import { tempDir } from '../testkit/cleanup.js';
 
 const addonPath = fileURLToPath(new URL('../../build/Release/diskseqd.node', import.meta.url));
 

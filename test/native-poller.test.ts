@@ -3,8 +3,10 @@ import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { native, POLL_READABLE, POLL_WRITABLE, type NativeError, type Poller } from '../native/index.js';
-import { tempDir } from './native-support.js';
+import {
+  native, POLL_READABLE, POLL_WRITABLE, type NativeError, type Poller,
+} from '../native/index.js';
+import { tempDir } from '../testkit/cleanup.js';
 
 const addonPath = fileURLToPath(new URL('../../build/Release/diskseqd.node', import.meta.url));
 

@@ -4,7 +4,10 @@ import { chmodSync, fstatSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { native, type NativeError } from '../native/index.js';
-import { fdFlags, makeImage, requireRoot, rootTest, tempDir } from './native-support.js';
+import { fdFlags } from '../testkit/proc.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { makeImage } from './helpers/native-fixtures.js';
+import { needsRoot } from './helpers/ci.js';
 
 const { O_CLOEXEC, O_NONBLOCK } = native.constants;
 
@@ -139,21 +142,27 @@ test('every socket fd is close-on-exec; listener and accepted ones are non-block
   t.is(fdFlags(blocking) & O_NONBLOCK, 0);
 });
 
-rootTest('peer credentials of an unprivileged peer process are its own', async (t) => {
-  requireRoot(t);
+test('peer credentials of an unprivileged peer process are its own', async (t) => {
+  if (!needsRoot(t)) return;
   const dir = tempDir(t);
   chmodSync(dir, 0o755);
   const path = join(dir, 'sock');
   const listener = native.listenSeqpacket(path, 1);
   t.teardown(() => native.close(listener));
   chmodSync(path, 0o777);
-  // The child connects as nobody and waits for one packet, so its socket stays open.
+  // The child loads the addon as root, becomes nobody (the checkout may be out of nobody's
+  // reach), connects and waits for one packet, so its socket stays open.
   const addon = new URL('../../build/Release/diskseqd.node', import.meta.url).pathname;
+  const becomePeer = new URL('./helpers/become-peer.js', import.meta.url).href;
   const child = spawn(
     process.execPath,
-    ['-e', `const n = require(${JSON.stringify(addon)}); const fd = n.connectSeqpacket(${JSON.stringify(path)}, false);
-      process.stdout.write('connected\\n'); require('fs').readSync(fd, Buffer.alloc(1));`],
-    { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] },
+    ['--input-type=module', '-e', `import { createRequire } from 'node:module'; import { readSync } from 'node:fs';
+      import { becomePeer } from ${JSON.stringify(becomePeer)};
+      const n = createRequire(import.meta.url)(${JSON.stringify(addon)});
+      becomePeer({ uid: 65534, gid: 65534 });
+      const fd = n.connectSeqpacket(${JSON.stringify(path)}, false);
+      process.stdout.write('connected\\n'); readSync(fd, Buffer.alloc(1));`],
+    { stdio: ['ignore', 'pipe', 'inherit'], cwd: '/' },
   );
   t.teardown(() => child.kill());
   await new Promise<void>((resolve, reject) => {

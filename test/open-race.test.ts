@@ -3,11 +3,11 @@
 // with NOT_FOUND/STALE. Never a wrong device.
 import test from 'ava';
 import { native } from '../native/index.js';
+import { readMarker } from '../testkit/image.js';
+import type { WireClient } from '../testkit/wire-client.js';
 import { startBroker } from './helpers/broker.js';
 import { Churner, type AttachRecord } from './helpers/churner.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import type { WireClient } from './helpers/wire-client.js';
 
 const LOOPS = 3;
 const CLIENTS = 4;

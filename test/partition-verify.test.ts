@@ -4,10 +4,10 @@
 import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { native } from '../native/index.js';
+import { readFileMarker, readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readFileMarker, readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
 
 test('partitions 1 and 2 on a PARTSCAN loop: each fd reads its own marker and reports the parent diskseq', async (t) => {
   if (!needsRoot(t)) return;

@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import type { AccessMode } from '../proto/contract.js';
 import { Policy } from '../src/policy/index.js';
-import { accountFiles, device, GID, peer, UID } from './policy-fixtures.js';
+import { accountFiles, device, GID, peer, UID } from './helpers/policy-fixtures.js';
 
 function load(t: ExecutionContext, rules: unknown[]): Policy {
   return Policy.fromJSON(JSON.stringify({ rules }), 'policy.json', accountFiles(t));

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import test from 'ava';
 import type { AccessMode } from '../proto/contract.js';
 import { Policy } from '../src/policy/index.js';
-import { accountFiles, device, GID, peer, UID } from './policy-fixtures.js';
+import { accountFiles, device, GID, peer, UID } from './helpers/policy-fixtures.js';
 
 // Compiled tests live in dist/test/; the doc is at the repository root.
 const DOC = new URL('../../docs/policy.md', import.meta.url);

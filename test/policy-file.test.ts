@@ -4,7 +4,9 @@ import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { MAX_POLICY_FILE_BYTES, Policy, PolicyError } from '../src/policy/index.js';
-import { accountFiles, tempDir } from './policy-fixtures.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { accountFiles } from './helpers/policy-fixtures.js';
+import { cannotRun } from './helpers/ci.js';
 
 const VALID = JSON.stringify({ rules: [{ name: 'alice', peer: { uids: ['alice'] } }] });
 
@@ -62,12 +64,7 @@ test('file: a file larger than the limit is refused', (t) => {
 
 test('file: a file owned by another user is refused', (t) => {
   if (process.geteuid?.() !== 0) {
-    if (process.env.CI === 'true') {
-      t.fail('this test needs root (chown) and CI=true');
-      return;
-    }
-    console.warn('SKIPPED: "a file owned by another user is refused" needs root to chown; run as root or with CI=true');
-    t.pass();
+    cannotRun(t, 'chown needs root');
     return;
   }
   const path = policyFile(tempDir(t), VALID);

@@ -1,15 +1,17 @@
 // The policy's decision matrix against the real daemon, with real unprivileged peers
-// (setpriv: uid, gid and supplementary groups, seen by the daemon through SO_PEERCRED and
+// (each dropping to its uid, gid and supplementary groups before it connects, seen by the daemon through SO_PEERCRED and
 // SO_PEERGROUPS) opening the test's own loop device and its GPT partitions. Every decision
 // is checked twice: the outcome the peer got, and the audit line naming the deciding rule.
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { createLoop, type LoopFixture } from '../testkit/loop.js';
 import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess } from './helpers/daemon.js';
-import { createLoop, type LoopFixture } from './helpers/loop.js';
 import { NOBODY, runPeer, type PeerIdentity, type PeerStep } from './helpers/peer.js';
-import { checkDecisions, openAudits, type ExpectedDecision, policyDir, reload, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
+import {
+  checkDecisions, openAudits, type ExpectedDecision, policyDir, reload, waitOpenAudits, writePolicy,
+} from './helpers/policy-e2e-support.js';
 
 /** A group no account has: only the peer given it as a supplementary group is in it. */
 const OPS_GID = 4242;

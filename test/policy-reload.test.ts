@@ -3,14 +3,18 @@
 // exits non-zero without ever creating its socket; SIGHUP with a broken file keeps the old
 // policy in force and the daemon serving, and a fixed file then takes effect.
 import test from 'ava';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { createLoop } from '../testkit/loop.js';
+import { daemonArgv } from '../testkit/repo.js';
+import { tempDir } from '../testkit/cleanup.js';
 import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess } from './helpers/daemon.js';
-import { createLoop } from './helpers/loop.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
-import { diskseqdArgv, openAudits, policyDir, reload, runProcess, waitOpenAudits, writePolicy } from './helpers/policy-e2e-support.js';
+import {
+  openAudits, policyDir, reload, waitOpenAudits, writePolicy,
+} from './helpers/policy-e2e-support.js';
+import { runProcess } from './helpers/process.js';
 
 /** A rule nobody may use to read loop devices; valid on its own. */
 const GOOD_RULE = { name: 'good', peer: { uids: [NOBODY.uid] }, access: ['read-only'], loop_devices: true };
@@ -51,7 +55,7 @@ function esc(text: string): string {
 test('--check-policy: exit 0 for a valid file, exit 1 naming file, rule and field for each kind of mistake, exit 1 for a missing file', async (t) => {
   const dir = policyDir(t);
   const good = writePolicy(join(dir, 'good.json'), { rules: [GOOD_RULE] });
-  const ok = await runProcess(diskseqdArgv('--check-policy', good));
+  const ok = await runProcess(daemonArgv('--check-policy', good));
   t.is(ok.code, 0, ok.stderr);
   t.is(ok.stdout, `${good}: valid (1 rules)\n`);
   t.is(ok.stderr, '');
@@ -59,7 +63,7 @@ test('--check-policy: exit 0 for a valid file, exit 1 naming file, rule and fiel
   const messages = new Set<string>();
   for (const mistake of MISTAKES) {
     const file = writePolicy(join(dir, `${mistake.kind.replaceAll(' ', '-')}.json`), { rules: [GOOD_RULE, mistake.rule] });
-    const result = await runProcess(diskseqdArgv('--check-policy', file));
+    const result = await runProcess(daemonArgv('--check-policy', file));
     t.is(result.code, 1, `${mistake.kind}: exit status`);
     t.is(result.stdout, '', `${mistake.kind}: nothing claims it is valid`);
     t.regex(result.stderr, mistake.message(file), `${mistake.kind}: message`);
@@ -68,14 +72,14 @@ test('--check-policy: exit 0 for a valid file, exit 1 naming file, rule and fiel
   t.is(messages.size, MISTAKES.length, 'each kind of mistake has its own message');
 
   const missing = join(dir, 'missing.json');
-  const absent = await runProcess(diskseqdArgv('--check-policy', missing));
+  const absent = await runProcess(daemonArgv('--check-policy', missing));
   t.is(absent.code, 1, 'missing file: exit status');
   t.regex(absent.stderr, new RegExp(`^${esc(missing)}: [^\n]*ENOENT`), absent.stderr);
 
   // Whoever can write the file decides who gets every disk: a group-writable file is refused.
   const writable = writePolicy(join(dir, 'writable.json'), { rules: [GOOD_RULE] });
   chmodSync(writable, 0o664);
-  const loose = await runProcess(diskseqdArgv('--check-policy', writable));
+  const loose = await runProcess(daemonArgv('--check-policy', writable));
   t.is(loose.code, 1);
   t.regex(loose.stderr, new RegExp(`^${esc(writable)}: mode 0664`), loose.stderr);
 });
@@ -83,12 +87,11 @@ test('--check-policy: exit 0 for a valid file, exit 1 naming file, rule and fiel
 test('startup with a bad policy file: exit 1 with the message naming file, rule and field (or owner), and no socket', async (t) => {
   if (!needsRoot(t)) return;
   const dir = policyDir(t);
-  const sockDir = mkdtempSync(join(tmpdir(), 'diskseqd-pe2e-sock-'));
-  t.teardown(() => rmSync(sockDir, { recursive: true, force: true }));
+  const sockDir = tempDir(t, 'diskseqd-pe2e-sock-');
   for (const mistake of [MISTAKES[3]!, MISTAKES[0]!]) {
     const file = writePolicy(join(dir, 'policy.json'), { rules: [GOOD_RULE, mistake.rule] });
     const socket = join(sockDir, 'd.sock');
-    const result = await runProcess(diskseqdArgv('--socket', socket, '--policy', file));
+    const result = await runProcess(daemonArgv('--socket', socket, '--policy', file));
     t.is(result.code, 1, `${mistake.kind}: exit status (signal ${result.signal}); stdout: ${result.stdout}`);
     t.regex(result.stderr, new RegExp(`^diskseqd: ${mistake.message(file).source.slice(1)}`), `${mistake.kind}: message`);
     t.false(existsSync(socket), `${mistake.kind}: no socket was created`);
@@ -98,13 +101,13 @@ test('startup with a bad policy file: exit 1 with the message naming file, rule 
   // Whoever owns the file can chmod it and decide who gets every disk: only root's is loaded.
   const foreign = writePolicy(join(dir, 'foreign.json'), { rules: [GOOD_RULE] });
   chownSync(foreign, NOBODY.uid, NOBODY.gid);
-  const owned = await runProcess(diskseqdArgv('--socket', socket, '--policy', foreign));
+  const owned = await runProcess(daemonArgv('--socket', socket, '--policy', foreign));
   t.is(owned.code, 1);
   t.regex(owned.stderr, new RegExp(`^diskseqd: ${esc(foreign)}: owned by uid 65534`), owned.stderr);
   t.false(existsSync(socket));
 
   // A policy file named on the command line must exist (no silent fallback to the default).
-  const missing = await runProcess(diskseqdArgv('--socket', socket, '--policy', join(dir, 'missing.json')));
+  const missing = await runProcess(daemonArgv('--socket', socket, '--policy', join(dir, 'missing.json')));
   t.is(missing.code, 1);
   t.regex(missing.stderr, /missing\.json: [^\n]*ENOENT/);
   t.false(existsSync(socket));

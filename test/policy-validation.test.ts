@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { ATTRIBUTE_KEYS } from '../proto/attribute-keys.js';
 import { formatPolicyError, Policy, PolicyError } from '../src/policy/index.js';
-import { accountFiles } from './policy-fixtures.js';
+import { accountFiles } from './helpers/policy-fixtures.js';
 
 const FILE = 'policy.json';
 

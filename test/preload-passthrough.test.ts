@@ -1,12 +1,14 @@
 /**
  * Paths outside /dev/disk/by-diskseq/ behave exactly as without the shim: the same
  * results, errno values and side effects for the interposed functions, and the same
- * output from tools doing ordinary file I/O (issue 6).
+ * output from tools doing ordinary file I/O (docs/preload.md, "Which paths").
  */
 import test from 'ava';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildProbe, needsRootAndShim, probe, run, tempDir } from './helpers/preload-fixture.js';
+import { buildProbe, probe, run } from '../testkit/preload.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { needsRootAndShim } from './helpers/ci.js';
 
 test('the interposed functions give identical answers for paths outside the namespace', (t) => {
   if (!needsRootAndShim(t)) return;

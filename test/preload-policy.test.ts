@@ -1,38 +1,37 @@
 /**
  * A read-only policy through the shim: an unprivileged peer granted read-only access reads
  * the device with an unmodified tool, and its O_RDWR open fails with EACCES - the tool
- * says "Permission denied" - while the device stays untouched (issue 6).
+ * says "Permission denied" - while the device stays untouched (docs/preload.md).
  */
 import test from 'ava';
 import {
-  buildProbe, createTestDisk, head, needsRootAndShim, partitionMarker, probe, run, startDaemon, tempDir,
-} from './helpers/preload-fixture.js';
-
-const NOBODY = 65534;
+  buildProbe, createTestDisk, head, partitionMarker, probe, run, startShimDaemon,
+} from '../testkit/preload.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { NOBODY } from '../testkit/reachable.js';
+import { needsRootAndShim } from './helpers/ci.js';
 
 test('a read-only grant: reads work, O_RDWR fails with EACCES and the tool says so', async (t) => {
   if (!needsRootAndShim(t)) return;
-  const probePath = buildProbe(tempDir(t, 'diskseqd-preload-policy-'));
+  const probePath = buildProbe(tempDir(t, 'diskseqd-preload-policy-', { shared: true }));
   const disk = createTestDisk(t);
   const name = disk.devPath.slice('/dev/'.length);
-  const daemon = await startDaemon(t, {
-    policy: {
-      rules: [{
-        name: 'preload-test-read-only',
-        peer: { uids: [NOBODY] },
-        device: { names: [name, `${name}p*`] },
-        access: ['read-only'],
-        loop_devices: true,
-      }],
-    },
+  const daemon = await startShimDaemon(t, {
+    rules: [{
+      name: 'preload-test-read-only',
+      peer: { uids: [NOBODY.uid] },
+      device: { names: [name, `${name}p*`] },
+      access: ['read-only'],
+      loop_devices: true,
+    }],
   });
-  const opts = { socket: daemon.socket, uid: NOBODY };
+  const opts = { socket: daemon.socketPath, as: NOBODY };
   const base = `/dev/disk/by-diskseq/${disk.diskseq}`;
   const tableBefore = run('sfdisk', ['--dump', disk.devPath], { shim: false }).stdout.toString();
 
   // Read-only: granted, and the right bytes.
   const dd = run('dd', [`if=${base}p2`, 'bs=512', 'count=1', 'status=none'], opts);
-  t.is(dd.status, 0, dd.stderr + daemon.output());
+  t.is(dd.status, 0, dd.stderr + daemon.describe());
   t.deepEqual(dd.stdout, partitionMarker(0));
   t.is(probe(probePath, ['open', `${base}p2`, 'rdonly'], opts).errno, 0);
 
@@ -53,5 +52,5 @@ test('a read-only grant: reads work, O_RDWR fails with EACCES and the tool says 
   t.deepEqual(head(disk.partPath(2), 512), partitionMarker(0));
   t.is(run('sfdisk', ['--dump', disk.devPath], { shim: false }).stdout.toString(), tableBefore);
   // Root (always allowed) opens the same device read-write through the same daemon.
-  t.is(probe(probePath, ['open', `${base}p2`, 'rdwr'], { socket: daemon.socket }).errno, 0);
+  t.is(probe(probePath, ['open', `${base}p2`, 'rdwr'], { socket: daemon.socketPath }).errno, 0);
 });

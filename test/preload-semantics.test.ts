@@ -1,14 +1,16 @@
 /**
  * What a program sees through the shim for /dev/disk/by-diskseq/ paths, checked against
  * the kernel's own answers for the device node: the stat family, access, readlink and
- * realpath; open flag semantics; strict name parsing; failing closed (issue 6).
+ * realpath; open flag semantics; strict name parsing; failing closed (docs/preload.md).
  */
 import test from 'ava';
 import { closeSync, constants, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  buildProbe, createTestDisk, head, majorMinor, needsRootAndShim, partitionMarker, probe, startDaemon, tempDir,
-} from './helpers/preload-fixture.js';
+  buildProbe, createTestDisk, head, majorMinor, partitionMarker, probe, startShimDaemon,
+} from '../testkit/preload.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { needsRootAndShim } from './helpers/ci.js';
 
 const O_ACCMODE = 3; // not in fs.constants
 const STAT_KEYS = ['stat', 'lstat', 'stat64', 'fstatat', 'statx', 'xstat', 'lxstat', 'fxstatat', 'xstat64'];
@@ -18,8 +20,8 @@ test('stat, lstat, statx, access, readlink and realpath describe the verified de
   const dir = tempDir(t, 'diskseqd-preload-sem-');
   const probePath = buildProbe(dir);
   const disk = createTestDisk(t);
-  const daemon = await startDaemon(t);
-  const opts = { socket: daemon.socket };
+  const daemon = await startShimDaemon(t);
+  const opts = { socket: daemon.socketPath };
   const node = statSync(disk.partPath(1));
 
   for (const spelling of [`${disk.diskseq}-part1`, `${disk.diskseq}p1`]) {
@@ -58,8 +60,8 @@ test('open flags become the request; O_CLOEXEC, O_EXCL, O_CREAT|O_EXCL, O_DIRECT
   const dir = tempDir(t, 'diskseqd-preload-flags-');
   const probePath = buildProbe(dir);
   const disk = createTestDisk(t);
-  const daemon = await startDaemon(t);
-  const opts = { socket: daemon.socket };
+  const daemon = await startShimDaemon(t);
+  const opts = { socket: daemon.socketPath };
   const path = `/dev/disk/by-diskseq/${disk.diskseq}p2`;
   const open = (...flags: string[]): Record<string, unknown> => probe(probePath, ['open', path, ...flags], opts);
 
@@ -144,9 +146,9 @@ test('no daemon, a refused connection or a disk it does not know: the open fails
     t.is(inspect.realpath, null);
     t.is(inspect.sockets, 0);
   }
-  const daemon = await startDaemon(t);
-  const unknown = probe(probePath, ['open', `/dev/disk/by-diskseq/${disk.diskseq + 1000000n}`, 'rdonly'], { socket: daemon.socket });
+  const daemon = await startShimDaemon(t);
+  const unknown = probe(probePath, ['open', `/dev/disk/by-diskseq/${disk.diskseq + 1000000n}`, 'rdonly'], { socket: daemon.socketPath });
   t.is(unknown.errno, 2, 'ENOENT for a diskseq the daemon does not have');
-  const noPartition = probe(probePath, ['open', `${path}-part9`, 'rdonly'], { socket: daemon.socket });
+  const noPartition = probe(probePath, ['open', `${path}-part9`, 'rdonly'], { socket: daemon.socketPath });
   t.is(noPartition.errno, 2, 'ENOENT for a partition the disk does not have');
 });

@@ -2,14 +2,17 @@
  * Unmodified path-only tools (blkid, sfdisk, dd, cryptsetup) open
  * /dev/disk/by-diskseq/... through the LD_PRELOAD shim and the real daemon, and read the
  * right device - and, once that disk instance is gone, fail with the tool's own ENOENT
- * message instead of reading whatever now has the old name (issue 6).
+ * message instead of reading whatever now has the old name (docs/preload.md).
  */
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  REPO_ROOT, createTestDisk, makeExt4, makeLuks, needsRootAndShim, partitionMarker, run, startDaemon, tempDir,
-} from './helpers/preload-fixture.js';
+  createTestDisk, makeExt4, makeLuks, partitionMarker, run, startShimDaemon,
+} from '../testkit/preload.js';
+import { REPO_ROOT } from '../testkit/repo.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { needsRootAndShim } from './helpers/ci.js';
 
 const EXT4_UUID = '6f1d3c2a-8e4b-4a59-9c7e-2b1f0e5d4a31';
 const LUKS_UUID = 'b7c4e0f2-1a3d-4e5f-8a9b-0c1d2e3f4a5b';
@@ -20,9 +23,9 @@ test('blkid, sfdisk --dump, dd and cryptsetup luksDump read the right device thr
   const disk = createTestDisk(t);
   makeExt4(disk.partPath(1), 'preload-p1', EXT4_UUID);
   makeLuks(disk.partPath(3), dir, LUKS_UUID);
-  const daemon = await startDaemon(t);
+  const daemon = await startShimDaemon(t);
   const base = `/dev/disk/by-diskseq/${disk.diskseq}`;
-  const opts = { socket: daemon.socket };
+  const opts = { socket: daemon.socketPath };
 
   // blkid, both the cached-API path (with a throwaway cache) and the low-level probe.
   for (const args of [['-c', '/dev/null', `${base}-part1`], ['-p', `${base}-part1`]]) {
@@ -61,8 +64,8 @@ test('blkid, sfdisk --dump, dd and cryptsetup luksDump read the right device thr
 test('after detach and re-attach the old path fails with ENOENT in the tool and never reads the new disk', async (t) => {
   if (!needsRootAndShim(t)) return;
   const disk = createTestDisk(t);
-  const daemon = await startDaemon(t);
-  const opts = { socket: daemon.socket };
+  const daemon = await startShimDaemon(t);
+  const opts = { socket: daemon.socketPath };
   const old = disk.diskseq;
 
   const before = run('dd', [`if=/dev/disk/by-diskseq/${old}p2`, 'bs=512', 'count=1', 'status=none'], opts);
@@ -100,9 +103,9 @@ test('after detach and re-attach the old path fails with ENOENT in the tool and 
 test('diskseq-open --preload -- COMMAND runs an unmodified tool with the shim', async (t) => {
   if (!needsRootAndShim(t)) return;
   const disk = createTestDisk(t);
-  const daemon = await startDaemon(t);
+  const daemon = await startShimDaemon(t);
   const cli = join(REPO_ROOT, 'bin', 'diskseq-open.js');
-  const dd = run(process.execPath, [cli, '--preload', '--socket', daemon.socket, '--',
+  const dd = run(process.execPath, [cli, '--preload', '--socket', daemon.socketPath, '--',
     'dd', `if=/dev/disk/by-diskseq/${disk.diskseq}-part2`, 'bs=512', 'count=1', 'status=none'], { shim: false });
   t.is(dd.status, 0, dd.stderr);
   t.deepEqual(dd.stdout, partitionMarker(0));
@@ -117,8 +120,8 @@ test('more unmodified tools: hexdump (freopen), ls -lL (xattrs), file, e2fsck, l
   if (!needsRootAndShim(t)) return;
   const disk = createTestDisk(t);
   makeExt4(disk.partPath(1), 'preload-more', EXT4_UUID);
-  const daemon = await startDaemon(t);
-  const opts = { socket: daemon.socket };
+  const daemon = await startShimDaemon(t);
+  const opts = { socket: daemon.socketPath };
   const base = `/dev/disk/by-diskseq/${disk.diskseq}`;
   const ok = (command: string, args: string[]): string => {
     const result = run(command, args, opts);

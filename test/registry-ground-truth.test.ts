@@ -1,17 +1,17 @@
 /**
- * The registry equals the kernel's view (issue 4): after a burst of attach, detach,
- * re-attach and BLKPG add/delete on the test's own loop devices, the daemon's List (with
- * partitions) equals a fresh sysfs scan of those devices — nothing missing, nothing extra.
- * Unbound loops are absent, and so are the partitions of loops without LO_FLAGS_PARTSCAN
- * (sysfs lists them, the daemon must not).
+ * The registry equals the kernel's view (docs/design.md, "Registry"): after a burst of
+ * attach, detach, re-attach and BLKPG add/delete on the test's own loop devices, the
+ * daemon's List (with partitions) equals a fresh sysfs scan of those devices — nothing
+ * missing, nothing extra. Unbound loops are absent, and so are the partitions of loops
+ * without LO_FLAGS_PARTSCAN (sysfs lists them, the daemon must not).
  */
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { claimUnboundLoop, createLoop, type LoopFixture, reattachOrReplace } from '../testkit/loop.js';
+import type { DeviceInfo, WireClient } from '../testkit/wire-client.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { claimUnboundLoop, createLoop, type LoopFixture, reattachOrReplace } from './helpers/loop.js';
-import type { DeviceInfo, WireClient } from './helpers/wire-client.js';
 
 /** What both sides say about one device. */
 interface View {

@@ -1,9 +1,10 @@
 /**
- * Netlink overrun (issue 4): when the kernel drops uevents (ENOBUFS), the registry
- * recovers by rescanning sysfs, and only then. The listener and registry run in this
- * process (src/live-registry.ts, as the daemon runs them) with a 4 KiB receive buffer, so
- * the test can block their event loop while it makes far more uevents than that holds
- * (attach/detach churn and LOOP_CHANGE_FD on its own loop devices), then let them run.
+ * Netlink overrun (docs/design.md, "Registry"): when the kernel drops uevents (ENOBUFS),
+ * the registry recovers by rescanning sysfs, and only then. The listener and registry run
+ * in this process (src/live-registry.ts, as the daemon runs them) with a 4 KiB receive
+ * buffer, so the test can block their event loop while it makes far more uevents than that
+ * holds (attach/detach churn and LOOP_CHANGE_FD on its own loop devices), then let them
+ * run.
  *
  * A control listener with the same buffer and no rescan on overrun shows that the burst
  * really lost events the registry needed.
@@ -17,8 +18,8 @@ import { startLiveRegistry } from '../src/live-registry.js';
 import { Registry } from '../src/registry.js';
 import { Sysfs } from '../src/sysfs.js';
 import { UeventListener } from '../src/uevents.js';
+import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from '../testkit/loop.js';
 import { needsRoot } from './helpers/ci.js';
-import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
 
 /** A registry fed by its own uevent listener with a tiny receive buffer. */
 function liveRegistry(t: ExecutionContext, rescanOnOverrun: boolean) {

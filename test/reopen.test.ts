@@ -1,16 +1,20 @@
-// Reopening a delivered fd (DESIGN.md, Policy: reopening): diskseq-open hands COMMAND the
-// device as {} = /dev/fd/N, and tools reopen that path. For an unprivileged peer the reopen
-// must give exactly the granted access — read works under a read-only grant, write fails
-// with EACCES and the backing file is untouched; under a read-write grant, writes through
-// {} land in the backing file. For root the grant is advisory (docs/policy.md): root can
-// reopen read-write what it asked read-only. Runs the real CLI as the real users.
+// Reopening a delivered fd (docs/design.md, "Reopening and private nodes"): diskseq-open
+// hands COMMAND the device as {} = /dev/fd/N, and tools reopen that path. For an
+// unprivileged peer the reopen must give exactly the granted access — read works under a
+// read-only grant, write fails with EACCES and the backing file is untouched; under a
+// read-write grant, writes through {} land in the backing file. For root the grant is
+// advisory (docs/policy.md): root can reopen read-write what it asked read-only. Runs the
+// real CLI as the real users.
 import test, { type ExecutionContext } from 'ava';
+import { DaemonProcess } from '../testkit/daemon.js';
+import { makeMarker, MARKER_BYTES, readFileMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 import { needsRoot } from './helpers/ci.js';
-import { DaemonProcess } from './helpers/daemon.js';
-import { makeMarker, MARKER_BYTES, readFileMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
 import { NOBODY, type PeerIdentity } from './helpers/peer.js';
-import { diskseqOpenArgv, openAudits, policyDir, runProcess, waitOpenAudits, writePolicy, type RunResult } from './helpers/policy-e2e-support.js';
+import { runCli, type RunResult } from './helpers/cli.js';
+import {
+  openAudits, policyDir, waitOpenAudits, writePolicy,
+} from './helpers/policy-e2e-support.js';
 
 /** A second unprivileged user, granted read-write. */
 const WRITER: PeerIdentity = { uid: 4001, gid: 4001 };
@@ -31,9 +35,7 @@ async function setup(t: ExecutionContext) {
   const daemon = await DaemonProcess.start({ worldAccessible: true, policy }, t);
   /** Runs `diskseq-open [options] DISKSEQ -- sh -c SCRIPT` as `who`, socket from DISKSEQD_SOCKET. */
   const diskseqOpen = (who: PeerIdentity, options: string[], script: string): Promise<RunResult> =>
-    runProcess(diskseqOpenArgv(...options, loop.diskseq.toString(), '--', 'sh', '-c', script), {
-      as: who, env: { ...process.env, DISKSEQD_SOCKET: daemon.socketPath },
-    });
+    runCli([...options, loop.diskseq.toString(), '--', 'sh', '-c', script], { as: who, env: { DISKSEQD_SOCKET: daemon.socketPath } });
   return { loop, daemon, diskseqOpen };
 }
 

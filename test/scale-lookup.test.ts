@@ -1,5 +1,5 @@
 /**
- * Scale (issue 4, DESIGN.md "Registry"): with a synthetic sysfs tree of 10,000 disks the
+ * Scale (docs/design.md, "Registry"): with a synthetic sysfs tree of 10,000 disks the
  * initial scan completes, List arrives complete over several packets, and lookups — hits
  * and misses alike — touch sysfs only for the one device asked for: exactly the same reads
  * as with 10 disks, and none at all for a miss. Reads are counted (Sysfs.counters, and the
@@ -14,23 +14,20 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Long from 'long';
 import { native } from '../native/index.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
 import { createLogger } from '../src/log.js';
 import { Opener } from '../src/opener.js';
-import { PacketSocket } from '../native/packet-socket.js';
 import { Policy } from '../src/policy/index.js';
 import { PrivateNodes } from '../src/private-nodes.js';
 import { Registry } from '../src/registry.js';
 import { Server } from '../src/server.js';
 import { Sysfs, type SysfsCounters } from '../src/sysfs.js';
-import { MAX_RESPONSE_BYTES } from '../proto/contract.js';
 import { WatchHub } from '../src/watch-hub.js';
+import { createLoop, type LoopFixture } from '../testkit/loop.js';
+import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticDisk, type SyntheticSysfs } from '../testkit/synthetic-sysfs.js';
+import { WireClient, type OpenOutcome } from '../testkit/wire-client.js';
 import { needsRoot } from './helpers/ci.js';
-import { createLoop, type LoopFixture } from './helpers/loop.js';
-import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticDisk, type SyntheticSysfs } from './helpers/synthetic-sysfs.js';
-import { WireClient, type OpenOutcome } from './helpers/wire-client.js';
 
 /** A Sysfs that also records which device each read concerns (a name or major:minor). */
 class RecordingSysfs extends Sysfs {
@@ -89,33 +86,15 @@ async function inProcessDaemon(t: ExecutionContext, tree: SyntheticSysfs) {
 
 /** Every DeviceList packet of one List request, as sent. */
 async function listPackets(socketPath: string, includePartitions: boolean): Promise<diskseqd.v1.IDeviceList[]> {
-  return new Promise((resolve, reject) => {
-    const packets: diskseqd.v1.IDeviceList[] = [];
-    const socket = new PacketSocket(native.connectSeqpacket(socketPath, true),
-      { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4, maxQueuedBytes: 1 << 16, maxQueuedFds: 1, stallTimeoutMs: 0 }, {
-        onPacket: (packet) => {
-          for (const fd of packet.fds) native.close(fd);
-          if (packet.truncated) return fail(new Error('a List packet was larger than 65536 bytes'));
-          const response = diskseqd.v1.Response.decode(packet.data);
-          if (!response.devices) return fail(new Error(`unexpected response ${JSON.stringify(response.toJSON())}`));
-          packets.push(response.devices);
-          if (!response.devices.more) {
-            failed = true; // done: the close below is ours
-            resolve(packets);
-            socket.close();
-          }
-        },
-        onClose: (reason) => fail(new Error(`connection closed (${reason.kind}) after ${packets.length} packets`)),
-      });
-    let failed = false;
-    const fail = (error: Error) => {
-      if (failed) return;
-      failed = true;
-      socket.close();
-      reject(error);
-    };
-    socket.send(Buffer.from(diskseqd.v1.Request.encode({ id: Long.fromNumber(7, true), list: { includePartitions } }).finish()));
-  });
+  const client = WireClient.connect(socketPath);
+  try {
+    return (await client.listResponses(includePartitions)).map((response) => {
+      if (!response.devices) throw new Error(`unexpected response ${JSON.stringify(response.toJSON())}`);
+      return response.devices;
+    });
+  } finally {
+    client.close();
+  }
 }
 
 /** The test's real loop device (PARTSCAN, partition 1 added) as a disk of the tree. */

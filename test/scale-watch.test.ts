@@ -1,44 +1,36 @@
 /**
- * Scale through the real daemon process (issue 4): pointed at a synthetic sysfs tree of
- * 10,000 disks (--sysfs-root), it serves a complete List (several packets) and a complete
- * Watch snapshot (an ADDED event per device, then one SYNCED) to clients in another
- * process, with its default output bounds, while still answering opens in between.
+ * Scale through the real daemon process (docs/design.md, "Registry"): pointed at a
+ * synthetic sysfs tree of 10,000 disks (--sysfs-root), it serves a complete List (several
+ * packets) and a complete Watch snapshot (an ADDED event per device, then one SYNCED) to
+ * clients in another process, with its default output bounds, while still answering opens
+ * in between.
  */
 import test from 'ava';
-import Long from 'long';
-import { native } from '../native/index.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
-import { PacketSocket } from '../native/packet-socket.js';
-import { MAX_RESPONSE_BYTES } from '../proto/contract.js';
+import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE } from '../testkit/synthetic-sysfs.js';
+import { WireClient } from '../testkit/wire-client.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE } from './helpers/synthetic-sysfs.js';
 
 /** Collects one watch stream until SYNCED (or the connection ends). */
 function watchSnapshot(socketPath: string): Promise<{ added: string[]; synced: number; other: string[] }> {
-  return new Promise((resolve, reject) => {
+  const client = WireClient.connect(socketPath);
+  return new Promise<{ added: string[]; synced: number; other: string[] }>((resolve, reject) => {
     const added: string[] = [];
     const other: string[] = [];
     let done = false;
-    const socket = new PacketSocket(native.connectSeqpacket(socketPath, true),
-      { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 4, maxQueuedBytes: 1 << 16, maxQueuedFds: 1, stallTimeoutMs: 0 }, {
-        onPacket: (packet) => {
-          for (const fd of packet.fds) native.close(fd);
-          const response = diskseqd.v1.Response.decode(packet.data);
-          const kind = response.event?.kind;
-          if (kind === diskseqd.v1.EventKind.EVENT_KIND_ADDED) added.push(`${response.event!.device!.name} ${String(response.event!.device!.diskseq)}`);
-          else if (kind === diskseqd.v1.EventKind.EVENT_KIND_SYNCED) {
-            done = true;
-            resolve({ added, synced: 1, other });
-            socket.close();
-          } else other.push(JSON.stringify(response.toJSON()));
-        },
-        onClose: (reason) => {
-          if (!done) reject(new Error(`watch connection closed (${reason.kind}) after ${added.length} ADDED events`));
-        },
-      });
-    socket.send(Buffer.from(diskseqd.v1.Request.encode({ id: Long.fromNumber(1, true), watch: {} }).finish()));
-  });
+    client.watch((response) => {
+      const kind = response.event?.kind;
+      if (kind === diskseqd.v1.EventKind.EVENT_KIND_ADDED) added.push(`${response.event!.device!.name} ${String(response.event!.device!.diskseq)}`);
+      else if (kind === diskseqd.v1.EventKind.EVENT_KIND_SYNCED) {
+        done = true;
+        resolve({ added, synced: 1, other });
+      } else other.push(JSON.stringify(response.toJSON()));
+    });
+    void client.whenClosed().then((reason) => {
+      if (!done) reject(new Error(`watch connection closed (${reason.kind}) after ${added.length} ADDED events`));
+    });
+  }).finally(() => client.close());
 }
 
 test('a daemon on 10,000 synthetic disks serves a complete List and a complete Watch snapshot', async (t) => {

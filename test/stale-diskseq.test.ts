@@ -2,10 +2,10 @@
 // gives NOT_FOUND — never the new device that now has the same name and dev_t.
 import test from 'ava';
 import { native } from '../native/index.js';
+import { readMarker } from '../testkit/image.js';
+import { claimUnboundLoop, createLoop } from '../testkit/loop.js';
 import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { claimUnboundLoop, createLoop } from './helpers/loop.js';
 
 test('stale diskseq after detach and re-attach of a different file: NOT_FOUND, never the new device', async (t) => {
   if (!needsRoot(t)) return;

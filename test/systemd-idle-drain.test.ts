@@ -5,7 +5,7 @@
  * must be admitted and served, never dropped with the listener, and the server must go on
  * listening rather than leave later clients stranded behind a daemon about to exit.
  */
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
@@ -17,8 +17,9 @@ import { Registry } from '../src/registry.js';
 import { Server, type ServerOptions } from '../src/server.js';
 import { Sysfs } from '../src/sysfs.js';
 import { WatchHub } from '../src/watch-hub.js';
-import { requireRoot, rootTest } from './native-support.js';
-import { TestClient, tempDir } from './systemd-support.js';
+import { WireClient } from '../testkit/wire-client.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { needsRoot } from './helpers/ci.js';
 
 function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { socketPath: string }): Server {
   const log = createLogger('silent');
@@ -63,24 +64,24 @@ function dup(t: ExecutionContext, fd: number): number {
   }
 }
 
-rootTest('a client in the backlog at the deadline is admitted and served, and the server goes on listening', async (t) => {
-  requireRoot(t); // PrivateNodes, which every opener needs, wants a root-owned directory
+test('a client in the backlog at the deadline is admitted and served, and the server goes on listening', async (t) => {
+  if (!needsRoot(t)) return; // PrivateNodes, which every opener needs, wants a root-owned directory
   const socketPath = join(tempDir(t), 'd.sock');
   const server = makeServer(t, { socketPath });
   server.start();
-  const client = new TestClient(socketPath); // queued: the poller has not run yet
+  const client = WireClient.connect(socketPath); // queued: the poller has not run yet
   t.teardown(() => client.close());
   t.false(server.stopAccepting(), 'a waiting client cancels the exit');
   t.is(server.connectionCount, 1, 'the queued client was accepted, not dropped with the listener');
   t.is(await client.hello(), 'test');
   // The path was unlinked before the last accept and bound afresh: new clients get in.
-  const next = new TestClient(socketPath);
+  const next = WireClient.connect(socketPath);
   t.teardown(() => next.close());
   t.is(await next.hello(), 'test');
 });
 
-rootTest('with an empty backlog the server stops: the path it bound is gone, nobody is left waiting', async (t) => {
-  requireRoot(t);
+test('with an empty backlog the server stops: the path it bound is gone, nobody is left waiting', async (t) => {
+  if (!needsRoot(t)) return;
   const socketPath = join(tempDir(t), 'd.sock');
   const server = makeServer(t, { socketPath });
   server.start();
@@ -90,8 +91,8 @@ rootTest('with an empty backlog the server stops: the path it bound is gone, nob
   t.true(server.stopAccepting(), 'idempotent');
 });
 
-rootTest('with an inherited socket the path stays: a client after the last accept waits for the next instance', async (t) => {
-  requireRoot(t);
+test('with an inherited socket the path stays: a client after the last accept waits for the next instance', async (t) => {
+  if (!needsRoot(t)) return;
   const socketPath = join(tempDir(t), 'activated.sock');
   // Stands in for systemd's copy of the socket, which outlives the daemon.
   const systemdFd = native.listenSeqpacket(socketPath, 16);
@@ -99,7 +100,7 @@ rootTest('with an inherited socket the path stays: a client after the last accep
 
   const first = makeServer(t, { socketPath, inheritedFd: dup(t, systemdFd) });
   first.start();
-  const early = new TestClient(socketPath);
+  const early = WireClient.connect(socketPath);
   t.teardown(() => early.close());
   t.false(first.stopAccepting(), 'a waiting client cancels the exit');
   t.is(first.connectionCount, 1);
@@ -110,7 +111,7 @@ rootTest('with an inherited socket the path stays: a client after the last accep
   t.true(first.stopAccepting(), 'nobody waiting: the server stops');
   t.true(lstatSync(socketPath).isSocket(), 'never unlinks a socket it did not create');
   // A client after the last accept queues on systemd's socket, alive for the next instance.
-  const later = new TestClient(socketPath);
+  const later = WireClient.connect(socketPath);
   t.teardown(() => later.close());
   const next = makeServer(t, { socketPath, inheritedFd: dup(t, systemdFd) });
   next.start();

@@ -5,9 +5,7 @@
  */
 import test from 'ava';
 import { IdleExit, parseIdleExit } from '../src/systemd/idle-exit.js';
-import { within } from './systemd-support.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { sleep, within } from '../testkit/cleanup.js';
 
 /**
  * An IdleExit and a promise of its firing. The promise carries a (ref'd) timeout: the

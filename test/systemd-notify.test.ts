@@ -5,15 +5,15 @@
 import test from 'ava';
 import { join } from 'node:path';
 import { Notifier, type NotifyLog } from '../src/systemd/notify.js';
-import { NotifyReceiver, REPO_ROOT, spawnTracked, tempDir, within } from './systemd-support.js';
+import { REPO_ROOT } from '../testkit/repo.js';
+import { sleep, tempDir, within } from '../testkit/cleanup.js';
+import { NotifyReceiver, spawnTracked } from './helpers/systemd.js';
 
 function recordingLog(): NotifyLog & { lines: string[] } {
   const lines: string[] = [];
   const record = (a: unknown, b?: unknown): void => { lines.push(typeof a === 'string' ? a : String(b)); };
   return { lines, warn: record } as NotifyLog & { lines: string[] };
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('READY=1 with STATUS, STATUS=, STOPPING=1 arrive in order, one line each', async (t) => {
   const receiver = new NotifyReceiver(t);

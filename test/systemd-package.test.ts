@@ -9,7 +9,9 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT, tempDir } from './systemd-support.js';
+import { REPO_ROOT } from '../testkit/repo.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { packTarball } from './helpers/package.js';
 
 const run = promisify(execFile);
 const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
@@ -17,16 +19,8 @@ const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as
 };
 const gyp = JSON.parse(readFileSync(join(REPO_ROOT, 'binding.gyp'), 'utf8')) as { targets: Array<{ sources: string[] }> };
 
-interface PackResult { filename: string; files: Array<{ path: string }> }
-
-async function pack(destination: string): Promise<PackResult> {
-  const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', destination],
-    { cwd: REPO_ROOT, maxBuffer: 16 << 20 });
-  return (JSON.parse(stdout) as PackResult[])[0];
-}
-
 test('npm pack carries the units, the addon sources and every bin target', async (t) => {
-  const result = await pack(tempDir(t));
+  const result = await packTarball(tempDir(t));
   const files = new Set(result.files.map((f) => f.path));
   for (const unit of ['systemd/diskseqd.socket', 'systemd/diskseqd.service']) t.true(files.has(unit), unit);
   for (const [name, target] of Object.entries(pkg.bin)) t.true(files.has(target.replace(/^\.\//, '')), `bin ${name} -> ${target}`);
@@ -37,11 +31,11 @@ test('npm pack carries the units, the addon sources and every bin target', async
 
 test('after npm install -g of the tarball every bin entry runs --help', async (t) => {
   const dir = tempDir(t);
-  const result = await pack(dir);
+  const result = await packTarball(dir);
   const prefix = join(dir, 'prefix');
   // --allow-scripts: npm 11 gates dependency install scripts; both addons must compile.
   await run('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund',
-    `--allow-scripts=${pkg.name},unix-dgram,protobufjs`, join(dir, result.filename)],
+    `--allow-scripts=${pkg.name},unix-dgram,protobufjs`, result.tarball],
   { cwd: dir, timeout: 300_000, maxBuffer: 16 << 20 });
   for (const name of Object.keys(pkg.bin)) {
     const { stdout } = await run(join(prefix, 'bin', name), ['--help'], { cwd: dir, timeout: 30_000 });

@@ -6,15 +6,19 @@
  * the unit's CapabilityBoundingSet. It must still serve a verified open. (Not covered:
  * the seccomp filter and the device cgroup, which need systemd itself.)
  */
+import test from 'ava';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Long from 'long';
 import { native } from '../native/index.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
+import { WireClient } from '../testkit/wire-client.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
+import { daemonArgv, REPO_ROOT } from '../testkit/repo.js';
+import { tempDir, within } from '../testkit/cleanup.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
-import { requireRoot, rootTest } from './native-support.js';
-import { REPO_ROOT, TestClient, needsTool, spawnTracked, tempDir, within } from './systemd-support.js';
+import { spawnTracked } from './helpers/systemd.js';
+import { needsTool, needsRoot } from './helpers/ci.js';
 
 const unit = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
 const CAP_NUMBERS: Record<string, number> = { CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_FOWNER: 3, CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_MKNOD: 27 };
@@ -45,11 +49,11 @@ function sandboxScript(caps: string, secureBits: string): string {
   ].join(' && ');
 }
 
-rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves root and an unprivileged peer', async (t) => {
-  requireRoot(t);
+test('in the unit\'s sandbox, with only its capabilities, the daemon serves root and an unprivileged peer', async (t) => {
+  if (!needsRoot(t)) return;
   const activate = needsTool(t, 'systemd-socket-activate');
-  const unshare = needsTool(t, 'unshare');
-  if (activate === undefined || unshare === undefined || needsTool(t, 'setpriv') === undefined) return;
+  const unshare = needsTool(t, 'unshare', 'util-linux');
+  if (activate === undefined || unshare === undefined || needsTool(t, 'setpriv', 'util-linux') === undefined) return;
   const loop = createLoop({}, t);
   const diskseq = loop.diskseq;
   const dir = tempDir(t);
@@ -67,11 +71,11 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   // unshare and sh exec in place, so LISTEN_PID (set by systemd-socket-activate) stays right.
   const run = spawnTracked(t, activate, ['--seqpacket', '-l', socketPath,
     unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits()), 'sandbox',
-    process.execPath, join(REPO_ROOT, 'bin/diskseqd.js'), '--policy', policyPath], env);
+    ...daemonArgv('--policy', policyPath)], env);
   for (let i = 0; i < 2000 && !run.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
   chmodSync(socketPath, 0o666);
 
-  const client = new TestClient(socketPath);
+  const client = WireClient.connect(socketPath);
   t.teardown(() => client.close());
   const { response, fds } = await client.request({ open: { diskseq: Long.fromString(diskseq.toString(), true) } }, 30_000)
     .catch((error: Error) => { throw new Error(`${error.message}; daemon stderr: ${run.stderr()}`); });

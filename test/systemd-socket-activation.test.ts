@@ -7,7 +7,10 @@ import test, { type ExecutionContext } from 'ava';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
-import { REPO_ROOT, needsTool, spawnActivated, spawnTracked, tempDir, within, type RunningChild } from './systemd-support.js';
+import { REPO_ROOT } from '../testkit/repo.js';
+import { tempDir, within } from '../testkit/cleanup.js';
+import { spawnActivated, spawnTracked, type RunningChild } from './helpers/systemd.js';
+import { needsTool } from './helpers/ci.js';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;

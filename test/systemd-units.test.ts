@@ -13,7 +13,9 @@ import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT, needsTool, tempDir } from './systemd-support.js';
+import { REPO_ROOT } from '../testkit/repo.js';
+import { tempDir } from '../testkit/cleanup.js';
+import { needsTool } from './helpers/ci.js';
 
 const run = promisify(execFile);
 const service = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');

@@ -3,9 +3,9 @@
 // not have it.
 import test from 'ava';
 import { closeSync, constants, openSync } from 'node:fs';
+import { createLoop } from '../testkit/loop.js';
 import { expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { createLoop } from './helpers/loop.js';
 import { NOBODY, runPeer } from './helpers/peer.js';
 
 test('a peer running as uid 65534 is refused with PERMISSION_DENIED', async (t) => {

@@ -1,17 +1,17 @@
 /**
- * Many opens wait for many partitions that one `partx --add` creates one after the
- * other (issue 4, wait_ms). While the kernel adds partition k, sysfs can already list it
- * before its /dev node exists (KERNEL-FACTS, Partitions); the daemon must still deliver
- * every partition to its waiter — never STALE or NOT_FOUND for a partition that is being
- * added.
+ * Many opens wait for many partitions that one `partx --add` creates one after the other
+ * (wait_ms; docs/design.md, "Registry"). While the kernel adds partition k, sysfs can
+ * already list it before its /dev node exists (a kernel fact); the daemon must still
+ * deliver every partition to its waiter — never STALE or NOT_FOUND for a partition that is
+ * being added.
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { native } from '../native/index.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
 
 const PARTITIONS = 32;
 

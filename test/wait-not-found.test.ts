@@ -1,13 +1,13 @@
 /**
- * A wait ends with NOT_FOUND as soon as the device can no longer appear (issue 4,
- * DESIGN.md "Registry"): a diskseq at or below the highest seen that is absent, and a
- * partition whose disk goes away while the request waits. Every wait here asks for ten
- * minutes, so an answer at all (within ava's timeout) shows the daemon did not wait it out.
+ * A wait ends with NOT_FOUND as soon as the device can no longer appear (docs/design.md,
+ * "Registry"): a diskseq at or below the highest seen that is absent, and a partition whose
+ * disk goes away while the request waits. Every wait here asks for ten minutes, so an
+ * answer at all (within ava's timeout) shows the daemon did not wait it out.
  */
 import test from 'ava';
+import { claimUnboundLoop, createLoop } from '../testkit/loop.js';
 import { expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { claimUnboundLoop, createLoop } from './helpers/loop.js';
 
 const TEN_MINUTES = 600_000;
 

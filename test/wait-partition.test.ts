@@ -1,18 +1,18 @@
 /**
- * wait_ms on an open for a partition that does not exist yet (issue 4): the request waits
- * until BLKPG adds the partition and then delivers exactly that partition; without the
- * partition it ends in TIMEOUT; a client that disconnects while waiting leaves nothing
- * behind in the daemon.
+ * wait_ms on an open for a partition that does not exist yet (docs/design.md, "Registry"):
+ * the request waits until BLKPG adds the partition and then delivers exactly that
+ * partition; without the partition it ends in TIMEOUT; a client that disconnects while
+ * waiting leaves nothing behind in the daemon.
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { native } from '../native/index.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
+import type { WireClient } from '../testkit/wire-client.js';
 import { expectOpened, expectRefused, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
-import type { WireClient } from './helpers/wire-client.js';
 
 /**
  * Resolves once the daemon has read every packet this client sent before: it handles a
@@ -83,7 +83,7 @@ test('a client that disconnects while waiting leaves nothing behind', async (t) 
     10_000, 'the audit line of the abandoned open');
   t.not(ended['code'], 'OK');
   t.log(`audit code of the abandoned request: ${String(ended['code'])}`);
-  t.is(await daemon.settleFdCount(baseline), baseline, `daemon fds back at baseline: ${daemon.fdTargets().join(', ')}`);
+  t.is(await daemon.settleFds(baseline), baseline, `daemon fds back at baseline: ${daemon.fdTargets().join(', ')}`);
 
   // The waiting slot is free again: another wait is accepted (and times out), not refused.
   const other = connect();

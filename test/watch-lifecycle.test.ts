@@ -1,21 +1,19 @@
 /**
- * Watch (issue 4, DESIGN.md "Wire contract"): a snapshot of ADDED events, exactly one
- * SYNCED, then live events with the current diskseq — checked against BLKGETDISKSEQ on an
- * fd of the test's own — through attach, BLKPG add, detach, re-attach and LOOP_CHANGE_FD.
- * Identity is the diskseq: a name that gets a new diskseq is REMOVED (old) + ADDED (new);
- * partitions are ADDED/REMOVED with their parent's diskseq and their number.
+ * Watch (docs/design.md, "Wire contract"): a snapshot of ADDED events, exactly one SYNCED,
+ * then live events with the current diskseq — checked against BLKGETDISKSEQ on an fd of the
+ * test's own — through attach, BLKPG add, detach, re-attach and LOOP_CHANGE_FD. Identity is
+ * the diskseq: a name that gets a new diskseq is REMOVED (old) + ADDED (new); partitions
+ * are ADDED/REMOVED with their parent's diskseq and their number.
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
-import Long from 'long';
 import { native } from '../native/index.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
-import { PacketSocket } from '../native/packet-socket.js';
-import { MAX_RESPONSE_BYTES } from '../proto/contract.js';
+import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from '../testkit/loop.js';
+import { WireClient } from '../testkit/wire-client.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from './helpers/loop.js';
 
 /** One event as the test compares it. */
 interface Seen {
@@ -28,42 +26,32 @@ interface Seen {
 const KIND = (k: number | null | undefined): string => (diskseqd.v1.EventKind[k ?? 0] ?? String(k)).replace(/^EVENT_KIND_/, '');
 
 /**
- * A watching connection: request 1 is the watch; other requests on the same connection
- * are answered in stream order after every event the daemon sent before them, which makes
- * an open of an absent diskseq (the daemon drains pending uevents first) a barrier.
+ * A watching connection: its first request is the watch; other requests on the same
+ * connection are answered in stream order after every event the daemon sent before them,
+ * which makes an open of an absent diskseq (the daemon drains pending uevents first) a
+ * barrier.
  */
 class Watcher {
   readonly events: Seen[] = [];
-  private readonly socket: PacketSocket;
-  private readonly replies = new Map<string, (r: diskseqd.v1.Response) => void>();
+  private readonly client: WireClient;
   private readonly listeners = new Set<() => void>();
-  private nextId = 2;
   failure: string | undefined;
 
   constructor(path: string) {
-    this.socket = new PacketSocket(native.connectSeqpacket(path, true),
-      { receiveSize: MAX_RESPONSE_BYTES, maxQueuedPackets: 64, maxQueuedBytes: 1 << 20, maxQueuedFds: 4, stallTimeoutMs: 0 }, {
-        onPacket: (packet) => {
-          for (const fd of packet.fds) native.close(fd);
-          const response = diskseqd.v1.Response.decode(packet.data);
-          const id = response.id.toString();
-          if (id === '1' && response.event) {
-            const d = response.event.device;
-            this.events.push({ kind: KIND(response.event.kind), name: d?.name ?? '', diskseq: BigInt((d?.diskseq ?? 0).toString()), partition: d?.partition ?? 0 });
-          } else if (id === '1') {
-            this.failure = `watch answered ${JSON.stringify(response.toJSON())}`;
-          } else {
-            this.replies.get(id)?.(response);
-            this.replies.delete(id);
-          }
-          for (const l of [...this.listeners]) l();
-        },
-        onClose: (reason) => {
-          this.failure ??= `watch connection closed (${reason.kind})`;
-          for (const l of [...this.listeners]) l();
-        },
-      });
-    this.send(1, { watch: {} });
+    this.client = WireClient.connect(path);
+    this.client.watch((response) => {
+      if (response.event) {
+        const d = response.event.device;
+        this.events.push({ kind: KIND(response.event.kind), name: d?.name ?? '', diskseq: BigInt((d?.diskseq ?? 0).toString()), partition: d?.partition ?? 0 });
+      } else {
+        this.failure = `watch answered ${JSON.stringify(response.toJSON())}`;
+      }
+      this.notify();
+    });
+    void this.client.whenClosed().then((reason) => {
+      this.failure ??= `watch connection closed (${reason.kind})`;
+      this.notify();
+    });
   }
 
   /** Resolves once `done()` holds; rejects after timeoutMs or when the watch fails. */
@@ -86,19 +74,18 @@ class Watcher {
 
   /** Opens `absent` on this connection: the daemon drains its pending uevents, then says NOT_FOUND. */
   async barrier(absent: bigint): Promise<string> {
-    const id = this.nextId++;
-    const reply = new Promise<diskseqd.v1.Response>((resolve) => this.replies.set(String(id), resolve));
-    this.send(id, { open: { diskseq: Long.fromString(absent.toString(), true) } });
-    const response = await reply;
-    return (diskseqd.v1.ErrorCode[response.error?.code ?? 0] ?? 'OK').replace(/^ERROR_CODE_/, '');
+    const outcome = await this.client.open({ diskseq: absent });
+    if (!outcome.ok) return outcome.code;
+    native.close(outcome.fd);
+    return 'OK';
   }
 
   close(): void {
-    this.socket.close();
+    this.client.close();
   }
 
-  private send(id: number, body: Omit<diskseqd.v1.IRequest, 'id'>): void {
-    this.socket.send(Buffer.from(diskseqd.v1.Request.encode({ ...body, id: Long.fromNumber(id, true) }).finish()));
+  private notify(): void {
+    for (const l of [...this.listeners]) l();
   }
 }
 

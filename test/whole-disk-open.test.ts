@@ -4,11 +4,11 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { native } from '../native/index.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
+import { codeName } from '../testkit/wire-client.js';
 import { expectOpened, startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { readMarker } from './helpers/image.js';
-import { createLoop } from './helpers/loop.js';
-import { codeName } from './helpers/wire-client.js';
 
 test('whole disk by diskseq: BLKGETDISKSEQ on the fd is X and the fd reads the marker', async (t) => {
   if (!needsRoot(t)) return;

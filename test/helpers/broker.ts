@@ -1,11 +1,12 @@
 /**
  * Per-test wiring: a daemon on a private socket plus connected wire clients, all torn
  * down with the test; and assertions on open outcomes that keep fd ownership tidy.
+ * (Waiting with a bound: within, in testkit/cleanup.ts.)
  */
 import type { ExecutionContext } from 'ava';
 import { native } from '../../native/index.js';
-import { DaemonProcess, type DaemonOptions } from './daemon.js';
-import { WireClient, type DeviceInfo, type OpenOutcome } from './wire-client.js';
+import { DaemonProcess, type DaemonOptions } from '../../testkit/daemon.js';
+import { WireClient, type DeviceInfo, type OpenOutcome } from '../../testkit/wire-client.js';
 
 /** A running daemon and a way to connect more clients to it. */
 export interface Broker {
@@ -56,19 +57,4 @@ export function expectRefused(t: ExecutionContext, outcome: OpenOutcome, code: s
     return;
   }
   t.is(outcome.code, code, `${what}: ${outcome.message}`);
-}
-
-/** Resolves with what `promise` resolves to, or rejects after `ms` with `what` in the message. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -16,8 +16,8 @@
 import { closeSync, constants, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../../native/index.js';
-import { makeMarker, MiB } from './image.js';
-import { sleepSync } from './loop.js';
+import { makeMarker, MiB } from '../../testkit/image.js';
+import { sleepSync } from '../../testkit/cleanup.js';
 
 interface Slot {
   slot: number;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { TeardownHost } from './loop.js';
+import type { TeardownHost } from '../../testkit/cleanup.js';
 
 const CHURNER_MAIN = fileURLToPath(new URL('./churner-main.js', import.meta.url));
 

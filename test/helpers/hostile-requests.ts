@@ -7,10 +7,10 @@ import { closeSync } from 'node:fs';
 import Long from 'long';
 import { native } from '../../native/index.js';
 import { diskseqd } from '../../proto/gen/diskseqd.js';
-import { encodeRequest } from './hostile-packets.js';
-import { readMarker } from './image.js';
-import type { LoopFixture } from './loop.js';
-import { RawClient } from './hostile-raw-client.js';
+import { encodeRequest } from '../../testkit/fuzz-packets.js';
+import { readMarker } from '../../testkit/image.js';
+import type { LoopFixture } from '../../testkit/loop.js';
+import { RawClient } from '../../testkit/raw-client.js';
 
 const wire = diskseqd.v1;
 

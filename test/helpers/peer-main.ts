@@ -1,15 +1,16 @@
 /**
- * The program a test runs as another user (see peer.ts): connects to the daemon (through
- * the client library unless told otherwise), performs the requests given as one JSON
- * argument, and prints one JSON line with what happened — its own credentials, then per
- * request the error code or what it checked on the fd it got (closed before exit).
+ * The scripted peer (run as another user by peer.ts's runPeer, through peer-launcher.js):
+ * connects to the daemon (through the client library unless told otherwise), performs the
+ * requests given as one JSON argument, and prints one JSON line with what happened — its
+ * own credentials, then per request the error code or what it checked on the fd it got
+ * (closed before exit).
  *
- * Usage: node peer-main.js '<PeerScript JSON>'
+ *   node peer-launcher.js IDENTITY peer-main.js '<PeerScript JSON>'
  */
 import { connect, DiskseqError } from '../../client/index.js';
 import { native } from '../../native/index.js';
-import { readMarker } from './image.js';
-import { WireClient, type OpenParams } from './wire-client.js';
+import { readMarker } from '../../testkit/image.js';
+import { WireClient, type OpenParams } from '../../testkit/wire-client.js';
 
 /** One request the peer performs. */
 export interface PeerStep {
@@ -85,8 +86,7 @@ async function connectVia(script: PeerScript): Promise<{ open: Opener; close(): 
   };
 }
 
-async function main(): Promise<PeerReport> {
-  const script = JSON.parse(process.argv[2] ?? '') as PeerScript;
+async function perform(script: PeerScript): Promise<PeerReport> {
   const report: PeerReport = { uid: process.getuid!(), gid: process.getgid!(), groups: process.getgroups!(), results: [] };
   let client: { open: Opener; close(): void } | undefined;
   try {
@@ -114,13 +114,13 @@ async function main(): Promise<PeerReport> {
   return report;
 }
 
-main().then(
-  (report) => {
-    process.stdout.write(`${JSON.stringify(report)}\n`);
-    process.exitCode = 0;
-  },
-  (error: unknown) => {
+/** The program: performs the script in args[0] and prints the report (failures included). */
+export async function main(args: string[]): Promise<number> {
+  try {
+    process.stdout.write(`${JSON.stringify(await perform(JSON.parse(args[0] ?? '') as PeerScript))}\n`);
+    return 0;
+  } catch (error) {
     process.stdout.write(`${JSON.stringify({ failure: String(error) })}\n`);
-    process.exitCode = 1;
-  },
-);
+    return 1;
+  }
+}

@@ -1,21 +1,17 @@
 /**
  * Shared pieces of the policy end-to-end tests (policy-matrix, reopen, policy-reload):
  * policy files the loader accepts (root-owned, 0644), waiting for the daemon's audit and
- * reload lines instead of sleeping, and running the real diskseqd / diskseq-open binaries.
+ * reload lines instead of sleeping, and checking decisions against the audit log.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { renameSync, writeFileSync } from 'node:fs';
 import type { ExecutionContext } from 'ava';
-import { REPO_ROOT, type AuditLine, type DaemonProcess, type LogLine } from './daemon.js';
-import type { PeerIdentity, PeerReport } from './peer.js';
+import { tempDir } from '../../testkit/cleanup.js';
+import type { AuditLine, DaemonProcess, LogLine } from '../../testkit/daemon.js';
+import type { PeerReport } from './peer.js';
 
 /** A directory for policy files, removed when the test ends. */
 export function policyDir(t: ExecutionContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-pe2e-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tempDir(t, 'diskseqd-pe2e-');
 }
 
 /**
@@ -85,47 +81,4 @@ export async function reload(daemon: DaemonProcess): Promise<LogLine> {
   const start = daemon.logs.length;
   process.kill(daemon.pid, 'SIGHUP');
   return daemon.waitForLog((l) => isReloadLine(l) && daemon.logs.indexOf(l) >= start, 5000, 'a policy reload line');
-}
-
-/** Exit status and output of a finished process. */
-export interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `argv` (optionally as another user, through setpriv) and collects its output. */
-export function runProcess(argv: string[], options: { as?: PeerIdentity; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
-  const who = options.as;
-  const [cmd, ...args] = who === undefined ? argv : [
-    'setpriv', `--reuid=${who.uid}`, `--regid=${who.gid}`,
-    who.groups && who.groups.length > 0 ? `--groups=${who.groups.join(',')}` : '--clear-groups', '--', ...argv,
-  ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 15_000);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
-/** argv running bin/diskseqd.js with `args`. */
-export function diskseqdArgv(...args: string[]): string[] {
-  return [process.execPath, join(REPO_ROOT, 'bin', 'diskseqd.js'), ...args];
-}
-
-/** argv running bin/diskseq-open.js with `args`. */
-export function diskseqOpenArgv(...args: string[]): string[] {
-  return [process.execPath, join(REPO_ROOT, 'bin', 'diskseq-open.js'), ...args];
 }

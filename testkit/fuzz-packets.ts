@@ -9,15 +9,15 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import Long from 'long';
-import { diskseqd } from '../../proto/gen/diskseqd.js';
-import { malformation } from '../../src/wire-check.js';
+import { diskseqd } from '../proto/gen/diskseqd.js';
+import { malformation } from '../src/wire-check.js';
 
 const wire = diskseqd.v1;
 
-/** Largest request the daemon accepts (DESIGN.md wire contract). */
+/** Largest request the daemon accepts (docs/design.md, "Wire contract"). */
 export const MAX_REQUEST_BYTES = 4096;
 
-/** The attribute keys an `expect` may name (DESIGN.md). */
+/** The attribute keys an `expect` may name (docs/design.md, "Wire contract"). */
 export const ATTRIBUTE_KEYS = [
   'size', 'ro', 'removable', 'partition', 'start', 'loop/backing_file', 'loop/offset', 'loop/sizelimit',
   'loop/autoclear', 'loop/partscan', 'dm/name', 'dm/uuid', 'wwid', 'device/serial', 'device/model',

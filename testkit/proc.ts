@@ -28,3 +28,10 @@ export function rssBytes(pid: number): number {
   if (match === null) throw new Error(`no VmRSS line in /proc/${pid}/status`);
   return Number(match[1]) * 1024;
 }
+
+/** The open-file flags of `fd` in process `pid` (/proc/<pid>/fdinfo), e.g. to check O_CLOEXEC. */
+export function fdFlags(fd: number, pid: number | 'self' = 'self'): number {
+  const match = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+  if (match === null) throw new Error(`no flags in /proc/${pid}/fdinfo/${fd}`);
+  return parseInt(match[1]!, 8);
+}

@@ -1,16 +1,20 @@
-// A scriptable stand-in for diskseqd, for the client library's tests: a real SEQPACKET
-// listener in this process that decodes each Request and lets the test answer with any
-// Response (right or wrong), with or without fds, in any order. Also: loop-device helpers
-// for the tests that need a real block device.
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+/**
+ * A scriptable stand-in for diskseqd, for the tests of the client library and the CLI: a
+ * real SEQPACKET listener in this process that decodes each Request and lets the test
+ * answer with any Response (right or wrong), with or without fds, in any order. Also: a
+ * real loop device described the way the fake daemon sends it, for the tests that need a
+ * real block device behind the fake.
+ */
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import Long from 'long';
-import { native, POLL_READABLE, type Poller } from '../native/index.js';
-import { PacketSocket } from '../native/packet-socket.js';
-import { MAX_REQUEST_BYTES, wire, type WireRequest } from '../proto/contract.js';
-import type { diskseqd } from '../proto/gen/diskseqd.js';
+import { native, POLL_READABLE, type Poller } from '../../native/index.js';
+import { PacketSocket } from '../../native/packet-socket.js';
+import { MAX_REQUEST_BYTES, wire, type WireRequest } from '../../proto/contract.js';
+import type { diskseqd } from '../../proto/gen/diskseqd.js';
+import { createLoop } from '../../testkit/loop.js';
 
 /** One accepted client connection of the fake daemon. */
 export interface FakeConnection {
@@ -27,6 +31,7 @@ export interface FakeRequest {
 
 const LIMITS = { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets: 1024, maxQueuedBytes: 1 << 24, maxQueuedFds: 64, stallTimeoutMs: 0 };
 
+/** The fake daemon (see the module comment); close() stops it. */
 export class FakeDaemon {
   readonly socketPath: string;
   readonly connections: FakeConnection[] = [];
@@ -99,6 +104,25 @@ export class FakeDaemon {
   }
 }
 
+/** A fake daemon that is closed at the end of the test. */
+export function startFakeDaemon(t: ExecutionContext): FakeDaemon {
+  const daemon = new FakeDaemon();
+  t.teardown(() => daemon.close());
+  return daemon;
+}
+
+/** Answers the next request with `answer` (while, say, the CLI under test runs). */
+export async function serveOne(daemon: FakeDaemon, answer: (request: FakeRequest) => void): Promise<FakeRequest> {
+  const request = await daemon.nextRequest();
+  answer(request);
+  return request;
+}
+
+/** Answers the next request with an Opened for `loop` and an fd of it (opened non-exclusively). */
+export function serveLoop(daemon: FakeDaemon, loop: TestLoop): Promise<FakeRequest> {
+  return serveOne(daemon, (r) => daemon.respond(r, { opened: { device: loopWireDevice(loop) } }, openSync(loop.path, 'r')));
+}
+
 /** A wire Device for tests. */
 export function wireDevice(diskseq: bigint, partition = 0, extra: Partial<diskseqd.v1.IDevice> = {}): diskseqd.v1.IDevice {
   return {
@@ -107,64 +131,27 @@ export function wireDevice(diskseq: bigint, partition = 0, extra: Partial<diskse
   };
 }
 
-/** Number of open fds of this process. */
-export function openFdCount(): number {
-  return readdirSync('/proc/self/fd').length;
-}
-
 /** An fd of /dev/null (a character device: no diskseq). */
 export function devNullFd(): number {
   return openSync('/dev/null', 'r');
 }
 
-/** True when loop-device tests can run; skips loudly, or fails under CI=true. */
-export function requireLoopDevices(t: ExecutionContext): boolean {
-  const ok = process.getuid?.() === 0;
-  if (ok) return true;
-  const reason = 'needs root to claim loop devices';
-  if (process.env['CI'] === 'true') t.fail(`${reason}, and CI=true`);
-  else {
-    console.warn(`SKIPPED ${t.title}: ${reason}`);
-    t.pass();
-  }
-  return false;
-}
-
-/** A loop device claimed and bound by the test, with a 16-byte marker at offset 0. */
+/** A loop device of the test's own (testkit/loop.ts), as the fake daemon describes it. */
 export interface TestLoop {
   index: number;
   path: string;
   diskseq: bigint;
   major: number;
   minor: number;
+  /** Its first 16 bytes (the start of the image's disk marker). */
   marker: string;
 }
 
-/** Claims a free loop device, binds it to a fresh backing file; cleaned up by t.teardown. */
-export function claimTestLoop(t: ExecutionContext, marker: string): TestLoop {
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-client-loop-'));
-  const file = join(dir, 'backing.img');
-  const content = Buffer.alloc(1 << 20);
-  content.write(marker.padEnd(16).slice(0, 16), 0, 'latin1');
-  writeFileSync(file, content);
-  const { fd: loopFd, index } = native.loopClaim();
-  t.teardown(() => {
-    try {
-      native.loopClear(loopFd);
-    } finally {
-      native.close(loopFd);
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-  const backingFd = openSync(file, 'r+');
-  try {
-    native.loopConfigure(loopFd, backingFd, 0, 0, 0);
-  } finally {
-    closeSync(backingFd);
-  }
-  const probe = native.probeFdSync(loopFd);
-  if (probe.diskseq === null) throw new Error(`loop${index} has no diskseq (errno ${probe.diskseqErrno})`);
-  return { index, path: `/dev/loop${index}`, diskseq: probe.diskseq, major: probe.rdevMajor, minor: probe.rdevMinor, marker: marker.padEnd(16).slice(0, 16) };
+/** Claims a free loop device and attaches a fresh 1 MiB image; cleaned up by t.teardown. */
+export function claimTestLoop(t: ExecutionContext): TestLoop {
+  const loop = createLoop({ sizeMiB: 1 }, t);
+  const [major, minor] = readFileSync(`/sys/block/${loop.name}/dev`, 'utf8').trim().split(':').map(Number);
+  return { index: loop.index, path: loop.devPath, diskseq: loop.diskseq, major: major!, minor: minor!, marker: loop.image.diskMarker.slice(0, 16) };
 }
 
 /** The wire Device that truthfully describes a TestLoop. */

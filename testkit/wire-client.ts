@@ -1,20 +1,21 @@
 /**
- * A minimal protocol-level client for tests: speaks the wire contract directly (protobuf
- * over SEQPACKET through the shared PacketSocket), so tests observe exactly what the
- * daemon sends — error codes, fds per packet, dropped connections — independently of the
- * client library. Also sends arbitrary raw packets, with or without an fd, for hostile
- * tests.
+ * The protocol-level client of tests and benchmarks: speaks the wire contract directly
+ * (protobuf over SEQPACKET through the shared, poller-driven PacketSocket), so tests
+ * observe exactly what the daemon sends — error codes, fds per packet, multi-packet lists,
+ * watch streams, dropped connections — independently of the client library. Also sends
+ * arbitrary raw packets, with or without an fd, for hostile tests. (testkit/raw-client.ts
+ * is the other one: no framing of the daemon's own code at all.)
  *
  * Ownership: fds that arrive with a response belong to whoever awaits that response; fds
  * that arrive unexpectedly (with no waiter, or more than one per packet) are closed here
  * and counted in `strayFds`.
  */
 import Long from 'long';
-import { deviceFromWire } from '../../client/device.js';
-import { native } from '../../native/index.js';
-import { diskseqd } from '../../proto/gen/diskseqd.js';
-import { PacketSocket, type CloseReason } from '../../native/packet-socket.js';
-import { MAX_RESPONSE_BYTES, type DeviceInfo } from '../../proto/contract.js';
+import { deviceFromWire } from '../client/device.js';
+import { native } from '../native/index.js';
+import { diskseqd } from '../proto/gen/diskseqd.js';
+import { PacketSocket, type CloseReason } from '../native/packet-socket.js';
+import { MAX_RESPONSE_BYTES, type DeviceInfo } from '../proto/contract.js';
 
 type Response = diskseqd.v1.Response;
 
@@ -44,6 +45,20 @@ interface Waiter {
   reject(error: Error): void;
   parts: { response: Response; fds: number[] }[];
   multi: boolean;
+  /** A watch: every response goes here as it comes, and the waiter stays. */
+  stream?: (response: Response) => void;
+}
+
+/** What happened to a connection after one raw packet (sendRawPacket). */
+export interface RawPacketOutcome {
+  /** The daemon closed the connection within the wait. */
+  dropped: boolean;
+  /** Why the connection closed (undefined when it stayed open). */
+  reason?: CloseReason;
+  /** Packets the daemon sent that answered nothing we asked (e.g. an Error with id 0). */
+  strayPackets: number;
+  /** fds the daemon sent along with them (closed here). */
+  strayFds: number;
 }
 
 const ACCESS = { ro: 0, rw: 1, wo: 2 } as const;
@@ -114,10 +129,33 @@ export class WireClient {
     return this.socket.send(Buffer.from(bytes), fd);
   }
 
-  /** Sends one Request and resolves with its single response (and any fds with it). */
-  async request(body: Omit<diskseqd.v1.IRequest, 'id'>): Promise<{ response: Response; fds: number[] }> {
-    const [first] = await this.exchange(body, false);
+  /**
+   * Sends one Request and resolves with its single response (and any fds with it, owned by
+   * the caller). Rejects when the connection closes first or, with `timeoutMs`, when no
+   * response came by then (a late one is then counted as stray, its fds closed).
+   */
+  async request(body: Omit<diskseqd.v1.IRequest, 'id'>, timeoutMs?: number): Promise<{ response: Response; fds: number[] }> {
+    const [first] = await this.exchange(body, false, timeoutMs);
     return first!;
+  }
+
+  /** Hello with protocol version 1; resolves with the server version the daemon reports. */
+  async hello(clientName = 'diskseqd-test'): Promise<string> {
+    const { response, fds } = await this.request({ hello: { protocolVersion: 1, clientName } });
+    this.closeStray(fds);
+    if (!response.hello) throw new Error(`hello answered with ${JSON.stringify(response.toJSON())}`);
+    return response.hello.serverVersion ?? '';
+  }
+
+  /**
+   * Starts a watch: `onResponse` gets every response to it, in order (ADDED events, one
+   * SYNCED, live events — or an Error), until the connection closes (see whenClosed()).
+   * Other requests on the same connection are answered in stream order with its events.
+   */
+  watch(onResponse: (response: Response) => void): void {
+    const id = this.nextId++;
+    this.waiters.set(id.toString(), { resolve: () => undefined, reject: () => undefined, parts: [], multi: true, stream: onResponse });
+    this.socket.send(Buffer.from(diskseqd.v1.Request.encode({ id: Long.fromString(id.toString(), true), watch: {} }).finish()));
   }
 
   /** Sends an open request; resolves with an owned fd or the daemon's error code. */
@@ -174,18 +212,32 @@ export class WireClient {
     this.socket.close();
   }
 
-  private exchange(body: Omit<diskseqd.v1.IRequest, 'id'>, multi: boolean): Promise<{ response: Response; fds: number[] }[]> {
+  private exchange(body: Omit<diskseqd.v1.IRequest, 'id'>, multi: boolean, timeoutMs?: number): Promise<{ response: Response; fds: number[] }[]> {
     const id = this.nextId++;
-    const bytes = diskseqd.v1.Request.encode({ ...body, id: Long.fromString(id.toString(), true) }).finish();
+    const key = id.toString();
+    const bytes = diskseqd.v1.Request.encode({ ...body, id: Long.fromString(key, true) }).finish();
     return new Promise((resolve, reject) => {
       if (this.closeReason) {
-        reject(new Error(`connection closed (${this.closeReason.kind})`));
+        reject(new Error(`connection closed (${describeClose(this.closeReason)})`));
         return;
       }
-      this.waiters.set(id.toString(), { resolve, reject, parts: [], multi });
+      let timer: NodeJS.Timeout | undefined;
+      const settle = <T>(then: (value: T) => void) => (value: T): void => {
+        clearTimeout(timer);
+        then(value);
+      };
+      const waiter: Waiter = { resolve: settle(resolve), reject: settle(reject), parts: [], multi };
+      this.waiters.set(key, waiter);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          this.waiters.delete(key);
+          for (const part of waiter.parts) this.closeStray(part.fds);
+          reject(new Error(`no response to request ${key} within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
       if (!this.socket.send(Buffer.from(bytes))) {
-        this.waiters.delete(id.toString());
-        reject(new Error('send failed: connection closed'));
+        this.waiters.delete(key);
+        waiter.reject(new Error('send failed: connection closed'));
       }
     });
   }
@@ -206,6 +258,11 @@ export class WireClient {
       this.closeStray(fds);
       return;
     }
+    if (waiter.stream) {
+      this.closeStray(fds);
+      waiter.stream(response);
+      return;
+    }
     waiter.parts.push({ response, fds });
     if (waiter.multi && response.devices?.more) return;
     this.waiters.delete(key);
@@ -224,8 +281,36 @@ export class WireClient {
     for (const [key, waiter] of this.waiters) {
       this.waiters.delete(key);
       for (const part of waiter.parts) for (const fd of part.fds) native.close(fd);
-      waiter.reject(new Error(`connection closed (${reason.kind}) before the response`));
+      waiter.reject(new Error(`connection closed (${describeClose(reason)}) before the response`));
     }
     for (const resolve of this.closeWaiters.splice(0)) resolve(reason);
+  }
+}
+
+function describeClose(reason: CloseReason): string {
+  return reason.kind === 'error' ? `error: ${reason.error.message}` : reason.kind;
+}
+
+/**
+ * For hostile tests: connects to `socketPath`, sends `bytes` as one packet (with `fd` when
+ * >= 0; ownership of fd passes here), and waits up to `waitMs` for the daemon to close the
+ * connection. Anything the daemon sends back is decoded and stray fds are closed. The
+ * connection is closed before returning either way.
+ */
+export async function sendRawPacket(socketPath: string, bytes: Uint8Array, fd = -1, waitMs = 3000): Promise<RawPacketOutcome> {
+  const client = WireClient.connect(socketPath);
+  try {
+    client.sendRaw(bytes, fd);
+    let timer: NodeJS.Timeout | undefined;
+    const reason = await Promise.race([
+      client.whenClosed(),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    return { dropped: reason !== undefined && reason.kind !== 'local', reason, strayPackets: client.strayPackets, strayFds: client.strayFds };
+  } finally {
+    client.close();
   }
 }

@@ -1,8 +1,9 @@
 /**
  * A synthetic sysfs tree of many block devices, laid out like the kernel's, for scale
  * tests and benchmarks (the daemon's Sysfs takes its root and /proc/devices as
- * parameters). Nothing here is a real device: only a disk given in `extra` (e.g. the test's
- * own loop device, with its real major, minor, DEVNAME and diskseq) can actually be opened.
+ * parameters; the daemon takes --sysfs-root). Nothing here is a real device: only a disk
+ * given in `extra` (e.g. the test's own loop device, with its real major, minor, DEVNAME
+ * and diskseq) or linked in from /sys with `linked` can actually be opened.
  *
  *   class/block/<name>        -> ../../devices/virtual/block/<name>
  *   class/block/<name>p<k>    -> ../../devices/virtual/block/<name>/<name>p<k>
@@ -10,10 +11,15 @@
  *   devices/virtual/block/<name>/{uevent,size,ro,removable,dev,diskseq}
  *   devices/virtual/block/<name>/<name>p<k>/{uevent,size,ro,partition,start,dev}
  *   devices/virtual/block/<name>/loop/{backing_file,partscan,...}   (loop disks only)
+ *   class/block/<real>        -> /sys/class/block/<real>               (`linked` only)
+ *   dev/block/<real's dev>    -> /sys/dev/block/<real's dev>
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { owned, type TeardownHost } from './cleanup.js';
 
 /** The major the synthetic disks use; /proc/devices of the tree calls it `synth`. */
 export const SYNTHETIC_MAJOR = 252;
@@ -57,6 +63,11 @@ export interface SyntheticSpec {
   partitionsEvery?: number;
   /** Disks added as given (e.g. a real loop device of the test's own). */
   extra?: SyntheticDisk[];
+  /**
+   * Real block devices of the test's own (kernel names, e.g. loop3) linked in from /sys:
+   * the daemon reads the kernel's own attributes for them and can open them.
+   */
+  linked?: string[];
 }
 
 /** A built tree; remove() deletes it. */
@@ -68,8 +79,9 @@ export interface SyntheticSysfs {
   disks: SyntheticDisk[];
   /** Whole disks plus partitions: what one full scan reads a uevent for. */
   entries: number;
-  /** The highest diskseq in the tree. */
+  /** The highest diskseq in the tree (of its synthetic and `extra` disks). */
   highest: bigint;
+  /** Deletes the tree; idempotent. */
   remove(): void;
 }
 
@@ -87,9 +99,14 @@ export function syntheticDisk(i: number, partitionsEvery = 0): SyntheticDisk {
   };
 }
 
-/** Builds the tree in a new temporary directory (on tmpfs when /dev/shm exists). */
-export function createSyntheticSysfs(spec: SyntheticSpec): SyntheticSysfs {
+/**
+ * Builds the tree in a new temporary directory (on tmpfs when /dev/shm exists: thousands of
+ * small files take milliseconds there, seconds on a busy VM's disk). It is removed at
+ * teardown when `t` is given, and at process exit.
+ */
+export function createSyntheticSysfs(spec: SyntheticSpec, t?: TeardownHost): SyntheticSysfs {
   const base = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'diskseqd-synthetic-'));
+  const remove = owned(t, () => rmSync(base, { recursive: true, force: true }));
   try {
     const root = join(base, 'sys');
     const classDir = join(root, 'class', 'block');
@@ -130,11 +147,17 @@ export function createSyntheticSysfs(spec: SyntheticSpec): SyntheticSysfs {
         entries++;
       }
     }
+    for (const name of spec.linked ?? []) {
+      symlinkSync(`/sys/class/block/${name}`, join(classDir, name));
+      const dev = readFileSync(`/sys/class/block/${name}/dev`, 'utf8').trim();
+      symlinkSync(`/sys/dev/block/${dev}`, join(devDir, dev));
+      entries++;
+    }
     const procDevices = join(base, 'devices');
     writeFileSync(procDevices, `Character devices:\n  1 mem\n\nBlock devices:\n  7 loop\n${SYNTHETIC_MAJOR} synth\n${BLKEXT_MAJOR} blkext\n`);
-    return { root, procDevices, disks, entries, highest, remove: () => rmSync(base, { recursive: true, force: true }) };
+    return { root, procDevices, disks, entries, highest, remove };
   } catch (error) {
-    rmSync(base, { recursive: true, force: true });
+    remove();
     throw error;
   }
 }

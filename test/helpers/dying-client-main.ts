@@ -4,15 +4,16 @@
  * fds open), prints "ready <sent> <read>" (and " dropped:<errno>" when the daemon dropped it
  * as a client that does not read) and waits to be killed.
  *
- *   node dist/test/helpers/hostile-dying-peer.js SOCKET DISKSEQ COUNT READ
+ *   node dist/test/helpers/dying-client-main.js SOCKET DISKSEQ COUNT READ
  */
 import { native } from '../../native/index.js';
-import { encodeRequest } from './hostile-packets.js';
+import { sleepSync } from '../../testkit/cleanup.js';
+import { encodeRequest } from '../../testkit/fuzz-packets.js';
 import { u64 } from './hostile-requests.js';
 
 /** native.send/recv never block (MSG_DONTWAIT); this process has nothing else to do. */
 function pause(): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+  sleepSync(1);
 }
 
 const [socketPath, diskseq, countText, readText] = process.argv.slice(2);

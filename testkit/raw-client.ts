@@ -9,7 +9,9 @@
  * idempotent). fds that arrive with a packet are handed to whoever takes the packet
  * (next()); packets still unread at close() have their fds closed here.
  */
-import { native, POLL_DISCONNECT, POLL_READABLE, POLL_WRITABLE, type Poller } from '../../native/index.js';
+import {
+  native, POLL_DISCONNECT, POLL_READABLE, POLL_WRITABLE, type Poller,
+} from '../native/index.js';
 
 /** One packet from the daemon, or the end of the connection. */
 export type Incoming =
@@ -20,7 +22,7 @@ export type Incoming =
 /** What one send did: delivered, or the daemon is gone (EPIPE, ECONNRESET ...). */
 export type SendOutcome = { sent: true } | { sent: false; code: string };
 
-/** Receive buffer: the largest Response is 65536 bytes (DESIGN.md wire contract). */
+/** Receive buffer: the largest Response is 65536 bytes (docs/design.md, "Wire contract"). */
 const RECEIVE_SIZE = 65536;
 
 /** One raw SOCK_SEQPACKET connection to the daemon (see the module comment). */

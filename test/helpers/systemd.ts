@@ -5,25 +5,9 @@
  */
 import type { ExecutionContext } from 'ava';
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import Long from 'long';
-import { native } from '../native/index.js';
-import type { diskseqd } from '../proto/gen/diskseqd.js';
-import { MAX_RESPONSE_BYTES, wire, type WireResponse } from '../proto/contract.js';
-
-/** The repository root (this file runs from dist/test/). */
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-/** A temporary directory removed in teardown. */
-export function tempDir(t: ExecutionContext, prefix = 'diskseqd-systemd-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tempDir } from '../../testkit/cleanup.js';
 
 interface DgramSocket {
   bind(path: string): void;
@@ -145,102 +129,4 @@ function track(t: ExecutionContext, child: ChildProcess): RunningChild {
     }
   });
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-/** Rejects when `promise` has not settled within ms (so a hung child fails, not hangs). */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Absolute path of `name` in the standard bin directories, or undefined. */
-export function findTool(name: string): string | undefined {
-  for (const dir of ['/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
-    const path = join(dir, name);
-    try {
-      accessSync(path, constants.X_OK);
-      return path;
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined;
-}
-
-/**
- * The path of a tool the test needs (from Debian's systemd package). Missing: under
- * CI=true the test fails; elsewhere it is a loud skip. Returns undefined when the caller
- * must return.
- */
-export function needsTool(t: ExecutionContext, name: string): string | undefined {
-  const path = findTool(name);
-  if (path !== undefined) return path;
-  const reason = `${name} is not installed (apt-get install systemd)`;
-  if (process.env.CI === 'true') {
-    t.fail(`CI=true and this test cannot run: ${reason}`);
-    return undefined;
-  }
-  const banner = `SKIPPED (not a pass): ${t.title}: ${reason}. Set CI=true to make this fatal.`;
-  console.warn(`\n*** ${banner} ***\n`);
-  t.log(banner);
-  t.pass();
-  return undefined;
-}
-
-/** One response and the fds that came with it (owned by the caller). */
-export interface Reply {
-  response: WireResponse;
-  fds: number[];
-}
-
-/**
- * A bare protocol client on a blocking-connected SEQPACKET socket: one request, then wait
- * for its response. Enough for these tests; the real client library is client/.
- */
-export class TestClient {
-  readonly fd: number;
-  private nextId = 1;
-  private closed = false;
-
-  constructor(socketPath: string) {
-    this.fd = native.connectSeqpacket(socketPath, true);
-  }
-
-  /** Sends `body` as a Request and resolves with the Response carrying its id. */
-  async request(body: Omit<diskseqd.v1.IRequest, 'id'>, timeoutMs = 10_000): Promise<Reply> {
-    const id = this.nextId++;
-    const data = Buffer.from(wire.Request.encode({ ...body, id: Long.fromNumber(id, true) }).finish());
-    if (!native.send(this.fd, data, -1)) throw new Error('socket buffer full');
-    const buffer = Buffer.alloc(MAX_RESPONSE_BYTES);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const got = native.recv(this.fd, buffer);
-      if (got !== null) {
-        if (got.bytes === 0 && got.fds.length === 0) throw new Error('the daemon closed the connection');
-        const response = wire.Response.decode(buffer.subarray(0, got.bytes));
-        if (Number(response.id.toString()) === id) return { response, fds: got.fds };
-        for (const fd of got.fds) native.close(fd);
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`no response to request ${id} in ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 2));
-    }
-  }
-
-  /** Hello; resolves with the server version it reports. */
-  async hello(): Promise<string> {
-    const { response } = await this.request({ hello: { protocolVersion: 1, clientName: 'systemd-test' } });
-    if (!response.hello) throw new Error(`hello answered with ${JSON.stringify(response.toJSON())}`);
-    return response.hello.serverVersion ?? '';
-  }
-
-  /** Closes the socket; idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    native.close(this.fd);
-  }
 }

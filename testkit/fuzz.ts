@@ -12,12 +12,12 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import Long from 'long';
-import { diskseqd } from '../../proto/gen/diskseqd.js';
+import { diskseqd } from '../proto/gen/diskseqd.js';
 import {
   ATTRIBUTE_KEYS, classify, encodeRequest, isSafe, MUTATIONS, mutate, oversized, Rng, validRequest,
   type Expectation, type FuzzTarget,
-} from './hostile-packets.js';
-import { RawClient } from './hostile-raw-client.js';
+} from './fuzz-packets.js';
+import { RawClient } from './raw-client.js';
 
 const wire = diskseqd.v1;
 const Code = wire.ErrorCode;
@@ -260,7 +260,7 @@ function check(request: diskseqd.v1.Request, response: diskseqd.v1.Response, fds
   return undefined;
 }
 
-/** The Error codes the request itself decides, if any (DESIGN.md wire contract). */
+/** The Error codes the request itself decides, if any (docs/design.md, "Wire contract"). */
 function predictCodes(request: diskseqd.v1.Request, target: FuzzTarget): number[] | undefined {
   switch (request.body) {
     case undefined:

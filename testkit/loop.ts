@@ -6,21 +6,19 @@
  * it did not claim itself.
  *
  * Ownership: a fixture holds one non-exclusive fd on /dev/loopN while attached. That fd
- * pins the binding (KERNEL-FACTS: an fd opened while bound keeps its device) without
+ * pins the binding (a kernel fact: an fd opened while bound keeps its device) without
  * O_EXCL, so the daemon's exclusive opens remain possible. Detach is LOOP_CLR_FD on it and
  * then its close (the real detach happens at the last close).
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native } from '../../native/index.js';
+import { native } from '../native/index.js';
+import { onExit, sleepSync, type TeardownHost } from './cleanup.js';
 import { createImage, type ImageLayout, type ImageSpec } from './image.js';
-
-/** Anything with ava's teardown (an ExecutionContext), so benches can pass nothing. */
-export interface TeardownHost {
-  teardown(fn: () => void | Promise<void>): void;
-}
 
 /** How to create a loop fixture. */
 export interface LoopOptions extends ImageSpec {
@@ -28,30 +26,6 @@ export interface LoopOptions extends ImageSpec {
   partscan?: boolean;
   /** Run `partx --add` after attaching when the image has partitions (default true). */
   addPartitions?: boolean;
-}
-
-const live = new Set<{ cleanup(): void }>();
-let exitHookInstalled = false;
-
-/** Registers `owner` for cleanup at process exit, whatever else happens. */
-function trackForExit(owner: { cleanup(): void }): void {
-  live.add(owner);
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const o of [...live]) {
-      try {
-        o.cleanup();
-      } catch {
-        // Best effort at exit: keep cleaning the others.
-      }
-    }
-  });
-}
-
-/** Sleeps synchronously (the fixtures are synchronous; waits here are short). */
-export function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** The kernel's diskseq of block device `name` (e.g. loop3), from sysfs. */
@@ -96,7 +70,7 @@ export class LoopFixture {
     this.partscan = options.partscan ?? false;
     this.addPartitions = options.addPartitions ?? true;
     this.dir = mkdtempSync(join(tmpdir(), `diskseqd-loop${index}-`));
-    trackForExit(this);
+    onExit(() => this.cleanup());
     try {
       this.attach(exclusiveFd, options);
     } catch (error) {
@@ -212,7 +186,6 @@ export class LoopFixture {
   cleanup(): void {
     if (this.cleaned) return;
     this.cleaned = true;
-    live.delete(this);
     try {
       if (this.holderFd >= 0) {
         if (this.partitionsAdded) {
@@ -261,23 +234,14 @@ export interface UnboundLoop {
 /** Claims a free loop device and keeps it unbound (held with O_EXCL) until released. */
 export function claimUnboundLoop(t?: TeardownHost): UnboundLoop {
   const { fd, index } = native.loopClaim();
-  let held = true;
-  const owner = {
-    cleanup(): void {
-      if (!held) return;
-      held = false;
-      live.delete(owner);
-      native.close(fd);
-    },
-  };
-  trackForExit(owner);
+  const release = onExit(() => native.close(fd));
   try {
     const name = `loop${index}`;
     const diskseq = sysfsDiskseq(name);
-    t?.teardown(() => owner.cleanup());
-    return { index, name, diskseq, release: () => owner.cleanup() };
+    t?.teardown(release);
+    return { index, name, diskseq, release };
   } catch (error) {
-    owner.cleanup();
+    release();
     throw error;
   }
 }

@@ -2,26 +2,19 @@
  * Shared fixtures for the policy unit tests: account files in a temp directory, and
  * builders for peers and device facts. No root, no devices: the policy module is pure.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import type { AccountFiles, DeviceFacts, Peer } from '../src/policy/index.js';
+import type { AccountFiles, DeviceFacts, Peer } from '../../src/policy/index.js';
+import { tempDir } from '../../testkit/cleanup.js';
 
 /** Users and groups the fixture account files define. */
 export const UID = { alice: 1000, bob: 1001, backup: 34 } as const;
 export const GID = { alice: 1000, bob: 1001, backup: 34, qubes: 990, disk: 6, staff: 50 } as const;
 
-/** A temp directory removed when the test ends. */
-export function tempDir(t: ExecutionContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-policy-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 /** Write /etc/passwd- and /etc/group-style files with the fixture accounts. */
 export function accountFiles(t: ExecutionContext): Required<AccountFiles> {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'diskseqd-policy-');
   const passwdFile = join(dir, 'passwd');
   const groupFile = join(dir, 'group');
   writeFileSync(

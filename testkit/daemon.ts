@@ -1,0 +1,421 @@
+/**
+ * The one way tests and benchmarks run the real daemon: bin/diskseqd.js as a child process
+ * on a private socket, always with the node flags of its shebang line, watched from
+ * outside (its fds and RSS in /proc, its pino log lines). Always stopped in teardown
+ * (SIGTERM, then SIGKILL after a timeout) and, as a safety net, at process exit.
+ *
+ * How the log is captured (`capture`):
+ * - 'lines' (default): every JSON line parsed and kept, for tests that search the audit log;
+ * - 'counts': lines counted by `msg`, only the last few kept, for fuzz runs that make the
+ *   daemon write 100,000 lines and more;
+ * - 'file': stdout and stderr go to files in the daemon's directory, read when asked, for
+ *   tests that block this event loop with spawnSync: a daemon writing into a full pipe
+ *   nobody reads would stall.
+ *
+ * TEST_DAEMON_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") adds node options to
+ * every daemon started, for diagnosis.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import {
+  chmodSync, closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { native } from '../native/index.js';
+import { onExit, sleep, type ExitHook, type TeardownHost } from './cleanup.js';
+import { fdCount, fdTargets, rssBytes } from './proc.js';
+import { daemonArgv } from './repo.js';
+
+/** One parsed pino line (a line that is not JSON becomes { msg: '(not JSON)', text }). */
+export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
+
+/** The audit line the daemon writes once per request. */
+export interface AuditLine extends LogLine {
+  msg: 'audit';
+  op: 'open' | 'list' | 'hello' | 'watch' | string;
+  peer: { uid: number; gid: number; pid: number };
+  request?: Record<string, unknown>;
+  device?: { name: string; major: number; minor: number };
+  decision: 'allow' | 'deny' | 'error' | string;
+  rule?: string;
+  code: string;
+  us: number;
+}
+
+/** How the daemon's log is kept (see the module comment). */
+export type LogCapture = 'lines' | 'counts' | 'file';
+
+/** How to start the daemon. */
+export interface DaemonOptions {
+  /** More node options, after the shebang's (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  /** Socket path (default: d.sock in the daemon's fresh temp dir). */
+  socketPath?: string;
+  /** Log level (default info: audit lines are info). */
+  logLevel?: string;
+  sysfsRoot?: string;
+  /** A policy file, or a policy to write (0644) to policy.json in the daemon's directory. */
+  policy?: string | object;
+  extraArgs?: string[];
+  /** Make the socket reachable by other uids (dir 0755, socket 0666), for peer tests. */
+  worldAccessible?: boolean;
+  /**
+   * How long to wait for the daemon to serve (default 30 s: on this shared 2-core VM a
+   * scan of 10,000 synthetic disks has taken over 10 s when other test runs load it).
+   */
+  readyTimeoutMs?: number;
+  capture?: LogCapture;
+  /**
+   * Variables added to the daemon's environment. It inherits this process's, without
+   * systemd's LISTEN_*, NOTIFY_SOCKET and WATCHDOG_* (a test daemon is never activated).
+   */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** How the daemon ended. */
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** Lines kept for error messages in every mode. */
+const TAIL = 20;
+/** stderr kept in 'counts' mode. */
+const STDERR_BYTES = 4000;
+const SYSTEMD_VARIABLES = ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'NOTIFY_SOCKET', 'WATCHDOG_PID', 'WATCHDOG_USEC'];
+
+/** A running daemon (see the module comment). */
+export class DaemonProcess {
+  readonly socketPath: string;
+  /** The daemon's private directory (removed by stop()). */
+  readonly dir: string;
+  readonly capture: LogCapture;
+  /** stdout lines that were not JSON. */
+  readonly nonJsonStdout: string[] = [];
+  private readonly child: ChildProcess;
+  private readonly kept: LogLine[] = [];
+  private readonly tail: LogLine[] = [];
+  private readonly counts = new Map<string, number>();
+  private readonly listeners = new Set<() => void>();
+  private readonly exited: Promise<ExitStatus>;
+  private readonly killAtExit: ExitHook;
+  private stderrText = '';
+  private exitInfo: ExitStatus | undefined;
+  /** 'file' mode: how far the log file has been read, and an unfinished last line. */
+  private fileOffset = 0;
+  private partialLine = '';
+  /** stop() removed the daemon's directory (and in 'file' mode its log files). */
+  private removed = false;
+
+  private constructor(options: DaemonOptions) {
+    this.capture = options.capture ?? 'lines';
+    this.dir = mkdtempSync(join(tmpdir(), 'diskseqd-daemon-'));
+    if (options.worldAccessible) chmodSync(this.dir, 0o755);
+    this.socketPath = options.socketPath ?? join(this.dir, 'd.sock');
+    const args = ['--socket', this.socketPath, '--log-level', options.logLevel ?? 'info'];
+    if (options.sysfsRoot) args.push('--sysfs-root', options.sysfsRoot);
+    if (options.policy !== undefined) args.push('--policy', this.policyFile(options.policy));
+    args.push(...(options.extraArgs ?? []));
+    const diagnosis = (process.env.TEST_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    const [node, ...argv] = daemonArgv(...args);
+    argv.unshift(...(options.nodeArgs ?? []), ...diagnosis);
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const key of SYSTEMD_VARIABLES) delete env[key];
+    Object.assign(env, options.env);
+
+    if (this.capture === 'file') {
+      const out = openSync(this.logFile, 'a');
+      const err = openSync(this.stderrFile, 'a');
+      try {
+        this.child = spawn(node!, argv, { stdio: ['ignore', out, err], env });
+      } finally {
+        closeSync(out);
+        closeSync(err);
+      }
+    } else {
+      this.child = spawn(node!, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
+      createInterface({ input: this.child.stdout! }).on('line', (text) => this.onLine(text));
+      this.child.stderr!.on('data', (chunk: Buffer) => {
+        this.stderrText += chunk.toString();
+        if (this.capture === 'counts') this.stderrText = this.stderrText.slice(-STDERR_BYTES);
+      });
+    }
+    this.killAtExit = onExit(() => this.child.kill('SIGKILL'));
+    // 'close', not 'exit': every line the daemon wrote has been read by then.
+    this.exited = new Promise((resolve) => {
+      this.child.once('close', (code, signal) => {
+        this.killAtExit.cancel();
+        this.exitInfo = { code, signal };
+        this.notify();
+        resolve(this.exitInfo);
+      });
+    });
+  }
+
+  /**
+   * Starts a daemon and waits until it serves (its "serving" line, or at log levels
+   * quieter than info and in 'file' mode, a connectable socket). Stop is registered on
+   * `t` (when given) and at process exit.
+   */
+  static async start(options: DaemonOptions = {}, t?: TeardownHost): Promise<DaemonProcess> {
+    const daemon = new DaemonProcess(options);
+    t?.teardown(async () => {
+      await daemon.stop();
+    });
+    try {
+      const timeoutMs = options.readyTimeoutMs ?? 30_000;
+      if (daemon.capture !== 'file' && ['trace', 'debug', 'info'].includes(options.logLevel ?? 'info')) {
+        await daemon.waitForLog((l) => l.msg === 'serving', timeoutMs, 'the "serving" line');
+      } else {
+        await daemon.waitConnectable(timeoutMs);
+      }
+      if (options.worldAccessible) chmodSync(daemon.socketPath, 0o666);
+    } catch (error) {
+      await daemon.stop();
+      throw error;
+    }
+    return daemon;
+  }
+
+  /** The daemon's pid. */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Whether the daemon process is still running. */
+  get alive(): boolean {
+    return this.exitInfo === undefined;
+  }
+
+  /** Exit status once it has exited. */
+  get exit(): ExitStatus | undefined {
+    return this.exitInfo;
+  }
+
+  /** Every log line so far, parsed ('lines' and 'file' modes; 'counts' keeps only a tail). */
+  get logs(): readonly LogLine[] {
+    if (this.capture === 'counts') throw new Error('DaemonProcess: capture "counts" keeps no full log; use count() or capture "lines"');
+    this.readLogFile();
+    return this.kept;
+  }
+
+  /** stderr so far ('counts' mode: its last few thousand bytes). */
+  get stderr(): string {
+    if (this.capture === 'file' && !this.removed) this.stderrText = readFileSync(this.stderrFile, 'utf8');
+    return this.stderrText;
+  }
+
+  /** The audit lines so far. */
+  audits(): AuditLine[] {
+    return this.logs.filter((l): l is AuditLine => l.msg === 'audit');
+  }
+
+  /** How many log lines with this `msg` the daemon has written so far (every mode). */
+  count(msg: string): number {
+    this.readLogFile();
+    return this.counts.get(msg) ?? 0;
+  }
+
+  /** Number of fds the daemon has open (entries of /proc/<pid>/fd). */
+  fdCount(): number {
+    return fdCount(this.pid);
+  }
+
+  /** The daemon's open fds with their targets (for diagnosing a leak). */
+  fdTargets(): string[] {
+    return fdTargets(this.pid);
+  }
+
+  /** Resident set size in bytes (VmRSS of /proc/<pid>/status). */
+  rssBytes(): number {
+    return rssBytes(this.pid);
+  }
+
+  /** fd count and RSS now. */
+  footprint(): Footprint {
+    return { fds: this.fdCount(), rssBytes: this.rssBytes() };
+  }
+
+  /**
+   * Resolves with the first log line (already seen — in 'counts' mode among the last few —
+   * or future) matching `predicate`; rejects after `timeoutMs` or when the daemon exits
+   * first, quoting its output.
+   */
+  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs = 5000, what = 'a matching log line'): Promise<LogLine> {
+    return this.until(() => (this.capture === 'counts' ? this.tail : this.logs).find(predicate), timeoutMs, what);
+  }
+
+  /** Waits until count(msg) reaches `n`; resolves with the count then (or at the timeout or exit). */
+  async waitForCount(msg: string, n: number, timeoutMs = 5000): Promise<number> {
+    await this.until(() => (this.count(msg) >= n ? true : undefined), timeoutMs, `${n} "${msg}" lines`).catch(() => undefined);
+    return this.count(msg);
+  }
+
+  /** Resolves once a SEQPACKET connect to the socket succeeds; rejects on timeout or exit. */
+  async waitConnectable(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        native.close(native.connectSeqpacket(this.socketPath, false));
+        return;
+      } catch (error) {
+        if (this.exitInfo) throw new Error(`daemon exited (${JSON.stringify(this.exitInfo)}) before serving; ${this.describe()}`);
+        if (Date.now() > deadline) throw new Error(`socket ${this.socketPath} not connectable after ${timeoutMs} ms (${(error as Error).message}); ${this.describe()}`);
+      }
+      await sleep(20);
+    }
+  }
+
+  /**
+   * Polls the fd count until it equals `target` (a leak shows as a count that stays above
+   * it) or `timeoutMs` passes; returns the last count. A settle, not a timing assertion:
+   * the daemon closes some fds off its event loop.
+   */
+  async settleFds(target: number, timeoutMs = 5000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let fds = this.fdCount();
+    while (fds !== target && Date.now() < deadline) {
+      await sleep(25);
+      fds = this.fdCount();
+    }
+    return fds;
+  }
+
+  /**
+   * The fd count once it has stopped changing (the same over several polls), for a
+   * baseline taken after some activity: closes may still be running off the event loop.
+   */
+  async stableFdCount(timeoutMs = 5000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let last = this.fdCount();
+    for (let same = 0; same < 4 && Date.now() < deadline;) {
+      await sleep(50);
+      const now = this.fdCount();
+      same = now === last ? same + 1 : 0;
+      last = now;
+    }
+    return last;
+  }
+
+  /** Resolves with the exit status once the daemon exits (no signal sent). */
+  waitForExit(): Promise<ExitStatus> {
+    return this.exited;
+  }
+
+  /** SIGTERM, wait for exit (SIGKILL after `timeoutMs`), remove the temp dir; idempotent. */
+  async stop(timeoutMs = 5000): Promise<ExitStatus> {
+    if (this.alive) {
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    // Whatever a test may ask after the stop is read before the files go.
+    if (!this.removed) {
+      this.readLogFile();
+      if (this.capture === 'file') this.stderrText = readFileSync(this.stderrFile, 'utf8');
+    }
+    this.removed = true;
+    rmSync(this.dir, { recursive: true, force: true });
+    return this.exitInfo!;
+  }
+
+  /** Exit status, the end of stderr and of non-JSON stdout, and the last log lines, for failure messages. */
+  describe(): string {
+    this.readLogFile();
+    const tail = (s: string): string => s.split('\n').slice(-15).join('\n');
+    return `exit ${JSON.stringify(this.exitInfo ?? 'running')}; stderr:\n${tail(this.stderr.trim()) || '(empty)'}\n` +
+      `stdout (non-JSON):\n${tail(this.nonJsonStdout.join('\n')) || '(empty)'}\n` +
+      `last log lines:\n${this.tail.slice(-5).map((l) => JSON.stringify(l)).join('\n') || '(none)'}`;
+  }
+
+  private get logFile(): string {
+    return join(this.dir, 'daemon.log');
+  }
+
+  private get stderrFile(): string {
+    return join(this.dir, 'daemon.stderr');
+  }
+
+  private policyFile(policy: string | object): string {
+    if (typeof policy === 'string') return policy;
+    const path = join(this.dir, 'policy.json');
+    writeFileSync(path, JSON.stringify(policy), { mode: 0o644 });
+    return path;
+  }
+
+  /** Resolves with `found()`'s first defined value; rejects on timeout or exit. */
+  private until<T>(found: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      let poll: NodeJS.Timeout | undefined;
+      const check = (): void => {
+        const value = found();
+        if (value !== undefined) finish(() => resolve(value));
+        else if (this.exitInfo) finish(() => reject(new Error(`daemon exited (${JSON.stringify(this.exitInfo)}) before ${what}; ${this.describe()}`)));
+      };
+      const finish = (then: () => void): void => {
+        clearTimeout(timer);
+        clearInterval(poll);
+        this.listeners.delete(check);
+        then();
+      };
+      const timer = setTimeout(() => finish(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${this.describe()}`))), timeoutMs);
+      this.listeners.add(check);
+      // Nothing pushes lines in 'file' mode: look again now and then.
+      if (this.capture === 'file') poll = setInterval(check, 20);
+      check();
+    });
+  }
+
+  private onLine(text: string): void {
+    let line: LogLine;
+    try {
+      line = JSON.parse(text) as LogLine;
+      if (this.capture !== 'counts') this.kept.push(line);
+    } catch {
+      line = { msg: '(not JSON)', text };
+      this.nonJsonStdout.push(text);
+      if (this.capture === 'counts' && this.nonJsonStdout.length > TAIL) this.nonJsonStdout.shift();
+    }
+    const msg = String(line.msg);
+    this.counts.set(msg, (this.counts.get(msg) ?? 0) + 1);
+    this.tail.push(line);
+    if (this.tail.length > TAIL) this.tail.shift();
+    this.notify();
+  }
+
+  /** 'file' mode: takes in what the daemon appended to its log since the last call. */
+  private readLogFile(): void {
+    if (this.capture !== 'file' || this.removed) return;
+    const fd = openSync(this.logFile, 'r');
+    try {
+      const buffer = Buffer.alloc(1 << 16);
+      for (;;) {
+        const n = readSync(fd, buffer, 0, buffer.length, this.fileOffset);
+        if (n === 0) break;
+        this.fileOffset += n;
+        const lines = (this.partialLine + buffer.subarray(0, n).toString()).split('\n');
+        this.partialLine = lines.pop()!;
+        for (const line of lines) this.onLine(line);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private notify(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+}
+
+/** The daemon's resources at one moment, for t.log and comparisons. */
+export interface Footprint {
+  fds: number;
+  rssBytes: number;
+}
+
+/** "fds 23, RSS 51.2 MiB" */
+export function describeFootprint(f: Footprint): string {
+  return `fds ${f.fds}, RSS ${(f.rssBytes / 1048576).toFixed(1)} MiB`;
+}

@@ -1,0 +1,40 @@
+/**
+ * Where things are in this checkout, for tests and benchmarks: the repository root, the two
+ * programs and the LD_PRELOAD shim, and how to start the daemon exactly as its users do
+ * (node with the flags of bin/diskseqd.js's shebang line).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (this file runs from dist/testkit/). */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** The daemon's program. */
+export const DAEMON_SCRIPT = join(REPO_ROOT, 'bin', 'diskseqd.js');
+
+/** The CLI's program (a thin wrapper around dist/client/cli.js's main). */
+export const CLI_SCRIPT = join(REPO_ROOT, 'bin', 'diskseq-open.js');
+
+/** The compiled CLI module: `main(argv)` is what bin/diskseq-open.js runs. */
+export const CLI_MODULE = join(REPO_ROOT, 'dist', 'client', 'cli.js');
+
+/** Where `make -C native/preload` puts the shim. */
+export const SHIM_PATH = join(REPO_ROOT, 'build', 'Release', 'libdiskseq-preload.so');
+
+/**
+ * The node flags of bin/diskseqd.js's `#!/usr/bin/env -S node ...` line: tests and
+ * benchmarks run the daemon the way users run it (the flags change its memory use).
+ */
+export const SHEBANG_NODE_FLAGS: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
+  .split(/\s+/).filter((word) => word.startsWith('--'));
+
+/** argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.js. */
+export function daemonArgv(...args: string[]): string[] {
+  return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...args];
+}
+
+/** argv that runs diskseq-open with `args`. */
+export function cliArgv(...args: string[]): string[] {
+  return [process.execPath, CLI_SCRIPT, ...args];
+}
