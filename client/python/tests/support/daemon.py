@@ -79,6 +79,17 @@ class Daemon:
                     raise TimeoutError(f"no {what} within {timeout} s: {self.describe()}")
                 self._changed.wait(min(remaining, 0.1))
 
+    def wait_for_audits(self, count: int, op: str | None = None, timeout: float = 5.0) -> list[dict[str, object]]:
+        """Waits until at least `count` audit lines (of `op`, when given) are in; returns them all."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [a for a in self.audits() if op is None or a.get("op") == op]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(found)} audit lines of {op or 'any op'} after {timeout} s, expected {count}")
+            time.sleep(0.01)
+
     def audits(self) -> list[dict[str, object]]:
         with self._changed:
             return [line for line in self.logs if line.get("msg") == "audit"]
