@@ -50,7 +50,7 @@ class DiskseqError(Exception):
 def error_from_wire(code: int, message: str, os_errno: int) -> DiskseqError:
     """Turns the fields of an `Error` response into a DiskseqError."""
     name = ERROR_CODE_NAMES.get(code, "UNSPECIFIED")
-    text = message or f"diskseqd refused the request ({ERROR_CODE_NAMES.get(code, f'ERROR_CODE_{code}')})"
+    text = message or f"diskseqd refused the request ({ERROR_CODE_NAMES.get(code, str(code))})"
     return DiskseqError(name, text, os_errno=os_errno, wire_code=code)  # type: ignore[arg-type]
 
 
