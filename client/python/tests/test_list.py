@@ -3,7 +3,6 @@ partitions of four loop devices (BLKPG through partx; about 90 bytes each on the
 in several packets that the client joins."""
 from __future__ import annotations
 
-import socket
 
 import diskseqd
 from diskseqd import _packets, _wire

@@ -40,7 +40,7 @@ def submit(client: diskseqd.Client, call: dict[str, Any]):
         return lambda: {"hello": hello_json(pending.result(5))}
     watch = client.watch()
     return lambda: watch
-    
+
 
 def device_json(device: diskseqd.Device) -> dict[str, Any]:
     return {"diskseq": str(device.diskseq), "partition": device.partition, "name": device.name, "major": device.major,

@@ -11,7 +11,7 @@ from typing import Any, Final, Mapping
 
 from . import _proto
 from ._errors import ArgumentError, error_from_wire, protocol_error
-from ._types import AccessMode, Device, HelloInfo, WatchEvent, WatchEventKind
+from ._types import Device, HelloInfo, WatchEvent, WatchEventKind
 
 PROTOCOL_VERSION: Final = 1
 #: Largest Request packet a client may send (the daemon drops the connection beyond it).

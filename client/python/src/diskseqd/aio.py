@@ -20,7 +20,7 @@ import socket
 from typing import Any, AsyncIterator, Callable, Mapping, TypeVar
 
 from ._errors import DiskseqConnectionError, closed_error, connection_failed
-from ._packets import close_fds, receive_packet
+from ._packets import receive_packet
 from ._router import (WATCH_REQUEST_ID, Handler, ListCall, ProtocolViolation, Router, hello_call, open_call,
                       watch_event)
 from ._types import AccessMode, Device, HelloInfo, Opened, WatchEvent
@@ -280,7 +280,11 @@ class AsyncWatch:
         wakeup: asyncio.Future[None] = loop.create_future()
         self._wakeup = wakeup
         fd = sock.fileno()
-        loop.add_reader(fd, lambda: wakeup.done() or wakeup.set_result(None))
+
+        def wake() -> None:
+            if not wakeup.done():
+                wakeup.set_result(None)
+        loop.add_reader(fd, wake)
         try:
             await wakeup
         finally:
