@@ -45,8 +45,19 @@ class Qmp {
   }
 
   static async open(path: string): Promise<Qmp> {
-    const socket = createConnection(path);
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    // The socket file appears at bind(), a moment before QEMU listens: retry a refusal.
+    let socket: Socket;
+    for (let attempt = 0; ; attempt++) {
+      socket = createConnection(path);
+      try {
+        await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+        break;
+      } catch (error) {
+        socket.destroy();
+        if ((error as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || attempt > 2000) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }
     const qmp = new Qmp(socket);
     await qmp.reply(); // the greeting
     await qmp.execute('qmp_capabilities');

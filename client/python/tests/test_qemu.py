@@ -46,11 +46,13 @@ def finish(process: subprocess.Popen, qmp: QMP | None) -> str:
         if qmp is not None:
             qmp.execute("quit")
             qmp.close()
+        else:
+            process.terminate()
         out, _ = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    except BaseException:
+        process.kill()
+        process.communicate()
+        raise
     return out
 
 

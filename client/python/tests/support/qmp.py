@@ -16,9 +16,19 @@ QEMU = shutil.which("qemu-system-x86_64")
 
 
 class QMP:
-    def __init__(self, path: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
+    def __init__(self, path: str, timeout: float = 20.0) -> None:
+        # The socket file appears at bind(), a moment before QEMU listens: retry a refusal.
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.sock.connect(path)
+                break
+            except ConnectionRefusedError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         self.file = self.sock.makefile("rb")
         greeting = self._read()
         assert "QMP" in greeting, greeting
