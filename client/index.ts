@@ -24,3 +24,5 @@ export { toDiskseq, type AccessMode, type OpenOptions } from './open-request.js'
 export { parseDeviceSpec, formatDeviceSpec, type DeviceSpec } from './device-spec.js';
 // The watch stream.
 export { DeviceWatch, watchEventToJSON, type WatchEvent, type WatchEventJSON, type WatchEventKind, type WatchOptions } from './watch.js';
+// Passing an fd on to another program over a Unix stream socket (QEMU's QMP add-fd: docs/qemu.md).
+export { sendFd } from './send-fd.js';
