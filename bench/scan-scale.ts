@@ -25,7 +25,7 @@ export interface ScanScaleResult {
   medianMs: Record<number, number>;
   /** The first (uncounted) run per size, in milliseconds. */
   firstMs: Record<number, number>;
-  /** Median ns per registry.lookup() of a hit and of a miss, per tree size. */
+  /** Median ns per registry.find() of a hit and of a miss, per tree size. */
   lookupNs: Record<number, { hit: number; miss: number }>;
   /** For scale: the same scan of this machine's real /sys (sysfs reads cost more than tmpfs). */
   realSys: { entries: number; medianMs: number };
@@ -53,7 +53,7 @@ function timeLookup(registry: Registry, diskseq: bigint, expectHit: boolean): nu
   for (let b = 0; b < 5; b++) {
     let hits = 0;
     const t0 = performance.now();
-    for (let i = 0; i < n; i++) if (registry.lookup(diskseq) !== undefined) hits++;
+    for (let i = 0; i < n; i++) if (registry.find(diskseq) !== undefined) hits++;
     batches.push(((performance.now() - t0) * 1e6) / n);
     if ((hits === n) !== expectHit) throw new Error(`lookup of ${diskseq}: ${hits} hits of ${n}`);
   }
@@ -105,7 +105,7 @@ export function printScanScale(result: ScanScaleResult): void {
   }
   console.log(`  ratio ${big}/${small}: ${(result.medianMs[big]! / result.medianMs[small]!).toFixed(0)}x for ${big / small}x the disks`);
   console.log(`for scale, the same scan of this machine's /sys (${result.realSys.entries} block devices, most of them unbound loops): ${result.realSys.medianMs.toFixed(2)} ms median (${((result.realSys.medianMs * 1000) / result.realSys.entries).toFixed(1)} us/entry)`);
-  console.log(`registry.lookup() in memory (median ns per call): ` + [small, big].map((s) => `${s} disks hit ${result.lookupNs[s]!.hit.toFixed(0)} / miss ${result.lookupNs[s]!.miss.toFixed(0)}`).join('; '));
+  console.log(`registry.find() in memory (median ns per call): ` + [small, big].map((s) => `${s} disks hit ${result.lookupNs[s]!.hit.toFixed(0)} / miss ${result.lookupNs[s]!.miss.toFixed(0)}`).join('; '));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) printScanScale(scanScale());

@@ -28,7 +28,7 @@ export const EXIT_COMMAND_NOT_FOUND = 127;
 const PROGRAM = 'diskseq-open';
 /** The repository (or installed package) root: dist/client/cli.js is two levels below. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-/** The LD_PRELOAD shim built by `npm ci` (issue 6). */
+/** The LD_PRELOAD shim built by `npm ci` (docs/preload.md). */
 export const PRELOAD_LIBRARY = `${PACKAGE_ROOT}build/Release/libdiskseq-preload.so`;
 
 const USAGE = `Usage:

@@ -270,7 +270,7 @@ function acceptOpened(prepared: PreparedOpen, response: WireResponse, fds: numbe
 }
 
 /**
- * The client's own check of a delivered fd (DESIGN.md, step 5): a block device, still
+ * The client's own check of a delivered fd (docs/design.md, "Open and verify", step 5): a block device, still
  * bound if it is a loop device, whose BLKGETDISKSEQ is the requested diskseq, and whose
  * device number is the one the daemon described. Throws; the caller closes the fd.
  */

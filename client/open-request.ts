@@ -31,7 +31,7 @@ export interface OpenOptions {
   dsync?: boolean;
   /** How long the daemon may wait for the device (or partition) to appear, in ms; 0 = not. */
   waitMs?: number;
-  /** sysfs attributes that must hold at open time (DESIGN.md, attribute keys). */
+  /** sysfs attributes that must hold at open time (docs/design.md, "Attribute keys"). */
   expect?: Record<string, string>;
   /** Aborting rejects the open with an AbortError; an fd that arrives later is closed. */
   signal?: AbortSignal;

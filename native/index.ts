@@ -19,7 +19,7 @@ export interface NativeError extends Error {
   syscall: string;
 }
 
-/** What the kernel says about an open block device fd (DESIGN.md, open-and-verify step 4). */
+/** What the kernel says about an open block device fd (docs/design.md, "Open and verify", step 4). */
 export interface FdProbe {
   /** st_mode from fstat. */
   mode: number;

@@ -1,4 +1,4 @@
-// The fd probe of DESIGN.md's open-and-verify step 4: fstat, loop binding, diskseq, size,
+// The fd probe of open-and-verify step 4 (docs/design.md): fstat, loop binding, diskseq, size,
 // read-only state.
 #pragma once
 

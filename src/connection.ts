@@ -142,7 +142,7 @@ export class Connection {
         return;
       }
       case 'list': {
-        this.ctx.registry.catchUp(); // answer with every change the kernel already announced
+        this.ctx.registry.handlePendingUevents(); // answer with every change the kernel already announced
         const builder = new DeviceListBuilder(request.id);
         const devices = listDevices(this.ctx.registry.disks(), request.includePartitions);
         for await (const device of describeGradually(this.ctx.registry.sysfs, devices)) {
@@ -158,7 +158,7 @@ export class Connection {
           throw resourceExhausted(`too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
         }
         this.stopWatching = () => undefined; // one watch per connection, even while it starts
-        this.ctx.registry.catchUp();
+        this.ctx.registry.handlePendingUevents();
         this.stopWatching = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close());
         if (this.socket.isClosed) this.stopWatching(); // closed during the snapshot
         return;

@@ -23,10 +23,11 @@ const BATCH = 32;
 /** A snapshot of a disk (part undefined) or one of its partitions. */
 export function describeDevice(sysfs: Sysfs, disk: DiskEntry, part?: PartitionEntry): DeviceInfo {
   const node = part ?? disk;
+  const device = sysfs.deviceByName(node.name, part !== undefined);
   const attributes: Record<string, string> = {};
   for (const key of ATTRIBUTE_KEYS) {
     if (!canHave(disk, part !== undefined, key)) continue;
-    const value = sysfs.attributeByName(node.name, key, part !== undefined);
+    const value = device.attribute(key);
     if (value !== undefined) attributes[key] = value;
   }
   // sysfs `size` counts 512-byte sectors whatever the logical block size.

@@ -20,6 +20,16 @@ export interface DiskEntry {
   /** Driver of the major ('loop', 'device-mapper', ...). */
   readonly driver: string;
   readonly isLoop: boolean;
+  /**
+   * A loop device attached with LO_FLAGS_PARTSCAN (loop/partscan reads 1); false for every
+   * other driver. Read when the disk is indexed and again at each re-read of it.
+   */
+  partscan: boolean;
+  /**
+   * Removable media (sysfs `removable`): read at the first open of this disk instance and
+   * kept here, so a full scan of thousands of disks reads nothing but their uevent files.
+   */
+  removable: boolean | undefined;
   /** Partitions by number. A loop device without LO_FLAGS_PARTSCAN never has any here. */
   readonly partitions: Map<number, PartitionEntry>;
 }
@@ -58,7 +68,6 @@ export class Registry {
   private readonly partitionOwner = new Map<string, DiskEntry>();
   private readonly waiters = new Map<bigint, Set<Waiter>>();
   private readonly listeners = new Set<(change: RegistryChange) => void>();
-  private readonly removable = new WeakMap<DiskEntry, boolean>();
   private waiterCount = 0;
   private highest = 0n;
 
@@ -97,27 +106,14 @@ export class Registry {
     return this.byDiskseq.get(diskseq);
   }
 
-  /** The disk with this diskseq, after handling any uevent already pending. */
-  lookup(diskseq: bigint): DiskEntry | undefined {
-    const hit = this.byDiskseq.get(diskseq);
-    if (hit !== undefined) return hit;
+  /**
+   * Handles every uevent already pending on the kernel's socket, so that an answer
+   * reflects what the kernel has announced: called before a miss is answered NOT_FOUND and
+   * before a List or Watch snapshot. Handling an event re-reads its device, which may change
+   * the index, wake waiters and notify watchers (docs/design.md, "Registry").
+   */
+  handlePendingUevents(): void {
     this.drainEvents();
-    return this.byDiskseq.get(diskseq);
-  }
-
-  /** Handles every uevent already pending, so that an answer reflects what the kernel announced. */
-  catchUp(): void {
-    this.drainEvents();
-  }
-
-  /** Whether a disk is removable media; read once per disk instance, then remembered. */
-  isRemovable(disk: DiskEntry): boolean {
-    let removable = this.removable.get(disk);
-    if (removable === undefined) {
-      removable = this.sysfs.attributeByName(disk.name, 'removable', false) === '1';
-      this.removable.set(disk, removable);
-    }
-    return removable;
   }
 
   /** Whether a diskseq not in the index could still appear (it is above all seen). */
@@ -239,12 +235,15 @@ export class Registry {
     if (uevent.diskseq > this.highest) this.highest = uevent.diskseq;
     const driver = this.sysfs.driverOf(uevent.major);
     const isLoop = driver === 'loop';
+    const device = this.sysfs.deviceByName(uevent.name, false);
     // An unbound loop device has a diskseq (left by its last detach) but no content: an
     // fd opened on it is not pinned and would follow the next attach.
-    if (isLoop && !this.sysfs.isLoopBound(uevent.name)) return undefined;
+    if (isLoop && device.attribute('loop/backing_file') === undefined) return undefined;
     return {
       name: uevent.name, devname: uevent.devname, major: uevent.major, minor: uevent.minor,
       diskseq: uevent.diskseq, driver, isLoop, partitions: new Map(),
+      partscan: isLoop && device.attribute('loop/partscan') === '1',
+      removable: undefined,
     };
   }
 
@@ -255,6 +254,7 @@ export class Registry {
    */
   private replace(name: string, next: DiskEntry | undefined, changeEvent: boolean, old = this.byName.get(name)): DiskEntry | undefined {
     if (old !== undefined && next !== undefined && old.diskseq === next.diskseq) {
+      old.partscan = next.partscan; // LOOP_SET_STATUS64 can flip it under the same diskseq
       if (changeEvent) this.emit({ kind: 'changed', disk: old });
       return old;
     }
@@ -280,7 +280,7 @@ export class Registry {
   private syncPartitions(disk: DiskEntry, found: Uevent[], admitNew: (uevent: Uevent) => boolean = () => true): void {
     // Without LO_FLAGS_PARTSCAN, BLKPG partitions of a loop device survive its detach and
     // would be served from the next instance's bytes: never index them.
-    const usable = !disk.isLoop || this.sysfs.attributeByName(disk.name, 'loop/partscan', false) === '1';
+    const usable = !disk.isLoop || disk.partscan;
     const next = new Map<number, Uevent>();
     if (usable) for (const uevent of found) if (uevent.diskseq === disk.diskseq) next.set(uevent.partition, uevent);
     for (const [number, part] of disk.partitions) {

@@ -79,25 +79,20 @@ export class Sysfs {
     return entries.filter((entry) => entry.startsWith(diskName) && readOptional(join(this.root, 'class', 'block', diskName, entry, 'partition')) !== undefined);
   }
 
-  /** An attribute of a device by sysfs name; undefined when absent. */
-  attributeByName(name: string, key: string, isPartition: boolean): string | undefined {
-    const dir = join(this.root, 'class', 'block', name);
-    return this.readAttribute(isPartition && readFromParent(key) ? join(dir, '..') : dir, key);
+  /**
+   * The device sysfs lists under this name now (class/block/<name>), to read its
+   * attributes: how the registry, List and pre-authorisation see a device.
+   */
+  deviceByName(name: string, isPartition: boolean): SysfsDevice {
+    return new SysfsDevice(this, `${this.root}/class/block/${name}`, isPartition);
   }
 
   /**
-   * An attribute of the device with this dev_t (sys/dev/block/MAJ:MIN), the way the opener
-   * reads facts about the device an fd is bound to; undefined when absent.
+   * The device with this dev_t (dev/block/MAJ:MIN): how the opener reads facts about the
+   * device an fd is bound to, whatever name it has.
    */
-  attributeByDevt(major: number, minor: number, key: string, isPartition: boolean): string | undefined {
-    const dir = join(this.root, 'dev', 'block', `${major}:${minor}`);
-    // The kernel resolves '..' after following the link, reaching the parent disk's directory.
-    return this.readAttribute(isPartition && readFromParent(key) ? `${dir}/..` : dir, key);
-  }
-
-  /** Whether a loop device is bound to a backing file (its `loop/` directory exists). */
-  isLoopBound(name: string): boolean {
-    return this.attributeByName(name, 'loop/backing_file', false) !== undefined;
+  deviceByDevt(major: number, minor: number, isPartition: boolean): SysfsDevice {
+    return new SysfsDevice(this, `${this.root}/dev/block/${major}:${minor}`, isPartition);
   }
 
   /** The driver name of a block major from /proc/devices ('loop', 'device-mapper', ...). */
@@ -106,7 +101,8 @@ export class Sysfs {
     return this.driverByMajor.get(major) ?? `major-${major}`;
   }
 
-  private readAttribute(dir: string, key: string): string | undefined {
+  /** Reads one attribute file (`dir`/`key`), trailing newline trimmed; undefined when absent. */
+  readAttribute(dir: string, key: string): string | undefined {
     this.counters.attributeReads++;
     const text = readOptional(`${dir}/${key}`);
     return text === undefined ? undefined : text.replace(/\n$/, '');
@@ -126,6 +122,28 @@ export class Sysfs {
       if (match) drivers.set(Number(match[1]), match[2]!);
     }
     return drivers;
+  }
+}
+
+/**
+ * The allow-listed attributes of one device, read through one sysfs directory: the one way
+ * the daemon reads a device's attributes. It knows which keys a partition takes from its
+ * parent disk (proto/attribute-keys.ts, readFromParent) and reads those through `<dir>/..`,
+ * built as text and resolved by the kernel after it follows the directory's symlink, so it
+ * reaches the parent disk's directory (path.join would collapse it to the wrong place).
+ * Each key is read at most once per SysfsDevice: obtain a new one for a fresh look.
+ */
+export class SysfsDevice {
+  private readonly cache = new Map<string, string | undefined>();
+
+  constructor(private readonly sysfs: Sysfs, readonly dir: string, readonly isPartition: boolean) {}
+
+  /** The attribute's value, trailing newline trimmed; undefined when the device lacks it. */
+  attribute(key: string): string | undefined {
+    if (this.cache.has(key)) return this.cache.get(key);
+    const value = this.sysfs.readAttribute(this.isPartition && readFromParent(key) ? `${this.dir}/..` : this.dir, key);
+    this.cache.set(key, value);
+    return value;
   }
 }
 

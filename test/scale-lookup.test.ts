@@ -48,13 +48,13 @@ class RecordingSysfs extends Sysfs {
     this.touched.push(name);
     return super.partitionsOf(name);
   }
-  override attributeByName(name: string, key: string, isPartition: boolean) {
+  override deviceByName(name: string, isPartition: boolean) {
     this.touched.push(name);
-    return super.attributeByName(name, key, isPartition);
+    return super.deviceByName(name, isPartition);
   }
-  override attributeByDevt(major: number, minor: number, key: string, isPartition: boolean) {
+  override deviceByDevt(major: number, minor: number, isPartition: boolean) {
     this.touched.push(`${major}:${minor}`);
-    return super.attributeByDevt(major, minor, key, isPartition);
+    return super.deviceByDevt(major, minor, isPartition);
   }
 }
 

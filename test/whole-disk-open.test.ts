@@ -56,6 +56,20 @@ test('list shows the disk and, with include_partitions, its partitions with the 
   }
 });
 
+test('a listed loop partition carries its disk\'s loop attributes, read from the parent disk', async (t) => {
+  if (!needsRoot(t)) return;
+  const loop = createLoop({ partitionsMiB: [2], partscan: true }, t);
+  const { client } = await startBroker(t);
+  const all = await client.list(true);
+  const disk = all.find((d) => d.name === loop.name);
+  const part = all.find((d) => d.name === loop.partitionName(1));
+  const backing = readFileSync(`/sys/block/${loop.name}/loop/backing_file`, 'utf8').trim();
+  t.is(disk?.attributes['loop/backing_file'], backing, 'the disk lists its backing file');
+  t.is(part?.attributes['loop/backing_file'], backing, 'the partition lists its disk\'s backing file');
+  t.is(part?.attributes['loop/partscan'], '1');
+  t.is(part?.attributes['partition'], '1', 'and its own partition number');
+});
+
 test('a disk attached after the daemon started is found by its (new, higher) diskseq', async (t) => {
   if (!needsRoot(t)) return;
   const { client } = await startBroker(t);

@@ -116,7 +116,7 @@ static int send_request(int sock, const struct diskseq_path *dp, const struct br
   return -EACCES;
 }
 
-/* The error mapping of issue 6, plus safe choices for codes an open should not get. */
+/* ErrorCode -> errno, as proto/diskseqd.proto documents it for the shim. */
 static int errno_for(const Diskseqd__V1__Error *error) {
   switch (error->code) {
   case DISKSEQD__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND: return ENOENT;
