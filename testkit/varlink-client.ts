@@ -94,6 +94,16 @@ export class VarlinkClient {
     return new Promise((resolve, reject) => this.waiters.push({ replies: [], more: flags.more === true, resolve, reject }));
   }
 
+  /**
+   * For calls sent raw (sendRaw): resolves with the replies of the next `calls` calls that
+   * get replies, one array per call, in order.
+   */
+  expectReplies(calls: number): Promise<VarlinkReply[][]> {
+    return Promise.all(Array.from({ length: calls }, () => new Promise<VarlinkReply[]>((resolve, reject) => {
+      this.waiters.push({ replies: [], more: true, resolve, reject });
+    })));
+  }
+
   /** A call with one reply; resolves with it (an error reply too). */
   async call1(method: string, parameters?: Record<string, unknown> | null, flags: CallFlags = {}): Promise<VarlinkReply> {
     const replies = await this.call(method, parameters, flags);
