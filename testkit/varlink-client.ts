@@ -6,10 +6,10 @@
  * cannot receive fds, this one can.
  *
  * Replies come back in call order (Varlink has no ids): each call() waits for its replies
- * after those of earlier calls. An fd belongs to the first reply that is complete once it
- * arrived — exact for a client that has one call with an fd outstanding at a time, which
- * is how these tests use it (the daemon sends a reply carrying an fd starting at its first
- * byte, in a sendmsg of its own).
+ * after those of earlier calls. Which reply an fd belongs to: the daemon sends a reply
+ * with an fd in a sendmsg of its own that starts at the reply's first byte, and the kernel
+ * ends a stream read right after the bytes that came with fds (it may glue earlier bytes
+ * in front). So the fds of one read belong to the last message that starts in it.
  *
  * Ownership: fds of a reply belong to whoever awaits it; fds nobody awaits are closed here
  * and counted in strayFds.
@@ -44,7 +44,9 @@ export class VarlinkClient {
   private readonly socket: StreamSocket;
   private readonly waiters: Waiter[] = [];
   private chunks: Buffer[] = [];
-  private arrivedFds: number[] = [];
+  /** Messages completed so far, and fds waiting for the message of that number. */
+  private messages = 0;
+  private readonly fdsOf = new Map<number, number[]>();
   private closeReason: CloseReason | undefined;
   private readonly closeWaiters: ((reason: CloseReason) => void)[] = [];
   /** fds that arrived with no reply awaiting them (closed). */
@@ -62,6 +64,11 @@ export class VarlinkClient {
   /** Connects to a Varlink socket (a blocking connect; fine for tests). */
   static connect(socketPath: string): VarlinkClient {
     return new VarlinkClient(native.connectStream(socketPath, true));
+  }
+
+  /** Takes over a connected stream socket fd (owned from here on), e.g. one left unread for a while. */
+  static adopt(fd: number): VarlinkClient {
+    return new VarlinkClient(fd);
   }
 
   /** Why the connection closed, once it has. */
@@ -116,23 +123,28 @@ export class VarlinkClient {
   }
 
   private onData(data: Buffer, fds: number[]): void {
-    this.arrivedFds.push(...fds);
+    if (fds.length > 0) {
+      let startsAfter = 0; // NULs followed by more bytes: each starts a message in this read
+      for (let nul = data.indexOf(0); nul >= 0 && nul < data.length - 1; nul = data.indexOf(0, nul + 1)) startsAfter++;
+      const owner = this.messages + startsAfter;
+      this.fdsOf.set(owner, [...(this.fdsOf.get(owner) ?? []), ...fds]);
+    }
     let start = 0;
     for (let nul = data.indexOf(0); nul >= 0; nul = data.indexOf(0, start)) {
       this.chunks.push(data.subarray(start, nul));
       const text = Buffer.concat(this.chunks).toString();
       this.chunks = [];
       start = nul + 1;
-      this.onMessage(text);
+      this.onMessage(text, this.messages++);
     }
     if (start < data.length) this.chunks.push(Buffer.from(data.subarray(start)));
   }
 
-  private onMessage(text: string): void {
+  private onMessage(text: string, number: number): void {
     const message = JSON.parse(text) as { parameters?: Record<string, unknown>; continues?: boolean; error?: string };
-    const reply: VarlinkReply = {
-      parameters: message.parameters ?? {}, continues: message.continues === true, error: message.error, fds: this.arrivedFds.splice(0),
-    };
+    const fds = this.fdsOf.get(number) ?? [];
+    this.fdsOf.delete(number);
+    const reply: VarlinkReply = { parameters: message.parameters ?? {}, continues: message.continues === true, error: message.error, fds };
     const waiter = this.waiters[0];
     if (waiter === undefined) {
       this.strayFds += reply.fds.length;
@@ -148,7 +160,8 @@ export class VarlinkClient {
 
   private onClose(reason: CloseReason): void {
     this.closeReason = reason;
-    for (const fd of this.arrivedFds.splice(0)) native.close(fd);
+    for (const fds of this.fdsOf.values()) for (const fd of fds) native.close(fd);
+    this.fdsOf.clear();
     for (const waiter of this.waiters.splice(0)) {
       for (const reply of waiter.replies) for (const fd of reply.fds) native.close(fd);
       waiter.reject(new Error(`connection closed (${reason.kind})`));
