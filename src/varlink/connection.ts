@@ -16,7 +16,7 @@ import type { Logger } from '../log.js';
 import { RequestCancelled } from '../opener.js';
 import type { Peer } from '../policy/index.js';
 import { auditCode, expectedMore, interfaceNotFound, invalidParameter, methodNotFound } from './errors.js';
-import { FramingViolation, MessageFramer } from './framing.js';
+import { MessageFramer } from './framing.js';
 import { findMethod, invalidParameter as badParameter } from './idl.js';
 import { INTERFACES } from './interfaces.js';
 import { encodeError, encodeReply, parseCall, ProtocolViolation, VarlinkError, type VarlinkCall } from './message.js';
@@ -59,8 +59,11 @@ export class VarlinkConnection {
   private readonly socket: StreamSocket;
   private readonly framer: MessageFramer;
   private readonly log: Logger;
-  private readonly pending: Buffer[] = [];
+  /** Messages read and not yet handled, and (last) the violation that ends the connection. */
+  private readonly pending: (Buffer | string)[] = [];
   private working = false;
+  /** A violation is queued: nothing more is read. */
+  private doomed = false;
   private partialTimer: NodeJS.Timeout | undefined;
   /** Aborted when the connection closes: a waiting call stops waiting. */
   private readonly closed = new AbortController();
@@ -91,28 +94,51 @@ export class VarlinkConnection {
   }
 
   private onData(chunk: StreamChunk): void {
+    if (this.doomed) return;
     if (chunk.fds.length > 0 || chunk.controlTruncated) {
       // Never ours to keep; off the loop: it may be the last reference to a device.
       for (const fd of chunk.fds) void closeOffLoop(fd);
-      this.violation(`client sent ${chunk.fds.length || 'truncated'} fds`);
+      // The kernel ends a read right after the bytes that carried fds, gluing earlier ones
+      // in front: the fds came with the last message that starts in this read. What came
+      // before it is still answered.
+      let cut = 0;
+      for (let nul = chunk.data.indexOf(0); nul >= 0 && nul < chunk.data.length - 1; nul = chunk.data.indexOf(0, nul + 1)) cut = nul + 1;
+      if (cut > 0) this.take(chunk.data.subarray(0, cut));
+      if (!this.doomed) this.doom(`client sent ${chunk.fds.length || 'truncated'} fds`);
       return;
     }
-    try {
-      this.pending.push(...this.framer.push(chunk.data));
-    } catch (error) {
-      if (!(error instanceof FramingViolation)) throw error;
-      this.violation(error.message);
-      return;
-    }
+    this.take(chunk.data);
+  }
+
+  /** Frames bytes that arrived and queues the messages (and a violation) they complete. */
+  private take(data: Buffer): void {
+    const { messages, violation } = this.framer.push(data);
+    this.pending.push(...messages);
+    if (violation !== undefined) this.doom(violation.message);
+    else this.pump();
+  }
+
+  /**
+   * A violation in the byte stream: the calls complete before it are still answered, in
+   * order, then the connection is dropped; nothing after it is read.
+   */
+  private doom(reason: string): void {
+    this.doomed = true;
+    this.pending.push(reason);
     this.pump();
   }
 
   /** Starts the next call when none runs, and decides whether to read on. */
   private pump(): void {
     while (!this.working && this.pending.length > 0 && !this.socket.isClosed) {
+      const next = this.pending.shift()!;
+      if (typeof next === 'string') {
+        this.violation(next);
+        return;
+      }
       let call: VarlinkCall;
       try {
-        call = parseCall(this.pending.shift()!);
+        call = parseCall(next);
       } catch (error) {
         if (!(error instanceof ProtocolViolation)) throw error;
         this.violation(error.message);
@@ -225,7 +251,7 @@ export class VarlinkConnection {
    * connection is read, an unfinished message has stallTimeoutMs to be finished.
    */
   private updateReading(): void {
-    const read = this.pending.length < this.ctx.limits.maxPendingCalls && !this.socket.hasQueuedOutput;
+    const read = !this.doomed && this.pending.length < this.ctx.limits.maxPendingCalls && !this.socket.hasQueuedOutput;
     if (read) this.socket.resumeReading();
     else this.socket.pauseReading();
     if (read && this.framer.hasPartial) {
@@ -242,6 +268,17 @@ export class VarlinkConnection {
   private onClose(reason: CloseReason): void {
     clearTimeout(this.partialTimer);
     this.closed.abort();
+    // Calls read but not started (the client closed, or was dropped, first): abandoned,
+    // and audited as such, so that every call the daemon read has its line.
+    for (const next of this.pending.splice(0)) {
+      if (typeof next === 'string') continue;
+      try {
+        const call = parseCall(next);
+        this.log.info({ op: opOf(call), via: 'varlink', method: call.method, oneway: call.oneway || undefined, decision: 'error', code: 'CANCELLED', us: 0 }, 'audit');
+      } catch {
+        // Not a call: nothing was asked.
+      }
+    }
     if (reason.kind === 'output-overflow' || reason.kind === 'output-stalled') {
       this.log.warn({ reason: reason.kind, via: 'varlink' }, 'client does not read its responses; dropped with its queued fds');
     } else if (reason.kind === 'error') {

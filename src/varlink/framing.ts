@@ -24,11 +24,21 @@ export class MessageFramer {
 
   /**
    * Takes bytes that arrived (copied: `data` may be reused by the caller) and returns the
-   * messages they complete, in order, without their NULs. Throws FramingViolation when a
-   * message (finished or not) exceeds the bound.
+   * messages they complete, in order, without their NULs — and, when a message (finished
+   * or not) exceeds the bound, the violation, after the messages completed before it.
    */
-  push(data: Buffer): Buffer[] {
+  push(data: Buffer): { messages: Buffer[]; violation?: FramingViolation } {
     const messages: Buffer[] = [];
+    try {
+      this.cut(data, messages);
+    } catch (error) {
+      if (!(error instanceof FramingViolation)) throw error;
+      return { messages, violation: error };
+    }
+    return { messages };
+  }
+
+  private cut(data: Buffer, messages: Buffer[]): void {
     let start = 0;
     for (let nul = data.indexOf(0, start); nul >= 0; nul = data.indexOf(0, start)) {
       this.take(data, start, nul);
@@ -38,7 +48,6 @@ export class MessageFramer {
       start = nul + 1;
     }
     if (start < data.length) this.take(data, start, data.length);
-    return messages;
   }
 
   private take(data: Buffer, from: number, to: number): void {
