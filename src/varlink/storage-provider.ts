@@ -65,7 +65,7 @@ export class StorageProvider {
     // createSizeBytes and allowInteractiveAuthentication are accepted and have no effect.
 
     const wanted = parameters.readOnly as boolean | null | undefined;
-    const readOnlyDevice = this.deviceIsReadOnly(volume);
+    const readOnlyDevice = wanted !== true && this.deviceIsReadOnly(volume); // a read-only open needs no check
     if (wanted === false && readOnlyDevice) throw readOnlyVolume();
     if (wanted === true || (wanted !== false && readOnlyDevice)) return this.open(volume, 'read-only', peer, audit, signal);
 
