@@ -8,7 +8,7 @@ import { LOG_LEVELS } from './log.js';
 import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { parseIdleExit } from './systemd/idle-exit.js';
 import { DEFAULT_SOCKET_PATH } from '../proto/contract.js';
-import { DEFAULT_VARLINK_SOCKET_PATH } from './varlink/listener.js';
+import { DEFAULT_VARLINK_SOCKET_PATH } from './varlink/default-path.js';
 
 /** The daemon's settings after parsing. */
 export interface Config {

@@ -15,9 +15,10 @@ import { IdleExit } from './systemd/idle-exit.js';
 import { Notifier } from './systemd/notify.js';
 import { inheritedListeners, socketPathOf } from './systemd/socket-activation.js';
 import { startLiveRegistry } from './live-registry.js';
+import { native } from '../native/index.js';
 import { WatchHub } from './watch-hub.js';
 import { ConnectionLimits } from './connection-limits.js';
-import { createVarlink } from './varlink/start.js';
+import type { createVarlink as CreateVarlink } from './varlink/start.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -30,7 +31,7 @@ function loadPolicy(config: Config): Policy {
   return Policy.fromFile(config.policyFile);
 }
 
-function run(config: Config): void {
+function run(config: Config, createVarlink: typeof CreateVarlink | undefined): void {
   const log = createLogger(config.logLevel);
   const inherited = inheritedListeners(); // throws on a wrong kind of fd: exit 1
   const inheritedFd = inherited?.seqpacket;
@@ -66,7 +67,11 @@ function run(config: Config): void {
   );
   // The second front-end (docs/design.md, "Second front-end: Varlink"): same opener,
   // registry, policy, limits and audit log.
-  const varlink = createVarlink(config, inherited, { opener, registry, log, serverVersion: VERSION, limits, connectionLimits }, idleNow);
+  if (createVarlink === undefined && inherited?.varlink !== undefined) {
+    log.info('--no-varlink: closing the Varlink socket systemd passed');
+    native.close(inherited.varlink);
+  }
+  const varlink = createVarlink?.(config, inherited, { opener, registry, log, serverVersion: VERSION, limits, connectionLimits }, idleNow);
 
   process.on('SIGHUP', () => {
     try {
@@ -150,13 +155,23 @@ function main(argv: string[]): void {
       return;
     case 'check-policy':
       process.exit(checkPolicy(command.file));
-    case 'run':
-      try {
-        run(command.config);
-      } catch (error) {
+    case 'run': {
+      const fail = (error: unknown): never => {
         process.stderr.write(`diskseqd: ${describeError(error)}\n`);
         process.exit(1);
-      }
+      };
+      // The Varlink front-end is loaded only when it may serve (--no-varlink costs nothing).
+      const config = command.config;
+      const front = config.varlinkSocketPath === undefined ? Promise.resolve(undefined)
+        : import('./varlink/start.js').then((m) => m.createVarlink);
+      void front.then((createVarlink) => {
+        try {
+          run(config, createVarlink);
+        } catch (error) {
+          fail(error);
+        }
+      }, fail);
+    }
   }
 }
 

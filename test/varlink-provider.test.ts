@@ -164,6 +164,7 @@ test('pipelined calls are answered strictly in call order, a stream whole before
   t.deepEqual(replies.map((r) => r.fds.length), [0, 0, 1, 0, 0], 'the fd arrives with the Acquire reply');
   t.is(native.probeFdSync(replies[2]!.fds[0]!).diskseq, d);
   for (const r of replies) for (const fd of r.fds) native.close(fd);
+  await daemon.waitForCount('audit', calls.length); // log lines arrive through a pipe
   const oneway = daemon.audits().filter((a) => a.oneway === true);
   t.deepEqual(oneway.map((a) => [a.method, a.code, a.decision, a.device]), [[ACQUIRE, 'NOT_PERFORMED', 'none', undefined], ['org.varlink.service.Nope', 'UNSUPPORTED', 'error', undefined]]);
   t.is(await daemon.settleFds(fdsBefore), fdsBefore, 'the oneway Acquire left no fd behind');

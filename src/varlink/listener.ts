@@ -15,9 +15,6 @@ import type { Peer } from '../policy/index.js';
 import { VarlinkConnection, type VarlinkContext } from './connection.js';
 import { encodeError, VarlinkError } from './message.js';
 
-/** Where systemd's storage tools look for a provider named "diskseq". */
-export const DEFAULT_VARLINK_SOCKET_PATH = '/run/systemd/io.systemd.StorageProvider/diskseq';
-
 /** How the listener listens. */
 export interface VarlinkListenerOptions {
   /** Path to bind, or the path of the inherited socket (for logs only). */

@@ -4,7 +4,6 @@
  * cannot make one in /run itself); started by hand, on --varlink-socket; never with
  * --no-varlink.
  */
-import { native } from '../../native/index.js';
 import type { Config } from '../config.js';
 import type { ConnectionLimits as ConnectionBounds } from '../connection-limits.js';
 import type { ConnectionLimits } from '../connection.js';
@@ -29,21 +28,15 @@ export interface SharedParts {
 }
 
 /**
- * The Varlink listener to start with the server, or undefined when Varlink is off: with
- * --no-varlink (a socket systemd passed anyway is closed), or socket-activated without a
- * Varlink socket.
+ * The Varlink listener to start with the server, or undefined when Varlink is off:
+ * socket-activated without a Varlink socket. (With --no-varlink main does not load the
+ * front-end at all, and closes a Varlink socket systemd passed anyway.)
  */
 export function createVarlink(
   config: Config, inherited: InheritedSockets | null, shared: SharedParts, onActivity: () => void,
 ): VarlinkListener | undefined {
   const inheritedFd = inherited?.varlink;
-  if (config.varlinkSocketPath === undefined) {
-    if (inheritedFd !== undefined) {
-      shared.log.info('--no-varlink: closing the Varlink socket systemd passed');
-      native.close(inheritedFd);
-    }
-    return undefined;
-  }
+  if (config.varlinkSocketPath === undefined) return undefined;
   if (inherited !== null && inheritedFd === undefined) return undefined;
   const socketPath = inheritedFd === undefined ? config.varlinkSocketPath : socketPathOf(inheritedFd) ?? config.varlinkSocketPath;
   const { maxInFlight, maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs } = shared.connectionLimits;
