@@ -2,6 +2,9 @@
  * `npm run bench` (root): runs the benchmarks against a loop device of its own and a
  * daemon on a private socket, and prints one table. Timing lives here, never in tests.
  *
+ * The open round trip is measured over both front-ends of the one daemon: protobuf on
+ * SEQPACKET and io.systemd.StorageProvider.Acquire over Varlink.
+ *
  * BENCH_N (default 10000) sets the requests per latency series; BENCH_LOG_LEVEL (default
  * info, as in production: one audit line per request) the daemon's log level;
  * BENCH_RSS_REQUESTS (default 100000, 0 to skip) how many requests the RSS check sends;
@@ -17,7 +20,9 @@ import { fileURLToPath } from 'node:url';
 import { connect } from '../client/index.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop } from '../testkit/loop.js';
+import { VarlinkClient } from '../testkit/varlink-client.js';
 import { WireClient } from '../testkit/wire-client.js';
+import { varlinkRoundTrip } from './varlink-roundtrip.js';
 import { scaleRun, type ScaleResult } from './scale.js';
 import {
   inProcessAsync, inProcessSync, libraryRoundTrip, roundTrip, summarise, throughput, type Series,
@@ -58,16 +63,19 @@ async function main(): Promise<void> {
   try {
     const startup = await startupSeries(5);
     const profileDir = process.env.BENCH_PROFILE_DIR;
-    daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL, nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined });
+    daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL, varlink: true, nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined });
     const client = WireClient.connect(daemon.socketPath);
     clients.push(client);
     const library = await connect({ socketPath: daemon.socketPath });
     closers.push(() => library.close());
+    const varlink = VarlinkClient.connect(daemon.varlinkPath!);
+    closers.push(() => varlink.close());
     const rssStart = daemon.rssBytes();
 
     // Warm up both sides (JIT, page cache, the daemon's index and any lazily made nodes).
     await roundTrip(client, loop.diskseq, 500);
     await libraryRoundTrip(library, loop.diskseq, 500);
+    await varlinkRoundTrip(varlink, loop.diskseq, 500);
     await inProcessAsync(loop.devPath, loop.diskseq, 500);
     let requests = 1000;
 
@@ -76,11 +84,15 @@ async function main(): Promise<void> {
     const sync = inProcessSync(loop.devPath, loop.diskseq, N);
     const rt = await roundTrip(client, loop.diskseq, N);
     const lib = await libraryRoundTrip(library, loop.diskseq, N);
+    const vl = await varlinkRoundTrip(varlink, loop.diskseq, N);
+    // The protobuf figure again after the Varlink one, so drift shows up.
+    const rtAgain = await roundTrip(client, loop.diskseq, N);
+    rtAgain.name += ', again';
     // The in-process figure again after the round trips, so drift shows up.
     const asyncAgain = await inProcessAsync(loop.devPath, loop.diskseq, N);
     asyncAgain.name += ', again';
-    series.push(asyncFirst, sync, rt, lib, asyncAgain);
-    requests += 2 * N;
+    series.push(asyncFirst, sync, rt, lib, vl, rtAgain, asyncAgain);
+    requests += 4 * N;
 
     for (let i = 0; i < 3; i++) clients.push(WireClient.connect(daemon.socketPath));
     const opsPerSecond = await throughput(clients.slice(0, 4), loop.diskseq, 4 * N, 4);
@@ -106,6 +118,8 @@ async function main(): Promise<void> {
     console.log(`round trip p50 / in-process sync open+verify p50:  ${(rt.p50 / sync.p50).toFixed(1)}x  (target <= 10x; the ~5 us in-process open + verify is this one)`);
     console.log(`round trip p50 / in-process async open+verify p50: ${(rt.p50 / asyncBase).toFixed(1)}x  (the addon's threadpool hop included on both sides)`);
     console.log(`client library round trip p50 / in-process sync:   ${(lib.p50 / sync.p50).toFixed(1)}x`);
+    const protobufBase = Math.min(rt.p50, rtAgain.p50);
+    console.log(`Varlink Acquire p50 / protobuf open p50 (same daemon, same disk): ${(vl.p50 / protobufBase).toFixed(2)}x  (${vl.p50.toFixed(1)} us vs ${protobufBase.toFixed(1)} us)`);
     console.log(`opens/s, 4 connections x 4 in flight, from one client process: ${opsPerSecond.toFixed(0)}  (target >= 30000)`);
     console.log(`daemon RSS in MiB (after N requests): ${rss.join(', ')}  (target <= 60 and flat)`);
     for (const r of scale) {

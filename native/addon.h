@@ -9,6 +9,8 @@ namespace diskseqd {
 void InitDevice(Napi::Env env, Napi::Object exports);
 /** SEQPACKET sockets: listen/accept/connect, recv/send with SCM_RIGHTS, peer credentials. */
 void InitSocket(Napi::Env env, Napi::Object exports);
+/** Stream sockets (Varlink): listen/connect, partial sends with an fd on the first byte. */
+void InitStreamSocket(Napi::Env env, Napi::Object exports);
 /** The kernel uevent netlink socket. */
 void InitUevent(Napi::Env env, Napi::Object exports);
 /** The Poller class (uv_poll on this environment's loop). */

@@ -1,8 +1,8 @@
 /**
  * The one loader of the native addon (build/Release/diskseqd.node) and its typed interface.
  *
- * The addon does only what Node cannot: device opens and ioctls, SEQPACKET sockets with
- * SCM_RIGHTS and peer credentials, the uevent netlink socket, mknod, and readiness through
+ * The addon does only what Node cannot: device opens and ioctls, SEQPACKET and STREAM
+ * sockets with SCM_RIGHTS and peer credentials, the uevent netlink socket, mknod, and readiness through
  * uv_poll on this environment's loop. Numbers and Buffers in and out; no policy, no
  * protobuf, no logging. Every failing call throws (or rejects with) a NativeError shaped
  * like Node's fs errors: `code` ('EBUSY'), `errno` (positive number), `syscall`.
@@ -162,6 +162,26 @@ export interface NativeBinding {
   isListeningSeqpacket(fd: number): boolean;
   /** fcntl(F_SETFL, O_NONBLOCK) and FD_CLOEXEC on an inherited fd. */
   setNonblockCloexec(fd: number): void;
+
+  // --- STREAM sockets (the Varlink front-end) -------------------------------------------
+  /** socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC) + bind(path) + listen. */
+  listenStream(path: string, backlog: number): number;
+  /**
+   * Blocking connect of a new SOCK_STREAM socket to path (SOCK_CLOEXEC); set non-blocking
+   * after the connect when `nonblocking` is true.
+   */
+  connectStream(path: string, nonblocking: boolean): number;
+  /**
+   * One sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of data[offset..], with sendFd in SCM_RIGHTS
+   * when sendFd >= 0. Returns the bytes written — when at least one was, the fd went with
+   * the first of them — or 0 on EAGAIN (nothing sent, sendFd still the caller's). Throws
+   * on other errors (EPIPE, ECONNRESET ...). Never closes sendFd. Read with recv().
+   */
+  sendStream(fd: number, data: Buffer, offset: number, sendFd: number): number;
+  /** SO_DOMAIN, SO_TYPE and SO_ACCEPTCONN of a socket fd (throws ENOTSOCK, EBADF ...). */
+  socketKind(fd: number): { domain: number; type: number; listening: boolean };
+  /** The values socketKind() reports. */
+  socketConstants: { AF_UNIX: number; SOCK_STREAM: number; SOCK_SEQPACKET: number };
 
   // --- kernel uevents -------------------------------------------------------------------
   /**

@@ -8,10 +8,13 @@ import { LOG_LEVELS } from './log.js';
 import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { parseIdleExit } from './systemd/idle-exit.js';
 import { DEFAULT_SOCKET_PATH } from '../proto/contract.js';
+import { DEFAULT_VARLINK_SOCKET_PATH } from './varlink/default-path.js';
 
 /** The daemon's settings after parsing. */
 export interface Config {
   socketPath: string;
+  /** Where to serve Varlink when not socket-activated; undefined: --no-varlink. */
+  varlinkSocketPath: string | undefined;
   /** The policy file, and whether the user named it (a named file must exist). */
   policyFile: string;
   policyFileGiven: boolean;
@@ -45,6 +48,12 @@ request) to standard output.
 Options:
   --socket PATH            listen on PATH (default ${DEFAULT_SOCKET_PATH}); a stale
                            socket file nobody serves is replaced
+  --varlink-socket PATH    also serve systemd's io.systemd.StorageProvider over
+                           Varlink on PATH (default ${DEFAULT_VARLINK_SOCKET_PATH});
+                           its directory is created, a stale socket file replaced;
+                           a path a live process serves is left alone and the daemon
+                           runs without Varlink
+  --no-varlink             do not serve Varlink (not even a socket systemd passed)
   --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info; audit lines are info)
   --policy FILE            who may open what (default ${DEFAULT_POLICY_FILE}; when
                            that file does not exist: root may open anything, everyone
@@ -77,8 +86,10 @@ Options:
   --help                   show this help and exit
   --version                show the version and exit
 
-Socket activation: a listening socket passed by systemd (LISTEN_FDS) is served
-instead of binding --socket, and is never removed. READY=1, STATUS= and WATCHDOG=1
+Socket activation: listening sockets passed by systemd (LISTEN_FDS, told apart by
+LISTEN_FDNAMES "seqpacket" and "varlink", else by their type) are served instead of
+binding --socket, and are never removed; Varlink is then served only if systemd
+passed its socket. READY=1, STATUS= and WATCHDOG=1
 go to NOTIFY_SOCKET when it is set.
 
 Signals: SIGTERM/SIGINT finish in-flight requests, close, and remove the socket.
@@ -92,6 +103,8 @@ export function parseCommandLine(argv: string[]): Command {
     allowPositionals: true,
     options: {
       socket: { type: 'string' },
+      'varlink-socket': { type: 'string' },
+      'no-varlink': { type: 'boolean' },
       'log-level': { type: 'string' },
       'sysfs-root': { type: 'string' },
       policy: { type: 'string' },
@@ -118,10 +131,14 @@ export function parseCommandLine(argv: string[]): Command {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new Error(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
   const socketPath = values.socket ?? DEFAULT_SOCKET_PATH;
   if (socketPath === '') throw new Error('--socket: empty path');
+  if (values['no-varlink'] && values['varlink-socket'] !== undefined) throw new Error('--no-varlink and --varlink-socket exclude each other');
+  const varlinkSocketPath = values['no-varlink'] ? undefined : values['varlink-socket'] ?? DEFAULT_VARLINK_SOCKET_PATH;
+  if (varlinkSocketPath === '') throw new Error('--varlink-socket: empty path');
   return {
     kind: 'run',
     config: {
       socketPath,
+      varlinkSocketPath,
       policyFile: values.policy ?? DEFAULT_POLICY_FILE,
       policyFileGiven: values.policy !== undefined,
       logLevel,

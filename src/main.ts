@@ -13,9 +13,12 @@ import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
 import { IdleExit } from './systemd/idle-exit.js';
 import { Notifier } from './systemd/notify.js';
-import { inheritedListener, socketPathOf } from './systemd/socket-activation.js';
+import { inheritedListeners, socketPathOf } from './systemd/socket-activation.js';
 import { startLiveRegistry } from './live-registry.js';
+import { native } from '../native/index.js';
 import { WatchHub } from './watch-hub.js';
+import { ConnectionLimits } from './connection-limits.js';
+import type { createVarlink as CreateVarlink } from './varlink/start.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -28,9 +31,10 @@ function loadPolicy(config: Config): Policy {
   return Policy.fromFile(config.policyFile);
 }
 
-function run(config: Config): void {
+function run(config: Config, createVarlink: typeof CreateVarlink | undefined): void {
   const log = createLogger(config.logLevel);
-  const inheritedFd = inheritedListener() ?? undefined; // throws on a wrong kind of fd: exit 1
+  const inherited = inheritedListeners(); // throws on a wrong kind of fd: exit 1
+  const inheritedFd = inherited?.seqpacket;
   // An inherited socket is where systemd bound it, whatever --socket says.
   const socketPath = inheritedFd === undefined ? config.socketPath : socketPathOf(inheritedFd) ?? config.socketPath;
   const notifier = new Notifier({ log });
@@ -43,20 +47,31 @@ function run(config: Config): void {
   const privateNodes = new PrivateNodes();
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
   let idle: IdleExit | undefined;
+  // One count of connections over both front-ends (src/connection-limits.ts).
+  const limits = new ConnectionLimits(config.maxConnections, config.maxConnectionsPerUid);
+  const connectionLimits = {
+    maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
+    // Reading pauses while responses wait, so at most maxInFlight fds can wait (plus
+    // none from List and Watch): the fd bound is a backstop, the stall timeout drops.
+    maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxInFlight, stallTimeoutMs: config.stallTimeoutMs,
+  };
+  const idleNow = () => idle?.update(server.connectionCount + (varlink?.connectionCount ?? 0) === 0 && !server.busy && !varlink?.busy);
   const server: Server = new Server(
     { socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections,
-      maxConnectionsPerUid: config.maxConnectionsPerUid, backlog: 128 },
+      maxConnectionsPerUid: config.maxConnectionsPerUid, sharedLimits: limits, backlog: 128 },
     {
       opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
-      limits: {
-        maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
-        // Reading pauses while responses wait, so at most maxInFlight fds can wait (plus
-        // none from List and Watch): the fd bound is a backstop, the stall timeout drops.
-        maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxInFlight, stallTimeoutMs: config.stallTimeoutMs,
-      },
+      limits: connectionLimits,
     },
-    () => idle?.update(server.connectionCount === 0 && !server.busy),
+    idleNow,
   );
+  // The second front-end (docs/design.md, "Second front-end: Varlink"): same opener,
+  // registry, policy, limits and audit log.
+  if (createVarlink === undefined && inherited?.varlink !== undefined) {
+    log.info('--no-varlink: closing the Varlink socket systemd passed');
+    native.close(inherited.varlink);
+  }
+  const varlink = createVarlink?.(config, inherited, { opener, registry, log, serverVersion: VERSION, limits, connectionLimits }, idleNow);
 
   process.on('SIGHUP', () => {
     try {
@@ -73,7 +88,8 @@ function run(config: Config): void {
     log.info({ signal }, 'shutting down');
     notifier.stopping();
     idle?.close();
-    void server.shutdown(SHUTDOWN_GRACE_MS).then(() => {
+    varlink?.stopAccepting();
+    void Promise.all([server.shutdown(SHUTDOWN_GRACE_MS), varlink?.drain(SHUTDOWN_GRACE_MS)]).then(() => {
       uevents.close();
       privateNodes.close();
       log.info('stopped');
@@ -84,7 +100,7 @@ function run(config: Config): void {
   process.on('SIGINT', stop);
   if (config.idleExitMs !== undefined) {
     idle = new IdleExit(config.idleExitMs, () => {
-      if (!server.stopAccepting()) {
+      if (varlink?.busy || (varlink?.connectionCount ?? 0) > 0 || !server.stopAccepting()) {
         log.info('idle deadline reached with clients waiting in the backlog: serving them');
         return false;
       }
@@ -98,8 +114,10 @@ function run(config: Config): void {
   // default action and leave requests unanswered and the socket file behind. For the same
   // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
   server.start();
-  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
-  const status = () => `${registry.size} disks, ${server.connectionCount} connections, ${server.requestsServed} requests served`;
+  const varlinkPath = varlink?.start() ? varlink.socketPath : null;
+  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, varlink: varlinkPath, disks: registry.size, version: VERSION }, 'serving');
+  const status = () => `${registry.size} disks, ${server.connectionCount + (varlink?.connectionCount ?? 0)} connections, ` +
+    `${server.requestsServed + (varlink?.requestsServed ?? 0)} requests served`;
   notifier.ready(status());
   notifier.startWatchdog();
   notifier.trackStatus(status);
@@ -137,13 +155,23 @@ function main(argv: string[]): void {
       return;
     case 'check-policy':
       process.exit(checkPolicy(command.file));
-    case 'run':
-      try {
-        run(command.config);
-      } catch (error) {
+    case 'run': {
+      const fail = (error: unknown): never => {
         process.stderr.write(`diskseqd: ${describeError(error)}\n`);
         process.exit(1);
-      }
+      };
+      // The Varlink front-end is loaded only when it may serve (--no-varlink costs nothing).
+      const config = command.config;
+      const front = config.varlinkSocketPath === undefined ? Promise.resolve(undefined)
+        : import('./varlink/start.js').then((m) => m.createVarlink);
+      void front.then((createVarlink) => {
+        try {
+          run(config, createVarlink);
+        } catch (error) {
+          fail(error);
+        }
+      }, fail);
+    }
   }
 }
 

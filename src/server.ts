@@ -7,6 +7,7 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { closeOffLoop, native, POLL_READABLE, type Poller } from '../native/index.js';
 import { hasErrnoCode, resourceExhausted } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
+import { ConnectionLimits } from './connection-limits.js';
 import type { Peer } from './policy/index.js';
 import { encodeError } from './protocol.js';
 import { MAX_REQUEST_BYTES } from '../proto/contract.js';
@@ -23,6 +24,11 @@ export interface ServerOptions {
   maxConnections: number;
   /** Connections one non-root uid may hold, so that one user cannot lock out the rest. */
   maxConnectionsPerUid: number;
+  /**
+   * The counts behind both bounds when they are shared with another front-end (the
+   * Varlink socket, src/connection-limits.ts); by default the server counts on its own.
+   */
+  sharedLimits?: ConnectionLimits;
   backlog: number;
 }
 
@@ -31,19 +37,21 @@ const ACCEPT_RETRY_MS = 100;
 
 export class Server {
   private readonly connections = new Set<Connection>();
-  private readonly perUid = new Map<number, number>();
   private listenFd = -1;
   private poller: Poller | undefined;
   private ownsSocketPath = false;
   private acceptRetry: NodeJS.Timeout | undefined;
   private closing = false;
   private idleWaiters: Array<() => void> = [];
+  private readonly limits: ConnectionLimits;
 
   constructor(
     private readonly options: ServerOptions,
     private readonly ctx: Omit<ConnectionContext, 'onActivity' | 'onRequestDone'>,
     private readonly onActivity: () => void = () => undefined,
-  ) {}
+  ) {
+    this.limits = options.sharedLimits ?? new ConnectionLimits(options.maxConnections, options.maxConnectionsPerUid);
+  }
 
   /** Requests answered (or abandoned by their client) since the start. */
   requestsServed = 0;
@@ -224,26 +232,19 @@ export class Server {
       native.close(fd);
       return;
     }
-    if (this.connections.size >= this.options.maxConnections) {
-      this.refuse(fd, peer, `too many connections (limit ${this.options.maxConnections})`);
-      return;
-    }
-    const ofUid = this.perUid.get(peer.uid) ?? 0;
-    if (peer.uid !== 0 && ofUid >= this.options.maxConnectionsPerUid) {
-      this.refuse(fd, peer, `too many connections from uid ${peer.uid} (limit ${this.options.maxConnectionsPerUid})`);
+    const refusal = this.limits.admit(peer);
+    if (refusal !== undefined) {
+      this.refuse(fd, peer, refusal);
       return;
     }
     const connection = new Connection(fd, peer, {
       ...this.ctx, onActivity: () => this.activity(), onRequestDone: () => this.requestsServed++,
     }, (closed) => {
       this.connections.delete(closed);
-      const left = (this.perUid.get(closed.peer.uid) ?? 1) - 1;
-      if (left === 0) this.perUid.delete(closed.peer.uid);
-      else this.perUid.set(closed.peer.uid, left);
+      this.limits.release(closed.peer);
       this.activity();
     });
     this.connections.add(connection);
-    this.perUid.set(peer.uid, ofUid + 1);
     this.activity();
   }
 

@@ -22,7 +22,7 @@ const gyp = JSON.parse(readFileSync(join(REPO_ROOT, 'binding.gyp'), 'utf8')) as 
 test('npm pack carries the units, the addon sources and every bin target', async (t) => {
   const result = await packTarball(tempDir(t));
   const files = new Set(result.files.map((f) => f.path));
-  for (const unit of ['systemd/diskseqd.socket', 'systemd/diskseqd.service']) t.true(files.has(unit), unit);
+  for (const unit of ['systemd/diskseqd.socket', 'systemd/diskseqd-varlink.socket', 'systemd/diskseqd.service']) t.true(files.has(unit), unit);
   for (const [name, target] of Object.entries(pkg.bin)) t.true(files.has(target.replace(/^\.\//, '')), `bin ${name} -> ${target}`);
   for (const source of gyp.targets.flatMap((target) => target.sources)) t.true(files.has(source), source);
   t.true(files.has('binding.gyp'));

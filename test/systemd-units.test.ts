@@ -20,6 +20,7 @@ import { needsTool } from './helpers/ci.js';
 const run = promisify(execFile);
 const service = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
 const socket = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.socket'), 'utf8');
+const varlinkSocket = readFileSync(join(REPO_ROOT, 'systemd/diskseqd-varlink.socket'), 'utf8');
 
 /** The value(s) of a directive, from every line that sets it (comments ignored). */
 function directive(unit: string, key: string): string[] {
@@ -35,22 +36,34 @@ function testableCopies(t: ExecutionContext): { dir: string; service: string } {
   t.not(local, service);
   writeFileSync(join(dir, 'diskseqd.service'), local);
   writeFileSync(join(dir, 'diskseqd.socket'), socket);
+  writeFileSync(join(dir, 'diskseqd-varlink.socket'), varlinkSocket);
   return { dir, service: join(dir, 'diskseqd.service') };
 }
 
-test('systemd-analyze verify passes on the socket and the service', async (t) => {
+test('systemd-analyze verify passes on both sockets and the service', async (t) => {
   const analyze = needsTool(t, 'systemd-analyze');
   if (analyze === undefined) return;
   const { dir } = testableCopies(t);
-  const result = await run(analyze, ['verify', join(dir, 'diskseqd.socket'), join(dir, 'diskseqd.service')])
+  const result = await run(analyze, ['verify', join(dir, 'diskseqd.socket'), join(dir, 'diskseqd-varlink.socket'), join(dir, 'diskseqd.service')])
     .catch((error: { stderr?: string; code?: number }) => error);
   t.is((result as { code?: number }).code ?? 0, 0, (result as { stderr?: string }).stderr);
   t.is((result as { stderr: string }).stderr, '');
 });
 
-test('the socket is a SEQPACKET socket at the default path', (t) => {
+test('the socket is a SEQPACKET socket at the default path, named for the daemon', (t) => {
   t.deepEqual(directive(socket, 'ListenSequentialPacket'), ['/run/diskseqd.sock']);
   t.deepEqual(directive(socket, 'Listen' + 'Stream'), []);
+  t.deepEqual(directive(socket, 'FileDescriptorName'), ['seqpacket']);
+});
+
+test('the Varlink socket is a stream socket where systemd looks for storage providers, starting the one service', (t) => {
+  t.deepEqual(directive(varlinkSocket, 'ListenStream'), ['/run/systemd/io.systemd.StorageProvider/diskseq']);
+  t.deepEqual(directive(varlinkSocket, 'ListenSequentialPacket'), []);
+  t.deepEqual(directive(varlinkSocket, 'FileDescriptorName'), ['varlink']);
+  t.deepEqual(directive(varlinkSocket, 'Service'), ['diskseqd.service']);
+  t.deepEqual(directive(varlinkSocket, 'SocketMode'), ['0666']);
+  // The service is ordered after it, so that an enabled Varlink socket is always passed.
+  t.true(directive(service, 'After').join(' ').split(/\s+/).includes('diskseqd-varlink.socket'));
 });
 
 test('the service is Type=notify, socket-activated, idle-exiting, and hardened without breaking the daemon', (t) => {

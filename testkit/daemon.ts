@@ -58,6 +58,11 @@ export interface DaemonOptions {
   /** A policy file, or a policy to write (0644) to policy.json in the daemon's directory. */
   policy?: string | object;
   extraArgs?: string[];
+  /**
+   * Serve Varlink too, on a private path (varlinkPath); without it the daemon runs with
+   * --no-varlink (never the machine-wide default path).
+   */
+  varlink?: boolean;
   /** Make the socket reachable by other uids (dir 0755, socket 0666), for peer tests. */
   worldAccessible?: boolean;
   /**
@@ -88,6 +93,8 @@ const SYSTEMD_VARIABLES = ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'NOTIFY
 /** A running daemon (see the module comment). */
 export class DaemonProcess {
   readonly socketPath: string;
+  /** The Varlink socket when started with `varlink`, else undefined. */
+  readonly varlinkPath: string | undefined;
   /** The daemon's private directory (removed by stop()). */
   readonly dir: string;
   readonly capture: LogCapture;
@@ -113,7 +120,9 @@ export class DaemonProcess {
     this.dir = mkdtempSync(join(tmpdir(), 'diskseqd-daemon-'));
     if (options.worldAccessible) chmodSync(this.dir, 0o755);
     this.socketPath = options.socketPath ?? join(this.dir, 'd.sock');
+    this.varlinkPath = options.varlink ? join(this.dir, 'varlink', 'diskseq') : undefined;
     const args = ['--socket', this.socketPath, '--log-level', options.logLevel ?? 'info'];
+    if (this.varlinkPath !== undefined) args.push('--varlink-socket', this.varlinkPath);
     if (options.sysfsRoot) args.push('--sysfs-root', options.sysfsRoot);
     if (options.policy !== undefined) args.push('--policy', this.policyFile(options.policy));
     args.push(...(options.extraArgs ?? []));

@@ -29,9 +29,15 @@ export const SHIM_PATH = join(REPO_ROOT, 'build', 'Release', 'libdiskseq-preload
 export const SHEBANG_NODE_FLAGS: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
   .split(/\s+/).filter((word) => word.startsWith('--'));
 
-/** argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.js. */
+/**
+ * argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.js —
+ * and --no-varlink unless `args` choose a Varlink path (--varlink-socket) themselves: the
+ * daemon's default Varlink path is shared by every daemon on this machine, so no daemon a
+ * test or benchmark starts may ever use it.
+ */
 export function daemonArgv(...args: string[]): string[] {
-  return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...args];
+  const varlink = args.includes('--varlink-socket') || args.includes('--no-varlink') ? [] : ['--no-varlink'];
+  return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...args, ...varlink];
 }
 
 /** argv that runs diskseq-open with `args`. */

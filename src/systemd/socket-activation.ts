@@ -1,8 +1,10 @@
 /**
  * Socket activation (sd_listen_fds(3) semantics, written out so the daemon needs no libsystemd):
- * systemd binds /run/diskseqd.sock itself, passes the listening socket as fd 3 and says so
- * in LISTEN_PID / LISTEN_FDS / LISTEN_FDNAMES. The daemon then serves on that fd instead
- * of binding, and never unlinks the path: the socket unit owns it.
+ * systemd binds the sockets itself — /run/diskseqd.sock (diskseqd.socket) and, when
+ * diskseqd-varlink.socket is enabled, the Varlink socket — passes the listening sockets
+ * from fd 3 on and says so in LISTEN_PID / LISTEN_FDS / LISTEN_FDNAMES. The daemon then
+ * serves on those fds instead of binding, and never unlinks the paths: the socket units
+ * own them.
  */
 import { fstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { native } from '../../native/index.js';
@@ -10,31 +12,52 @@ import { native } from '../../native/index.js';
 /** The first inherited fd (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;
 
+/** FileDescriptorName= of the two socket units. */
+export const SEQPACKET_FD_NAME = 'seqpacket';
+export const VARLINK_FD_NAME = 'varlink';
+
 /** The few native calls the check needs; the real addon by default. */
 export interface ListenerChecks {
-  isListeningSeqpacket(fd: number): boolean;
+  socketKind(fd: number): { domain: number; type: number; listening: boolean };
   setNonblockCloexec(fd: number): void;
 }
 
+/** The listening sockets systemd handed us. */
+export interface InheritedSockets {
+  /** The SOCK_SEQPACKET socket of the protobuf protocol (always there). */
+  seqpacket: number;
+  /** The SOCK_STREAM socket of the Varlink front-end, when systemd passed one. */
+  varlink?: number;
+}
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_SEQPACKET = 5;
+
 /**
- * The listening socket systemd handed us, or null when we were not socket-activated.
+ * The listening sockets systemd handed us, or null when we were not socket-activated.
  *
  * null when LISTEN_PID or LISTEN_FDS is unset, when LISTEN_FDS is 0, or when LISTEN_PID
  * names another process (the variables leaked through a fork or exec: ignored, as
- * sd_listen_fds does). Otherwise exactly one fd (3) is accepted; it must be a listening
- * AF_UNIX SOCK_SEQPACKET socket. It is set non-blocking and close-on-exec and the caller
- * owns it from here on. LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES are removed from `env`
- * in every case, so nothing we start later mistakes them for its own.
+ * sd_listen_fds does). Otherwise one or two fds from 3 on: which is which comes from
+ * LISTEN_FDNAMES (FileDescriptorName= `seqpacket` and `varlink`), and for a name the daemon
+ * does not know, or with no names at all (systemd-socket-activate sets them only with
+ * --fdname), from the socket type (SO_TYPE). Each must be a listening AF_UNIX socket of
+ * its kind — SOCK_SEQPACKET for the protocol, SOCK_STREAM for Varlink — at most one of
+ * each, and the SEQPACKET one must be there. The fds are set non-blocking and
+ * close-on-exec and the caller owns them from here on. LISTEN_PID, LISTEN_FDS and
+ * LISTEN_FDNAMES are removed from `env` in every case, so nothing we start later mistakes
+ * them for its own.
  *
  * Throws an Error with a message meant for the operator (the daemon exits non-zero with
- * it) when the variables are malformed, when more than one fd is passed, or when fd 3 is
- * not the right kind of socket.
+ * it) when the variables are malformed, when more than two fds are passed, or when an fd
+ * is not what it must be.
  */
-export function inheritedListener(
+export function inheritedListeners(
   env: NodeJS.ProcessEnv = process.env,
   checks: ListenerChecks = native,
   pid: number = process.pid,
-): number | null {
+): InheritedSockets | null {
   const listenPid = env.LISTEN_PID;
   const listenFds = env.LISTEN_FDS;
   const names = env.LISTEN_FDNAMES;
@@ -52,26 +75,56 @@ export function inheritedListener(
   }
   const count = Number(listenFds);
   if (count === 0) return null;
-  if (count > 1) {
+  if (count > 2) {
     const named = names ? ` (LISTEN_FDNAMES=${names})` : '';
-    throw new Error(`socket activation: systemd passed ${count} fds${named}; diskseqd takes exactly one, ` +
-      'a ListenSequentialPacket= socket: give the socket unit a single Listen line');
+    throw new Error(`socket activation: systemd passed ${count} fds${named}; diskseqd takes at most two, ` +
+      'a ListenSequentialPacket= socket and a ListenStream= socket for Varlink');
   }
-
-  const fd = LISTEN_FDS_START;
-  let listening: boolean;
-  try {
-    listening = checks.isListeningSeqpacket(fd);
-  } catch (err) {
-    throw wrongKind(fd, err);
+  const fdNames = names === undefined ? [] : names.split(':');
+  const found: { seqpacket?: number; varlink?: number } = {};
+  for (let i = 0; i < count; i++) {
+    const fd = LISTEN_FDS_START + i;
+    const role = roleOf(fd, fdNames[i], checks);
+    if (found[role] !== undefined) {
+      throw new Error(`socket activation: fds ${found[role]} and ${fd} from systemd are both ${describeRole(role)} sockets; ` +
+        'diskseqd takes one of each');
+    }
+    found[role] = fd;
   }
-  if (!listening) throw wrongKind(fd);
-  checks.setNonblockCloexec(fd);
-  return fd;
+  if (found.seqpacket === undefined) {
+    throw new Error(`socket activation: systemd passed no SOCK_SEQPACKET socket (got ${describeFd(found.varlink!)}); ` +
+      'diskseqd.socket (ListenSequentialPacket=) must be part of the activation');
+  }
+  for (const fd of [found.seqpacket, found.varlink]) if (fd !== undefined) checks.setNonblockCloexec(fd);
+  return { seqpacket: found.seqpacket, varlink: found.varlink };
 }
 
-function wrongKind(fd: number, cause?: unknown): Error {
-  return new Error(`socket activation: fd ${fd} from systemd is not a listening AF_UNIX SOCK_SEQPACKET ` +
+/** Which socket fd is (from its name, else its type), after checking it is that kind. */
+function roleOf(fd: number, name: string | undefined, checks: ListenerChecks): 'seqpacket' | 'varlink' {
+  let kind: { domain: number; type: number; listening: boolean };
+  try {
+    kind = checks.socketKind(fd);
+  } catch (err) {
+    throw wrongKind(fd, name, err);
+  }
+  const listeningUnix = kind.domain === AF_UNIX && kind.listening;
+  const role = name === SEQPACKET_FD_NAME ? 'seqpacket' : name === VARLINK_FD_NAME ? 'varlink'
+    : kind.type === SOCK_STREAM && listeningUnix ? 'varlink' : 'seqpacket';
+  if (!listeningUnix || kind.type !== (role === 'varlink' ? SOCK_STREAM : SOCK_SEQPACKET)) throw wrongKind(fd, name, undefined, role);
+  return role;
+}
+
+function describeRole(role: 'seqpacket' | 'varlink'): string {
+  return role === 'varlink' ? 'SOCK_STREAM (Varlink)' : 'SOCK_SEQPACKET';
+}
+
+function wrongKind(fd: number, name: string | undefined, cause?: unknown, role?: 'seqpacket' | 'varlink'): Error {
+  const named = name === undefined ? '' : ` (named ${JSON.stringify(name)})`;
+  if (role === 'varlink') {
+    return new Error(`socket activation: fd ${fd}${named} from systemd is not a listening AF_UNIX SOCK_STREAM ` +
+      `socket (got ${describeFd(fd)}); the Varlink socket unit needs ListenStream=`, { cause });
+  }
+  return new Error(`socket activation: fd ${fd}${named} from systemd is not a listening AF_UNIX SOCK_SEQPACKET ` +
     `socket (got ${describeFd(fd)}); the socket unit needs ListenSequentialPacket=`, { cause });
 }
 

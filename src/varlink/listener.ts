@@ -1,0 +1,215 @@
+/**
+ * The Varlink socket (docs/storage-provider.md, "The socket"): accept, read the peer's
+ * credentials once, apply the connection bounds shared with the SEQPACKET socket
+ * (src/connection-limits.ts), hand each connection to a VarlinkConnection; and the
+ * orderly shutdown. Started by hand it binds its path itself — creating the parent
+ * directory, replacing a stale socket file — but never takes a path a live process
+ * serves: then Varlink stays off and the daemon serves SEQPACKET only.
+ */
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { closeOffLoop, native, POLL_READABLE, type Poller } from '../../native/index.js';
+import type { ConnectionLimits } from '../connection-limits.js';
+import { hasErrnoCode } from '../errors.js';
+import type { Peer } from '../policy/index.js';
+import { VarlinkConnection, type VarlinkContext } from './connection.js';
+import { encodeError, VarlinkError } from './message.js';
+
+/** How the listener listens. */
+export interface VarlinkListenerOptions {
+  /** Path to bind, or the path of the inherited socket (for logs only). */
+  socketPath: string;
+  /** A listening socket systemd passed (socket activation); the path is then never unlinked. */
+  inheritedFd?: number;
+  /** Mode of a socket file the listener creates; access is decided per peer by the policy. */
+  socketMode: number;
+  backlog: number;
+  limits: ConnectionLimits;
+}
+
+/** How long accept pauses after EMFILE/ENFILE before trying again. */
+const ACCEPT_RETRY_MS = 100;
+
+export class VarlinkListener {
+  private readonly connections = new Set<VarlinkConnection>();
+  private listenFd = -1;
+  private poller: Poller | undefined;
+  private ownsSocketPath = false;
+  private acceptRetry: NodeJS.Timeout | undefined;
+  private closing = false;
+
+  constructor(
+    private readonly options: VarlinkListenerOptions,
+    private readonly ctx: Omit<VarlinkContext, 'onActivity' | 'onRequestDone'>,
+    private readonly onActivity: () => void = () => undefined,
+  ) {}
+
+  /** Where it listens (for logs). */
+  get socketPath(): string {
+    return this.options.socketPath;
+  }
+
+  /** Calls answered since the start. */
+  requestsServed = 0;
+
+  /** Connections open now. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Whether any connection has a call in flight. */
+  get busy(): boolean {
+    for (const connection of this.connections) if (connection.busy) return true;
+    return false;
+  }
+
+  /**
+   * Starts listening (or adopts the inherited socket). Returns false — after logging why —
+   * when a live process already serves the path or the path cannot be bound: the daemon
+   * then goes on without Varlink.
+   */
+  start(): boolean {
+    if (this.options.inheritedFd !== undefined) {
+      this.listenFd = this.options.inheritedFd;
+    } else {
+      try {
+        this.listenFd = this.bindFresh();
+      } catch (error) {
+        this.ctx.log.error({ socket: this.options.socketPath, reason: (error as Error).message }, 'not serving Varlink');
+        return false;
+      }
+      this.ownsSocketPath = true;
+    }
+    this.poller = new native.Poller(this.listenFd, (status) => {
+      if (status < 0) this.ctx.log.error({ status }, 'poll on the Varlink socket failed');
+      else this.acceptAll();
+    });
+    this.poller.start(POLL_READABLE);
+    return true;
+  }
+
+  /** Stops accepting and closes the listening socket (unlinking a path it bound); idempotent. */
+  stopAccepting(): void {
+    if (this.closing) return;
+    this.closing = true;
+    clearTimeout(this.acceptRetry);
+    this.poller?.close();
+    if (this.listenFd >= 0) native.close(this.listenFd);
+    this.listenFd = -1;
+    if (this.ownsSocketPath) {
+      try {
+        unlinkSync(this.options.socketPath);
+      } catch (error) {
+        this.ctx.log.warn({ err: error }, 'could not unlink the Varlink socket');
+      }
+    }
+  }
+
+  /** Waits up to graceMs for calls in flight, then closes every connection (after stopAccepting). */
+  async drain(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.busy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const connection of [...this.connections]) connection.close();
+  }
+
+  /**
+   * Binds the path: its directory is made if missing; a socket file in the way is replaced
+   * only when nobody accepts on it. Throws with the reason otherwise.
+   */
+  private bindFresh(): number {
+    const path = this.options.socketPath;
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+    try {
+      return this.listenAt(path);
+    } catch (error) {
+      if (!hasErrnoCode(error, 'EADDRINUSE')) throw error;
+    }
+    if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+    try {
+      native.close(native.connectStream(path, false));
+      throw new Error(`a live process already serves ${path}`);
+    } catch (error) {
+      // ECONNREFUSED: a socket file nobody listens on. Anything else (a SEQPACKET socket
+      // answers EPROTOTYPE) means someone does.
+      if (!hasErrnoCode(error, 'ECONNREFUSED')) throw error;
+    }
+    unlinkSync(path);
+    return this.listenAt(path);
+  }
+
+  private listenAt(path: string): number {
+    const fd = native.listenStream(path, this.options.backlog);
+    try {
+      chmodSync(path, this.options.socketMode);
+    } catch (error) {
+      native.close(fd);
+      throw error;
+    }
+    return fd;
+  }
+
+  private acceptAll(): void {
+    while (!this.closing) {
+      let fd: number | null;
+      try {
+        fd = native.accept(this.listenFd);
+      } catch (error) {
+        if (hasErrnoCode(error, 'ECONNABORTED', 'EINTR')) continue;
+        this.ctx.log.error({ err: error }, 'accept on the Varlink socket failed; pausing');
+        this.poller?.stop();
+        this.acceptRetry = setTimeout(() => this.poller?.start(POLL_READABLE), ACCEPT_RETRY_MS);
+        return;
+      }
+      if (fd === null) return;
+      this.admit(fd);
+    }
+  }
+
+  private admit(fd: number): void {
+    let peer: Peer;
+    try {
+      peer = { ...native.peerCredentials(fd), groups: native.peerGroups(fd) };
+    } catch (error) {
+      this.ctx.log.warn({ err: error }, 'could not read peer credentials; closing');
+      native.close(fd);
+      return;
+    }
+    const refusal = this.options.limits.admit(peer);
+    if (refusal !== undefined) {
+      this.refuse(fd, peer, refusal);
+      return;
+    }
+    const connection = new VarlinkConnection(fd, peer, {
+      ...this.ctx, onActivity: () => this.onActivity(), onRequestDone: () => this.requestsServed++,
+    }, (closed) => {
+      this.connections.delete(closed);
+      this.options.limits.release(closed.peer);
+      this.onActivity();
+    });
+    this.connections.add(connection);
+    this.onActivity();
+  }
+
+  /**
+   * A connection over a limit: one error message (diskseqd's ResourceExhausted, as an
+   * answer to whatever the client's first call is), then closed.
+   */
+  private refuse(fd: number, peer: Peer, why: string): void {
+    const error = new VarlinkError('org.diskseqd.ResourceExhausted', { code: 'RESOURCE_EXHAUSTED', message: why, osErrno: 0 });
+    try {
+      native.sendStream(fd, encodeError(error), 0, -1);
+      // Discard what the client already sent: closing with unread bytes would reset the
+      // connection, and its next read would fail before it reads the refusal.
+      const scratch = Buffer.allocUnsafe(4096);
+      for (let i = 0; i < 8; i++) {
+        const got = native.recv(fd, scratch);
+        if (got === null || got.bytes === 0) break;
+        for (const passed of got.fds) void closeOffLoop(passed);
+      }
+    } catch {
+      // The peer is gone already.
+    }
+    native.close(fd);
+    this.ctx.log.warn({ peer, reason: why, via: 'varlink' }, 'connection refused: limit reached');
+  }
+}
