@@ -95,7 +95,7 @@ test('diskseq-open --list --json lists the test\'s devices with their diskseqs',
   }
 });
 
-test('a missing device: one clear line, non-zero exit, the command never runs', async (t) => {
+test('a missing device: one clear line naming NOT_FOUND, exit 125, the command never runs', async (t) => {
   if (!needsRoot(t)) return;
   const loop = createLoop({}, t);
   const gone = loop.diskseq;
@@ -105,16 +105,16 @@ test('a missing device: one clear line, non-zero exit, the command never runs', 
   const witness = join(dir, 'ran');
 
   const run = await cli(['--socket', daemon.socketPath, String(gone), '--', 'sh', '-c', `touch ${witness}`]);
-  t.not(run.code, 0);
+  t.is(run.code, 125);
   t.false(existsSync(witness), 'the command was not run');
   const lines = run.stderr.trim().split('\n');
   t.is(lines.length, 1, `one line, got: ${run.stderr}`);
-  t.regex(lines[0]!, /not.found|no such|NOT_FOUND/i);
+  t.regex(lines[0]!, new RegExp(`^diskseq-open: ${gone}: not found \\(NOT_FOUND\\): `));
   t.is(run.stdout, '');
 
   // No daemon at all: the same rules.
   const noDaemon = await cli(['--socket', join(dir, 'absent.sock'), String(loop.diskseq), '--', 'sh', '-c', `touch ${witness}`]);
-  t.not(noDaemon.code, 0);
+  t.is(noDaemon.code, 125);
   t.false(existsSync(witness));
   t.is(noDaemon.stderr.trim().split('\n').length, 1, `one line, got: ${noDaemon.stderr}`);
 });
