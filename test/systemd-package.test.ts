@@ -31,6 +31,7 @@ test('npm pack carries the units, the addon sources and every bin target', async
   for (const unit of ['systemd/diskseqd.socket', 'systemd/diskseqd.service']) t.true(files.has(unit), unit);
   for (const [name, target] of Object.entries(pkg.bin)) t.true(files.has(target.replace(/^\.\//, '')), `bin ${name} -> ${target}`);
   for (const manPage of pkg.man) t.true(files.has(manPage.replace(/^\.\//, '')), `man page ${manPage}`);
+  t.true(files.has('client/completion/diskseq-open.bash'), 'the bash completion');
   for (const source of gyp.targets.flatMap((target) => target.sources)) t.true(files.has(source), source);
   t.true(files.has('binding.gyp'));
   t.true(files.has('dist/src/main.js'));
