@@ -19,10 +19,9 @@ Opens each DEVICE through diskseqd, which verifies on the fd that it is that dis
 (and ${PROGRAM} checks BLKGETDISKSEQ on the fd again), then runs COMMAND with the fds:
 the first DEVICE at fd 3, the next at 4 and so on, or where --fd puts it. In every ARG,
 {} becomes /dev/fd/N of the first DEVICE and {N} /dev/fd/N of the DEVICE at fd N (a
-shell's \${N} stays as it is). All
-DEVICEs are open and verified before COMMAND starts; if any fails, the others are closed
-and COMMAND does not run. ${PROGRAM} keeps its own copies open until COMMAND ends and
-forwards SIGINT, SIGTERM and SIGHUP to it.
+shell's \${N} stays as it is). All DEVICEs are open and verified before COMMAND starts;
+if any fails, the others are closed and COMMAND does not run. ${PROGRAM} keeps its own
+copies open until COMMAND ends and forwards SIGINT, SIGTERM and SIGHUP to it.
 
 DEVICE (a diskseq, optionally a partition of that disk):
   42  42p1  42-part1  /dev/disk/by-diskseq/42  /dev/disk/by-diskseq/42-part1

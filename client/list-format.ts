@@ -40,7 +40,7 @@ export const COLUMNS: Readonly<Record<string, Column>> = {
   RM: { right: true, help: 'removable', text: (d) => flag(d.removable), json: (d) => d.removable },
   SIZE: { right: true, help: 'size', text: size, json: (d, bytes) => (bytes ? d.sizeBytes : humanSize(d.sizeBytes)) },
   RO: { right: true, help: 'read-only', text: (d) => flag(d.readOnly), json: (d) => d.readOnly },
-  TYPE: { right: false, help: 'disk, part, loop, dm, crypt, lvm', text: (d) => deviceType(d), json: (d) => deviceType(d) },
+  TYPE: { right: false, help: 'disk, part, loop, dm, crypt, lvm, mpath', text: (d) => deviceType(d), json: (d) => deviceType(d) },
   DRIVER: { right: false, help: 'driver of the major (/proc/devices)', text: (d) => d.driver, json: (d) => d.driver },
   'BACK-FILE': { right: false, help: "a loop device's backing file", text: (d) => loopFile(d) ?? '', json: (d) => loopFile(d) ?? null },
 };
