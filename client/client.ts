@@ -4,8 +4,9 @@
 import { PROTOCOL_VERSION, type WireResponse } from '../proto/contract.js';
 import { native, type NativeError } from '../native/index.js';
 import { closeFds, Connection, resolveSocketPath, type RequestBody, type ResponseHandler } from './connection.js';
-import { deviceFromWire, type DeviceInfo } from './device.js';
-import { AbortError, DiskseqError, errorFromWire, protocolError } from './errors.js';
+import { deviceFromWire, type Device, type DeviceInfo } from './device.js';
+import { AbortError, DiskseqError, errorFromWire, invalidArgument, protocolError } from './errors.js';
+import { installDisposers, Opened } from './opened.js';
 import { prepareOpen, type OpenOptions, type PreparedOpen } from './open-request.js';
 import { DeviceWatch, type WatchOptions } from './watch.js';
 
@@ -15,7 +16,10 @@ export interface ConnectOptions {
   socketPath?: string;
 }
 
-/** A delivered device: the fd (the caller owns it and must close it) and its description. */
+/**
+ * A delivered device: the fd (the caller owns it and must close it) and its description.
+ * Client.open() resolves to an Opened, which is this plus close() and disposal.
+ */
 export interface OpenResult {
   /** A CLOEXEC fd bound to the requested disk instance (re-checked with BLKGETDISKSEQ). */
   fd: number;
@@ -24,7 +28,7 @@ export interface OpenResult {
 
 /** Options of Client.list(). */
 export interface ListOptions {
-  /** Also list partitions (default false: whole disks only). */
+  /** Also list partitions (default true, as `diskseq-open --list` does; false: whole disks only). */
   includePartitions?: boolean;
 }
 
@@ -45,10 +49,11 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
 
 /**
  * One connection to diskseqd. Requests may be issued concurrently: they are pipelined and
- * each response is matched to its request by id. Close the client when done; fds it has
- * delivered stay open (they belong to the caller).
+ * each response is matched to its request by id. Close the client when done — close(), or
+ * `using` / `await using` where the runtime has Symbol.dispose; fds it has delivered stay
+ * open (they belong to the caller).
  */
-export class Client {
+export class Client implements Disposable, AsyncDisposable {
   private readonly watches = new Set<DeviceWatch>();
   /**
    * One 'abort' listener per signal, fanned out to the requests using it: callers often
@@ -91,9 +96,11 @@ export class Client {
    * response, is a protocol error: every fd is closed, DiskseqError 'INTERNAL'. Daemon
    * refusals reject with DiskseqError carrying the daemon's code and os_errno.
    * Aborting `signal` rejects at once with an AbortError; an fd the daemon sends later for
-   * this request is closed on arrival.
+   * this request is closed on arrival. Options the daemon would refuse on their face
+   * (diskseq 0, negative or fractional numbers ...) reject with DiskseqError
+   * 'INVALID_ARGUMENT' before anything is sent.
    */
-  open(options: OpenOptions): Promise<OpenResult> {
+  open(options: OpenOptions): Promise<Opened> {
     let prepared: PreparedOpen;
     try {
       prepared = prepareOpen(options);
@@ -104,13 +111,16 @@ export class Client {
   }
 
   /**
-   * Lists the daemon's devices (disks, and partitions when asked), joining a DeviceList
-   * that the daemon split over several packets.
+   * Lists the daemon's devices — disks and their partitions, or disks only with
+   * `includePartitions: false` — joining a DeviceList that the daemon split over several
+   * packets.
    */
-  list(options: ListOptions = {}): Promise<DeviceInfo[]> {
-    const devices: DeviceInfo[] = [];
+  list(options: ListOptions = {}): Promise<Device[]> {
+    const devices: Device[] = [];
+    const includePartitions = options.includePartitions ?? true;
+    if (typeof includePartitions !== 'boolean') return Promise.reject(invalidArgument('includePartitions must be a boolean'));
     return new Promise((resolve, reject) => {
-      this.send({ list: { includePartitions: options.includePartitions ?? false } }, {
+      this.send({ list: { includePartitions } }, {
         onResponse: (response, fds) => {
           try {
             const list = expectBody(response, fds, 'devices').devices!;
@@ -149,6 +159,11 @@ export class Client {
     for (const watch of [...this.watches]) watch.close();
     this.connection.close();
   }
+
+  /** Same as close(); defined where the runtime has Symbol.dispose. */
+  declare [Symbol.dispose]: () => void;
+  /** Same as close(); defined where the runtime has Symbol.asyncDispose. */
+  declare [Symbol.asyncDispose]: () => Promise<void>;
 
   /** Sends a request whose first response completes it (`accept` returns or throws). */
   private request<T>(body: RequestBody, accept: (response: WireResponse, fds: number[]) => T, signal?: AbortSignal): Promise<T> {
@@ -228,6 +243,8 @@ export class Client {
   }
 }
 
+installDisposers(Client.prototype);
+
 /**
  * Returns the response when it has the expected body and no fds; closes any fds and throws
  * otherwise (the daemon's Error as a DiskseqError, anything else as a protocol error).
@@ -243,7 +260,7 @@ function expectBody(response: WireResponse, fds: number[], body: NonNullable<Wir
 }
 
 /** Takes the fd of an Opened response after checking it; closes every fd on failure. */
-function acceptOpened(prepared: PreparedOpen, response: WireResponse, fds: number[]): OpenResult {
+function acceptOpened(prepared: PreparedOpen, response: WireResponse, fds: number[]): Opened {
   if (response.body !== 'opened') {
     expectBody(response, fds, 'opened');
     throw protocolError('unreachable');
@@ -262,7 +279,7 @@ function acceptOpened(prepared: PreparedOpen, response: WireResponse, fds: numbe
         `Opened describes diskseq ${device.diskseq} partition ${device.partition}`);
     }
     recheckFd(fd, prepared.diskseq, device);
-    return { fd, device };
+    return new Opened(fd, device);
   } catch (error) {
     closeFds([fd]);
     throw error;

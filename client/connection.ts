@@ -12,7 +12,7 @@ import { PacketSocket, type CloseReason, type IncomingPacket } from '../native/p
 import { DEFAULT_SOCKET_PATH, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, wire, type WireResponse } from '../proto/contract.js';
 import { native, type NativeError } from '../native/index.js';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
-import { ConnectionError, protocolError } from './errors.js';
+import { ConnectionError, invalidArgument, protocolError } from './errors.js';
 
 /** The request body of a Request, without its id. */
 export type RequestBody = Omit<diskseqd.v1.IRequest, 'id'>;
@@ -99,17 +99,17 @@ export class Connection {
   }
 
   /**
-   * Sends one request and registers its handler; returns the request id. Throws a
-   * RangeError when the encoded request exceeds the 4096-byte limit (the daemon would drop
-   * the connection, and every pipelined request with it), and the connection's failure
-   * when it is closed.
+   * Sends one request and registers its handler; returns the request id. Throws
+   * DiskseqError 'INVALID_ARGUMENT' when the encoded request exceeds the 4096-byte limit
+   * (the daemon would drop the connection, and every pipelined request with it), and the
+   * connection's failure when it is closed.
    */
   send(body: RequestBody, handler: ResponseHandler): bigint {
     if (this.socket.isClosed) throw this.closedError();
     const id = this.nextId++;
     const bytes = wire.Request.encode({ ...body, id: Long.fromString(id.toString(), true) }).finish();
     if (bytes.length > MAX_REQUEST_BYTES) {
-      throw new RangeError(`request of ${bytes.length} bytes exceeds the protocol limit of ${MAX_REQUEST_BYTES}`);
+      throw invalidArgument(`request of ${bytes.length} bytes exceeds the protocol limit of ${MAX_REQUEST_BYTES}`);
     }
     this.pending.set(id.toString(), handler);
     if (!this.socket.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length))) {

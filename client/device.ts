@@ -1,5 +1,6 @@
 /**
- * DeviceInfo: the library's view of a `Device` message, and its JSON form.
+ * DeviceInfo: the library's view of a `Device` message, and its JSON form. The devices the
+ * library hands out serialise themselves: JSON.stringify(device) gives the DeviceJSON form.
  */
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 import type { DeviceInfo } from '../proto/contract.js';
@@ -23,11 +24,23 @@ export interface DeviceJSON {
   attributes: Record<string, string>;
 }
 
-/** Converts a decoded `Device` (Long 64-bit fields) into a DeviceInfo. */
-export function deviceFromWire(device: diskseqd.v1.IDevice): DeviceInfo {
+/**
+ * A DeviceInfo as the library hands it out (Client.open, Client.list, watch events): with a
+ * toJSON, so that JSON.stringify works on it (a bigint alone makes JSON.stringify throw)
+ * and gives DeviceJSON — the library's own field names, 64-bit numbers as decimal strings.
+ */
+export interface Device extends DeviceInfo {
+  toJSON(): DeviceJSON;
+}
+
+/**
+ * Converts a decoded `Device` (Long 64-bit fields) into a Device. Its toJSON is not
+ * enumerable: spreading, Object.keys and deep comparisons see the DeviceInfo fields only.
+ */
+export function deviceFromWire(device: diskseqd.v1.IDevice): Device {
   const attributes: Record<string, string> = {};
   for (const [key, value] of Object.entries(device.attributes ?? {})) attributes[key] = value;
-  return {
+  return withToJSON({
     diskseq: BigInt((device.diskseq ?? 0).toString()),
     partition: device.partition ?? 0,
     name: device.name ?? '',
@@ -38,15 +51,31 @@ export function deviceFromWire(device: diskseqd.v1.IDevice): DeviceInfo {
     removable: device.removable ?? false,
     driver: device.driver ?? '',
     attributes,
-  };
+  });
 }
 
-/** The JSON-safe form of a DeviceInfo (for JSON.stringify and `diskseq-open --json`). */
+/** Gives `device` a non-enumerable toJSON returning deviceToJSON(device). */
+export function withToJSON(device: DeviceInfo): Device {
+  return Object.defineProperty(device, 'toJSON', {
+    value: function toJSON(this: DeviceInfo): DeviceJSON {
+      return deviceToJSON(this);
+    },
+    enumerable: false, writable: true, configurable: true,
+  }) as Device;
+}
+
+/** The JSON-safe form of a DeviceInfo (what a Device's toJSON returns). */
 export function deviceToJSON(device: DeviceInfo): DeviceJSON {
   return {
-    ...device,
     diskseq: device.diskseq.toString(),
+    partition: device.partition,
+    name: device.name,
+    major: device.major,
+    minor: device.minor,
     sizeBytes: device.sizeBytes.toString(),
+    readOnly: device.readOnly,
+    removable: device.removable,
+    driver: device.driver,
     attributes: { ...device.attributes },
   };
 }

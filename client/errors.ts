@@ -2,7 +2,9 @@
  * The errors the client library rejects with.
  *
  * - DiskseqError: the daemon (or the library's own check of what the daemon sent) refused
- *   a request; `code` is the protocol's ErrorCode without its prefix.
+ *   a request; `code` is the protocol's ErrorCode without its prefix. Arguments the daemon
+ *   would refuse are refused in this process, before anything is sent, with the code the
+ *   daemon would give: 'INVALID_ARGUMENT'.
  * - ConnectionError: the connection could not be made or is gone; `code` is the errno
  *   name of the failed call (ENOENT, ECONNREFUSED, EACCES ...) or 'CONNECTION_CLOSED'.
  * - AbortError: the caller's AbortSignal fired (name 'AbortError', code 'ABORT_ERR', like
@@ -41,6 +43,15 @@ export function errorFromWire(error: diskseqd.v1.IError): DiskseqError {
   const code = (KNOWN_CODES.has(name) ? name : 'UNSPECIFIED') as DiskseqErrorCode;
   const message = error.message ? error.message : `diskseqd refused the request (${name})`;
   return new DiskseqError(code, message, { osErrno: error.osErrno ?? 0, wireCode });
+}
+
+/**
+ * An argument the daemon would refuse (diskseq 0, a negative or fractional number, an
+ * unknown access mode, a request too large for one packet), refused before anything is
+ * sent: the same DiskseqError 'INVALID_ARGUMENT' a daemon's refusal would give.
+ */
+export function invalidArgument(message: string): DiskseqError {
+  return new DiskseqError('INVALID_ARGUMENT', message);
 }
 
 /**

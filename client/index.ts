@@ -5,17 +5,28 @@
  * ```ts
  * import { connect } from 'diskseqd';
  * const client = await connect();            // $DISKSEQD_SOCKET or /run/diskseqd.sock
- * const { fd, device } = await client.open({ diskseq: 42n, partition: 1 });
- * // ... use fd, then close it (fs.closeSync(fd)); it is yours.
- * client.close();
+ * try {
+ *   const opened = await client.open({ diskseq: 42n, partition: 1 });
+ *   try {
+ *     // ... use opened.fd (opened.device says what it is)
+ *   } finally {
+ *     opened.close();
+ *   }
+ * } finally {
+ *   client.close();
+ * }
  * ```
+ * Where `using` is available (TypeScript, or a Node whose V8 has it), `await using client =
+ * await connect()` and `using opened = await client.open(...)` close them instead.
  */
 // Connecting, the client, and what its requests take and return.
 export { connect, Client, type ConnectOptions, type HelloInfo, type ListOptions, type OpenResult } from './client.js';
+// What open() resolves to: the fd, its device, close() and disposal.
+export { Opened } from './opened.js';
 // The socket path rule: explicit, else $DISKSEQD_SOCKET, else /run/diskseqd.sock.
 export { resolveSocketPath } from './connection.js';
-// Devices and their JSON form (64-bit numbers as decimal strings).
-export { deviceToJSON, type DeviceInfo, type DeviceJSON } from './device.js';
+// Devices and their JSON form (64-bit numbers as decimal strings; JSON.stringify(device) gives it).
+export { deviceToJSON, type Device, type DeviceInfo, type DeviceJSON } from './device.js';
 // The errors requests reject with.
 export { AbortError, ConnectionError, DiskseqError, type DiskseqErrorCode } from './errors.js';
 // Open options.

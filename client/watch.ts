@@ -9,16 +9,17 @@
  */
 import { EventKind, type WireResponse } from '../proto/contract.js';
 import { closeFds, Connection, type ResponseHandler } from './connection.js';
-import { deviceFromWire, deviceToJSON, type DeviceInfo, type DeviceJSON } from './device.js';
+import { deviceFromWire, deviceToJSON, type Device, type DeviceJSON } from './device.js';
+import { installDisposers } from './opened.js';
 import { AbortError, errorFromWire, protocolError } from './errors.js';
 
 /** What happened to a device. 'synced': the initial snapshot of 'added' events is complete. */
 export type WatchEventKind = 'added' | 'removed' | 'changed' | 'synced';
 
-/** One event of the watch stream; `device` is absent on 'synced'. */
+/** One event of the watch stream; `device` is absent on 'synced'. JSON.stringify gives WatchEventJSON. */
 export interface WatchEvent {
   kind: WatchEventKind;
-  device?: DeviceInfo;
+  device?: Device;
 }
 
 /** The JSON-safe form of a WatchEvent. */
@@ -54,8 +55,8 @@ interface Waiter {
   reject(error: unknown): void;
 }
 
-/** A running watch; iterate it with `for await`. */
-export class DeviceWatch implements AsyncIterableIterator<WatchEvent> {
+/** A running watch; iterate it with `for await`; close(), or dispose of it, to end it. */
+export class DeviceWatch implements AsyncIterableIterator<WatchEvent>, Disposable, AsyncDisposable {
   private readonly queue: WatchEvent[] = [];
   private readonly waiters: Waiter[] = [];
   private connection: Connection | null = null;
@@ -117,6 +118,11 @@ export class DeviceWatch implements AsyncIterableIterator<WatchEvent> {
     void this.return();
   }
 
+  /** Same as close(); defined where the runtime has Symbol.dispose. */
+  declare [Symbol.dispose]: () => void;
+  /** Same as close(); defined where the runtime has Symbol.asyncDispose. */
+  declare [Symbol.asyncDispose]: () => Promise<void>;
+
   private handler(): ResponseHandler {
     return {
       onResponse: (response, fds) => {
@@ -175,3 +181,5 @@ export class DeviceWatch implements AsyncIterableIterator<WatchEvent> {
     this.onEnd(this);
   }
 }
+
+installDisposers(DeviceWatch.prototype);

@@ -74,11 +74,15 @@ export interface DeviceInfo {
   name: string;
   major: number;
   minor: number;
+  /** Size in bytes (sysfs `size` in attributes counts 512-byte sectors, whatever the block size). */
   sizeBytes: bigint;
   readOnly: boolean;
   removable: boolean;
   /** The disk's driver (e.g. 'loop'); empty when the daemon does not know one. */
   driver: string;
-  /** The allow-listed sysfs attributes the device has (see proto/attribute-keys.ts). */
+  /**
+   * The allow-listed sysfs attributes the device has, as sysfs writes them (see
+   * proto/attribute-keys.ts): `size` is in 512-byte sectors, unlike sizeBytes.
+   */
   attributes: Record<string, string>;
 }

@@ -4,7 +4,7 @@
 import { readSync, openSync } from 'node:fs';
 import anyTest from 'ava';
 import {
-  AbortError, connect, ConnectionError, DiskseqError, type DiskseqErrorCode,
+  AbortError, connect, ConnectionError, DiskseqError, type DiskseqErrorCode, type OpenOptions,
 } from '../client/index.js';
 import { ERROR_CODE_NAMES, ErrorCode, EventKind } from '../proto/contract.js';
 import { native } from '../native/index.js';
@@ -239,14 +239,26 @@ test('connecting to a missing socket gives a clear ENOENT ConnectionError', asyn
   t.regex(error!.message, /^cannot connect to diskseqd at \/nonexistent\/diskseqd\.sock: /);
 });
 
-test('invalid options are rejected before anything is sent', async (t) => {
-  const { client } = await setup(t);
-  await t.throwsAsync(client.open({ diskseq: -1 }), { instanceOf: RangeError });
-  await t.throwsAsync(client.open({ diskseq: 2 ** 60 }), { instanceOf: RangeError });
-  await t.throwsAsync(client.open({ diskseq: '18446744073709551616' }), { instanceOf: RangeError });
-  await t.throwsAsync(client.open({ diskseq: 1, partition: 1.5 }), { instanceOf: RangeError });
-  await t.throwsAsync(client.open({ diskseq: 1, access: 'append' as 'read-only' }), { instanceOf: RangeError });
-  await t.throwsAsync(client.open({ diskseq: 1, expect: { size: 'x'.repeat(5000) } }), { instanceOf: RangeError });
+test('arguments the daemon would refuse fail locally, all as DiskseqError INVALID_ARGUMENT, before anything is sent', async (t) => {
+  const { daemon, client } = await setup(t);
+  const invalid: OpenOptions[] = [
+    { diskseq: 0 }, { diskseq: 0n }, { diskseq: '0' }, { diskseq: -1 }, { diskseq: -1n }, { diskseq: 1.5 }, { diskseq: Number.NaN },
+    { diskseq: 2 ** 60 }, { diskseq: '18446744073709551616' }, { diskseq: '-3' }, { diskseq: ' 4' }, { diskseq: null as unknown as number },
+    { diskseq: 1, partition: 1.5 }, { diskseq: 1, partition: -1 }, { diskseq: 1, waitMs: -5 }, { diskseq: 1, waitMs: 2 ** 32 },
+    { diskseq: 1, access: 'append' as 'read-only' }, { diskseq: 1, exclusive: 'yes' as unknown as boolean },
+    { diskseq: 1, expect: { ro: 1 as unknown as string } }, { diskseq: 1, expect: { size: 'x'.repeat(5000) } },
+  ];
+  for (const options of invalid) {
+    const error = await t.throwsAsync(client.open(options), { instanceOf: DiskseqError }, JSON.stringify(options, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)));
+    t.is(error?.code, 'INVALID_ARGUMENT');
+  }
+  await t.throwsAsync(client.list({ includePartitions: 'yes' as unknown as boolean }), { instanceOf: DiskseqError, message: /includePartitions/ });
+  // Nothing reached the daemon: the next request it sees is this hello.
+  const hello = client.hello('after');
+  const request = await daemon.nextRequest();
+  t.is(request.request.hello?.clientName, 'after');
+  daemon.respond(request, { hello: { protocolVersion: 1 } });
+  await hello;
 });
 
 test('open sends every option on the wire', async (t) => {

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../testkit/repo.js';
@@ -15,7 +15,7 @@ import { packTarball } from './helpers/package.js';
 
 const run = promisify(execFile);
 const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
-  name: string; version: string; bin: Record<string, string>;
+  name: string; version: string; bin: Record<string, string>; man: string[];
 };
 const gyp = JSON.parse(readFileSync(join(REPO_ROOT, 'binding.gyp'), 'utf8')) as { targets: Array<{ sources: string[] }> };
 
@@ -24,6 +24,8 @@ test('npm pack carries the units, the addon sources and every bin target', async
   const files = new Set(result.files.map((f) => f.path));
   for (const unit of ['systemd/diskseqd.socket', 'systemd/diskseqd-varlink.socket', 'systemd/diskseqd.service']) t.true(files.has(unit), unit);
   for (const [name, target] of Object.entries(pkg.bin)) t.true(files.has(target.replace(/^\.\//, '')), `bin ${name} -> ${target}`);
+  for (const manPage of pkg.man) t.true(files.has(manPage.replace(/^\.\//, '')), `man page ${manPage}`);
+  t.true(files.has('client/completion/diskseq-open.bash'), 'the bash completion');
   for (const source of gyp.targets.flatMap((target) => target.sources)) t.true(files.has(source), source);
   t.true(files.has('binding.gyp'));
   t.true(files.has('dist/src/main.js'));
@@ -40,5 +42,10 @@ test('after npm install -g of the tarball every bin entry runs --help', async (t
   for (const name of Object.keys(pkg.bin)) {
     const { stdout } = await run(join(prefix, 'bin', name), ['--help'], { cwd: dir, timeout: 30_000 });
     t.regex(stdout, /^Usage:/m, `${name} --help`);
+  }
+  // npm links the package's man pages into the prefix, where man finds them.
+  for (const manPage of pkg.man) {
+    const base = manPage.split('/').pop()!;
+    t.true(existsSync(join(prefix, 'share', 'man', `man${base.split('.').pop()}`, base)), `share/man: ${base}`);
   }
 });

@@ -194,8 +194,13 @@ static int receive_response(int sock, const struct diskseq_path *dp) {
     result = -EPROTO;
   } else if (response->body_case == DISKSEQD__V1__RESPONSE__BODY_ERROR && response->error) {
     result = -errno_for(response->error);
-    preload_debug("diskseqd refused %" PRIu64 " partition %" PRIu32 ": code %d (%s)",
-                  dp->diskseq, dp->partition, (int)response->error->code,
+    /* The ErrorCode's name without its prefix, as diskseq-open and the client library say it. */
+    const ProtobufCEnumValue *code = protobuf_c_enum_descriptor_get_value(
+        &diskseqd__v1__error_code__descriptor, (int)response->error->code);
+    char unknown[24];
+    snprintf(unknown, sizeof unknown, "code %d", (int)response->error->code);
+    preload_debug("diskseqd refused %" PRIu64 " partition %" PRIu32 ": %s (%s)", dp->diskseq, dp->partition,
+                  code != NULL && strncmp(code->name, "ERROR_CODE_", 11) == 0 ? code->name + 11 : unknown,
                   response->error->message ? response->error->message : "");
   } else if (response->body_case != DISKSEQD__V1__RESPONSE__BODY_OPENED || nfds != 1 ||
              response->opened == NULL || response->opened->device == NULL ||
