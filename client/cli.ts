@@ -4,7 +4,7 @@
  * The usage text below is the reference; exit statuses are listed there.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { native } from '../native/index.js';
@@ -42,6 +42,8 @@ Opens DEVICE through diskseqd, which verifies on the fd that it is that disk ins
 ${PROGRAM} checks BLKGETDISKSEQ on the fd again), then runs COMMAND with the fd at
 number N (default 3). Every {} inside an ARG becomes /dev/fd/N. ${PROGRAM} keeps its own
 copy of the fd open until COMMAND ends, and forwards SIGINT, SIGTERM and SIGHUP to it.
+Tools reopen /dev/fd/N: for a user other than root that works only when the policy
+grants the device with "exclusive"; otherwise pass the fd itself (e.g. <&3).
 
 DEVICE (a diskseq, optionally a partition of that disk):
   42  42p1  42-part1  /dev/disk/by-diskseq/42  /dev/disk/by-diskseq/42-part1
@@ -73,8 +75,9 @@ Other modes:
 
 Exit status:
   COMMAND's own status; 128+N if COMMAND was killed by signal N
-  1    diskseqd refused the request or could not be reached (one line on stderr; COMMAND
-       was not run), or --list/--watch/--preload failed
+  1    diskseqd refused the request or could not be reached, or {} is used and the fd
+       cannot be reopened (one line on stderr; COMMAND was not run), or
+       --list/--watch/--preload failed
   2    usage error (COMMAND was not run)
   126  COMMAND could not be executed; 127  COMMAND was not found
 `;
@@ -219,12 +222,36 @@ async function openAndRun(command: OpenCommand): Promise<number> {
     client.close();
   }
   try {
+    const unreopenable = reopenFailure(command, fd);
+    if (unreopenable !== undefined) return fail(EXIT_DAEMON_ERROR, `${subject}${unreopenable}`);
     const stdio: StdioOptions = ['inherit', 'inherit', 'inherit'];
     while (stdio.length < command.fd) stdio.push('ignore');
     stdio.push(fd);
     return await runCommand(substituteFd(command.command, command.fd), stdio, process.env);
   } finally {
     native.close(fd);
+  }
+}
+
+/**
+ * Why COMMAND's `{}` (/dev/fd/N) would not work, or undefined. Tools reopen that path,
+ * and for a non-root peer the daemon delivers an fd that can be reopened only under a
+ * grant that includes "exclusive" (a reopen could claim the device with O_EXCL;
+ * docs/policy.md). So when `{}` is used, try the reopen here, with the fd's own access
+ * mode, before COMMAND runs and fails in a way that does not say why.
+ */
+function reopenFailure(command: OpenCommand, fd: number): string | undefined {
+  if (process.getuid?.() === 0 || !command.command.slice(1).some((arg) => arg.includes('{}'))) return undefined;
+  const { O_RDONLY, O_RDWR, O_WRONLY } = fsConstants;
+  const flags = command.access === 'read-write' ? O_RDWR : command.access === 'write-only' ? O_WRONLY : O_RDONLY;
+  try {
+    closeSync(openSync(`/proc/self/fd/${fd}`, flags));
+    return undefined;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    return `{} (/dev/fd/${command.fd}) cannot be reopened (${code}): the policy grants this user the device but not ` +
+      `"exclusive", and only an exclusive grant lets the fd be reopened. Either get a rule with "exclusive": true, or ` +
+      `pass the fd itself instead of {} (e.g. <&${command.fd} in a shell, or a tool that takes an fd, such as QEMU's -add-fd)`;
   }
 }
 

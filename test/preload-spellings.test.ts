@@ -14,7 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import test from 'ava';
 import { tempDir } from '../testkit/cleanup.js';
-import { createLoop } from '../testkit/loop.js';
+import { claimUnboundLoop, createLoop } from '../testkit/loop.js';
 import { buildProbe, majorMinor, startShimDaemon } from '../testkit/preload.js';
 import { SHIM_PATH } from '../testkit/repo.js';
 import { needsRootAndShim } from './helpers/ci.js';
@@ -34,8 +34,9 @@ test('shim: every spelling through a stale by-diskseq link is served or refused,
   const daemon = await startShimDaemon(t);
   const [major, minor] = majorMinor(other.devPath);
   const N = wanted.diskseq.toString();
-  // A diskseq that existed and is gone: nothing has it now (diskseq never repeats).
-  const gone = (other.diskseq - 1n === wanted.diskseq ? wanted.diskseq - 1n : other.diskseq - 1n).toString();
+  // A diskseq the daemon does not serve: that of an unbound loop device, which we hold
+  // O_EXCL so that nobody can attach to it meanwhile.
+  const gone = claimUnboundLoop(t).diskseq.toString();
   const hex = (marker: string): string => Buffer.from(marker.slice(0, 16)).toString('hex');
   const wantedHead = hex(wanted.image.diskMarker);
   const otherHead = hex(other.image.diskMarker);

@@ -58,7 +58,8 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   chmodSync(dir, 0o755); // the unprivileged peer must reach the socket
   const policyPath = join(dir, 'policy.json');
   writeFileSync(policyPath, JSON.stringify({ rules: [{
-    name: 'nobody-reads-loops', peer: { uids: [NOBODY.uid] }, device: { drivers: ['loop'] }, access: ['read-only'], loop_devices: true,
+    name: 'nobody-reads-loops', peer: { uids: [NOBODY.uid] }, device: { drivers: ['loop'] }, access: ['read-only'], exclusive: true,
+    loop_devices: true,
   }] }), { mode: 0o644 });
   const socketPath = join(dir, 'sandboxed.sock');
   const unitCaps = unitCapabilities();
@@ -86,8 +87,9 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   t.is(native.probeFdSync(fds[0]).diskseq, diskseq);
   t.is(readMarker(fds[0], loop.image.diskMarkerOffset), loop.image.diskMarker);
 
-  // An unprivileged peer gets its fd through a private node: mknod (CAP_MKNOD), chown to
-  // its group (CAP_CHOWN), and an open of a node whose owner bits are 0 (CAP_DAC_OVERRIDE).
+  // An unprivileged peer gets its fd through a private node: mknod (CAP_MKNOD), an open of
+  // a node whose mode is 000 (CAP_DAC_OVERRIDE) and, since the grant includes exclusive
+  // (so the fd may be reopened), a chown of the inode to its group (CAP_CHOWN).
   const report = await runPeer(NOBODY, {
     socket: socketPath, via: 'wire',
     steps: [{ op: 'open', diskseq: diskseq.toString(), readMarkerAt: loop.image.diskMarkerOffset }],

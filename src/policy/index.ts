@@ -11,6 +11,7 @@ import { decideOpen } from './decide.js';
 import { parsePolicyText } from './parse-rules.js';
 import { checkPolicyPath } from './policy-path.js';
 import { PolicyError } from './policy-error.js';
+import type { AccessMode } from '../../proto/contract.js';
 import type { CompiledRule, Decision, DeviceFacts, OpenIntent, Peer } from './types.js';
 
 export { DEFAULT_ACCOUNT_FILES, type AccountFiles } from './accounts.js';
@@ -70,6 +71,16 @@ export class Policy {
    */
   decide(peer: Peer, device: DeviceFacts, intent: OpenIntent): Decision {
     return decideOpen(this.rules, peer, device, intent);
+  }
+
+  /**
+   * Whether `peer` may reopen a delivered fd of `device` (through /dev/fd/N) with
+   * `access`: exactly when an exclusive open would be allowed, because a reopen can claim
+   * the device with O_EXCL, which has no permission bit of its own (docs/policy.md,
+   * "Exclusive opens and reopening"). Always true for root.
+   */
+  grantsReopen(peer: Peer, device: DeviceFacts, access: AccessMode): boolean {
+    return this.decide(peer, device, { access, exclusive: true }).allowed;
   }
 }
 
