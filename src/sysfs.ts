@@ -67,6 +67,15 @@ export class Sysfs {
     }
   }
 
+  /**
+   * The inode of the device's sysfs directory (class/block/<name>, followed): the kernel
+   * makes a new one for every new partition, so it tells a partition object from a later
+   * one of the same name (src/partition-provenance.ts). null when the device is gone.
+   */
+  identityOf(name: string): bigint | null {
+    return statSync(join(this.root, 'class', 'block', name), { bigint: true, throwIfNoEntry: false })?.ino ?? null;
+  }
+
   /** Partition names below a disk (sub-directories that carry a `partition` file). */
   partitionsOf(diskName: string): string[] {
     this.counters.directoryListings++;

@@ -36,10 +36,16 @@ function unitSecureBits(): string {
   return `--securebits=${bits.join(',')}`;
 }
 
-/** The shell script that builds the sandbox and execs "$@" in it (no fork: pid unchanged). */
-function sandboxScript(caps: string, secureBits: string): string {
+/**
+ * The shell script that builds the sandbox and execs "$@" in it (no fork: pid unchanged).
+ * `runtimeDir` gets a writable tmpfs of its own, as RuntimeDirectory= gives the service.
+ */
+function sandboxScript(caps: string, secureBits: string, runtimeDir: string): string {
   if (!/^[-+a-z_,]+$/.test(caps) || !/^[-+a-z_,=]*$/.test(secureBits)) throw new Error(`unexpected ${caps} ${secureBits}`);
+  if (!/^[-\w./]+$/.test(runtimeDir)) throw new Error(`unexpected ${runtimeDir}`);
   return [
+    `mkdir -m 0700 ${runtimeDir}`,
+    `mount -t tmpfs -o mode=0700 diskseqd-runtime ${runtimeDir}`,
     'mount -o remount,bind,ro /',
     'mount -o remount,bind,ro /sys',
     'mount -t proc -o hidepid=invisible proc /proc',
@@ -69,8 +75,8 @@ rootTest('in the unit\'s sandbox, with only its capabilities, the daemon serves 
   for (const key of ['LISTEN_PID', 'LISTEN_FDS', 'NOTIFY_SOCKET', 'WATCHDOG_USEC']) delete env[key];
   // unshare and sh exec in place, so LISTEN_PID (set by systemd-socket-activate) stays right.
   const run = spawnTracked(t, activate, ['--seqpacket', '-l', socketPath,
-    unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits()), 'sandbox',
-    ...daemonArgv('--policy', policyPath)], env);
+    unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits(), join(dir, 'run')), 'sandbox',
+    ...daemonArgv('--policy', policyPath, '--runtime-dir', join(dir, 'run'))], env);
   for (let i = 0; i < 2000 && !run.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
   chmodSync(socketPath, 0o666);
 

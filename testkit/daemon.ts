@@ -53,6 +53,11 @@ export interface DaemonOptions {
   /** Log level (default info: audit lines are info). */
   logLevel?: string;
   sysfsRoot?: string;
+  /**
+   * --runtime-dir (default: `run` in the daemon's fresh temp dir, removed by stop()). Give
+   * the same directory to two daemons to test what survives a restart; never /run/diskseqd.
+   */
+  runtimeDir?: string;
   /** A policy file, or a policy to write (0644) to policy.json in the daemon's directory. */
   policy?: string | object;
   extraArgs?: string[];
@@ -85,6 +90,8 @@ export class DaemonProcess {
   readonly socketPath: string;
   /** The daemon's private directory (removed by stop()). */
   readonly dir: string;
+  /** Its --runtime-dir. */
+  readonly runtimeDir: string;
   readonly capture: LogCapture;
   /** stdout lines that were not JSON. */
   readonly nonJsonStdout: string[] = [];
@@ -108,7 +115,8 @@ export class DaemonProcess {
     this.dir = mkdtempSync(join(tmpdir(), 'diskseqd-daemon-'));
     if (options.worldAccessible) chmodSync(this.dir, 0o755);
     this.socketPath = options.socketPath ?? join(this.dir, 'd.sock');
-    const args = ['--socket', this.socketPath, '--log-level', options.logLevel ?? 'info'];
+    this.runtimeDir = options.runtimeDir ?? join(this.dir, 'run');
+    const args = ['--socket', this.socketPath, '--runtime-dir', this.runtimeDir, '--log-level', options.logLevel ?? 'info'];
     if (options.sysfsRoot) args.push('--sysfs-root', options.sysfsRoot);
     if (options.policy !== undefined) args.push('--policy', this.policyFile(options.policy));
     args.push(...(options.extraArgs ?? []));

@@ -3,9 +3,11 @@
  * programs and the LD_PRELOAD shim, and how to start the daemon exactly as its users do
  * (node with the flags of bin/diskseqd.js's shebang line).
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onExit } from './cleanup.js';
 
 /** The repository root (this file runs from dist/testkit/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,9 +31,24 @@ export const SHIM_PATH = join(REPO_ROOT, 'build', 'Release', 'libdiskseq-preload
 export const SHEBANG_NODE_FLAGS: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
   .split(/\s+/).filter((word) => word.startsWith('--'));
 
-/** argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.js. */
+/**
+ * A --runtime-dir of its own for one test daemon: `run` in a fresh 0700 directory, removed
+ * at process exit. A test daemon must never share the system's /run/diskseqd (other runs
+ * share this machine, and the daemon keeps loop partitions' provenance there).
+ */
+export function privateRuntimeDir(): string {
+  const parent = mkdtempSync(join(tmpdir(), 'diskseqd-runtime-'));
+  onExit(() => rmSync(parent, { recursive: true, force: true }));
+  return join(parent, 'run');
+}
+
+/**
+ * argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.js,
+ * and a private --runtime-dir unless `args` name one.
+ */
 export function daemonArgv(...args: string[]): string[] {
-  return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...args];
+  const runtime = args.includes('--runtime-dir') ? [] : ['--runtime-dir', privateRuntimeDir()];
+  return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...runtime, ...args];
 }
 
 /** argv that runs diskseq-open with `args`. */
