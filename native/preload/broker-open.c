@@ -159,8 +159,9 @@ static int64_t partition_of(dev_t rdev) {
   snprintf(path, sizeof path, "/sys/dev/block/%u:%u/partition", major(rdev), minor(rdev));
   n = read_sysfs(path, text, sizeof text);
   if (n == -ENOENT) {
+    /* A whole disk, if sysfs knows the device at all (no file read: a lookup is enough). */
     snprintf(path, sizeof path, "/sys/dev/block/%u:%u/dev", major(rdev), minor(rdev));
-    return read_sysfs(path, text, sizeof text) > 0 ? 0 : -1;
+    return syscall(SYS_faccessat, AT_FDCWD, path, F_OK) == 0 ? 0 : -1;
   }
   if (n <= 0 || text[0] < '1' || text[0] > '9') return -1;
   errno = 0;
