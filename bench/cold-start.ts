@@ -65,7 +65,8 @@ export async function coldStart(runs = 10): Promise<ColdStartResult> {
     for (let i = 0; i < runs; i++) {
       const socketPath = join(dir, `d${i}.sock`);
       // Through the script's own shebang (and its Node flags), as systemd starts it.
-      daemon.push(await oneStart(DAEMON_SCRIPT, ['--socket', socketPath, '--log-level', 'warn', '--no-varlink'], notifyPath, setOnReady));
+      daemon.push(await oneStart(DAEMON_SCRIPT,
+        ['--socket', socketPath, '--runtime-dir', join(dir, `run${i}`), '--log-level', 'warn', '--no-varlink'], notifyPath, setOnReady));
       floor.push(await oneStart(process.execPath, ['-e', FLOOR_SCRIPT], notifyPath, setOnReady));
     }
   } finally {

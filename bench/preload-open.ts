@@ -15,11 +15,7 @@
  *                  SCM_RIGHTS, re-check) without the daemon's work
  * It also prints the median `us` of the daemon's audit lines (its own time per request).
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { buildProbe, createTestDisk, probe, startShimDaemon } from '../testkit/preload.js';
-import { REPO_ROOT } from '../testkit/repo.js';
+import { buildProbe, createTestDisk, probe, startNullBroker, startShimDaemon } from '../testkit/preload.js';
 import { tempDir, type TeardownHost } from '../testkit/cleanup.js';
 
 const ROUNDS = 5;
@@ -34,24 +30,6 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-/** Builds and starts the null broker for `device`; returns its socket path. */
-async function startNullBroker(dir: string, device: string, diskseq: bigint): Promise<string> {
-  const binary = join(dir, 'null-broker');
-  const gen = join(REPO_ROOT, 'build', 'preload-gen');
-  execFileSync('cc', ['-O2', `-I${gen}`, '-o', binary, join(REPO_ROOT, 'native', 'preload', 'test', 'null-broker.c'),
-    join(gen, 'diskseqd.pb-c.c'), '-lprotobuf-c'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const socket = join(dir, 'null.sock');
-  const child = spawn(binary, [socket, device, diskseq.toString(), '0'], { stdio: 'ignore' });
-  host.teardown(() => {
-    child.kill('SIGKILL');
-  });
-  for (let i = 0; !existsSync(socket); i++) {
-    if (i > 500 || child.exitCode !== null) throw new Error('null-broker did not start');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return socket;
-}
-
 async function main(): Promise<void> {
   const dir = tempDir(host, 'diskseqd-preload-bench-');
   const probePath = buildProbe(dir);
@@ -59,7 +37,7 @@ async function main(): Promise<void> {
   const daemon = await startShimDaemon(host);
   const socket = daemon.socketPath;
   const byDiskseq = `/dev/disk/by-diskseq/${disk.diskseq}`;
-  const nullSocket = await startNullBroker(dir, disk.devPath, disk.diskseq);
+  const nullSocket = await startNullBroker(host, dir, disk.devPath, disk.diskseq);
   const cases = {
     plain: () => probe(probePath, ['bench', disk.devPath, String(FAST_ITERS)], { shim: false }),
     'plain+verify': () => probe(probePath, ['bench', disk.devPath, String(FAST_ITERS), 'verify'], { shim: false }),

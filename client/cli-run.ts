@@ -4,11 +4,11 @@
  * here exits EXIT_FAILED without running COMMAND; otherwise the status is COMMAND's.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, openSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { connect, type Client } from './client.js';
-import { substituteFds, type OpenCommand } from './cli-args.js';
+import { substituteFds, type DeviceRequest, type OpenCommand } from './cli-args.js';
 import { describeError, EXIT_CANNOT_EXECUTE, EXIT_COMMAND_NOT_FOUND, EXIT_FAILED, fail } from './cli-messages.js';
 import { AbortError } from './errors.js';
 import type { Opened } from './opened.js';
@@ -34,6 +34,10 @@ export async function openAndRun(command: OpenCommand): Promise<number> {
   const opened = await openAll(client, command);
   if (!opened.ok) return EXIT_FAILED;
   try {
+    for (const [i, request] of command.devices.entries()) {
+      const unreopenable = reopenFailure(command, i, request, opened.devices[i]!.fd);
+      if (unreopenable !== undefined) return fail(EXIT_FAILED, `${request.deviceText}: ${unreopenable}`);
+    }
     const stdio: StdioOptions = ['inherit', 'inherit', 'inherit'];
     const byFd = new Map(command.devices.map((request, i) => [request.fd, opened.devices[i]!.fd]));
     const highest = Math.max(...byFd.keys());
@@ -42,6 +46,31 @@ export async function openAndRun(command: OpenCommand): Promise<number> {
     return await runCommand(substituteFds(command.command, command.devices.map((d) => d.fd)), stdio, process.env);
   } finally {
     for (const device of opened.devices) device.close();
+  }
+}
+
+/**
+ * Why COMMAND's `{}` or `{N}` (/dev/fd/N) of the `index`th DEVICE would not work, or
+ * undefined. Tools reopen that path, and for a non-root peer the daemon delivers an fd that
+ * can be reopened only under a grant that includes "exclusive" (a reopen could claim the
+ * device with O_EXCL; docs/policy.md). So when the path is used, try the reopen here, with
+ * the fd's own access mode, before COMMAND runs and fails in a way that does not say why.
+ */
+function reopenFailure(command: OpenCommand, index: number, request: DeviceRequest, fd: number): string | undefined {
+  if (process.getuid?.() === 0) return undefined;
+  const named = new RegExp(`(^|[^$])\\{${request.fd}\\}`);
+  const used = command.command.slice(1).some((arg) => (index === 0 && /(^|[^$])\{\}/.test(arg)) || named.test(arg));
+  if (!used) return undefined;
+  const { O_RDONLY, O_RDWR, O_WRONLY } = fsConstants;
+  const flags = request.access === 'read-write' ? O_RDWR : request.access === 'write-only' ? O_WRONLY : O_RDONLY;
+  try {
+    closeSync(openSync(`/proc/self/fd/${fd}`, flags));
+    return undefined;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    return `/dev/fd/${request.fd} cannot be reopened (${code}): the policy grants this user the device but not ` +
+      `"exclusive", and only an exclusive grant lets the fd be reopened. Either get a rule with "exclusive": true, or ` +
+      `pass the fd itself instead of its path (e.g. <&${request.fd} in a shell, or a tool that takes an fd, such as QEMU's -add-fd)`;
   }
 }
 

@@ -22,6 +22,8 @@ the first DEVICE at fd 3, the next at 4 and so on, or where --fd puts it. In eve
 shell's \${N} stays as it is). All DEVICEs are open and verified before COMMAND starts;
 if any fails, the others are closed and COMMAND does not run. ${PROGRAM} keeps its own
 copies open until COMMAND ends and forwards SIGINT, SIGTERM and SIGHUP to it.
+Tools reopen /dev/fd/N: for a user other than root that works only when the policy
+grants the device with "exclusive"; otherwise pass the fd itself (e.g. <&3).
 
 DEVICE (a diskseq, optionally a partition of that disk):
   42  42p1  42-part1  /dev/disk/by-diskseq/42  /dev/disk/by-diskseq/42-part1
@@ -81,7 +83,8 @@ Exit status:
   Forms that run COMMAND (DEVICE... -- COMMAND, --preload):
     COMMAND's own status; 128+N if COMMAND was killed by signal N
     125  ${PROGRAM} failed and COMMAND was not run: a usage error, diskseqd unreachable,
-         a refusal (one line on stderr naming the ErrorCode, e.g. NOT_FOUND)
+         a refusal (one line on stderr naming the ErrorCode, e.g. NOT_FOUND), or a
+         /dev/fd/N that COMMAND names ({} or {N}) but could not reopen
     126  COMMAND could not be executed
     127  COMMAND was not found
   Forms without COMMAND (--list, --watch, --help, --version):

@@ -2,12 +2,12 @@
  * Client: the promise-based API over one pipelining connection to diskseqd.
  */
 import { PROTOCOL_VERSION, type WireResponse } from '../proto/contract.js';
-import { native, type NativeError } from '../native/index.js';
 import { closeFds, Connection, resolveSocketPath, type RequestBody, type ResponseHandler } from './connection.js';
 import { deviceFromWire, type Device, type DeviceInfo } from './device.js';
-import { AbortError, DiskseqError, errorFromWire, invalidArgument, protocolError } from './errors.js';
+import { AbortError, errorFromWire, invalidArgument, protocolError } from './errors.js';
 import { installDisposers, Opened } from './opened.js';
 import { prepareOpen, type OpenOptions, type PreparedOpen } from './open-request.js';
+import { recheckFd } from './recheck-fd.js';
 import { DeviceWatch, type WatchOptions } from './watch.js';
 
 /** Options of connect(). */
@@ -90,9 +90,10 @@ export class Client implements Disposable, AsyncDisposable {
   /**
    * Opens partition `partition` (0: the whole disk) of disk instance `diskseq` through the
    * daemon. Resolves once this process has itself checked the received fd: it is a block
-   * device whose BLKGETDISKSEQ equals `diskseq` (on a partition fd the parent's diskseq)
-   * and, for a loop device, still bound; otherwise the fd is closed and the promise rejects
-   * with DiskseqError 'STALE'. An Opened without exactly one fd, or an fd with any other
+   * device whose BLKGETDISKSEQ equals `diskseq` (on a partition fd the parent's diskseq),
+   * whose st_rdev is the device the daemon described and whose sysfs `partition` is
+   * `partition` (none for 0), and, for a loop device, still bound; otherwise the fd is
+   * closed and the promise rejects with DiskseqError 'STALE' (client/recheck-fd.ts). An Opened without exactly one fd, or an fd with any other
    * response, is a protocol error: every fd is closed, DiskseqError 'INTERNAL'. Daemon
    * refusals reject with DiskseqError carrying the daemon's code and os_errno.
    * Aborting `signal` rejects at once with an AbortError; an fd the daemon sends later for
@@ -278,40 +279,10 @@ function acceptOpened(prepared: PreparedOpen, response: WireResponse, fds: numbe
       throw protocolError(`asked for diskseq ${prepared.diskseq} partition ${prepared.partition}, ` +
         `Opened describes diskseq ${device.diskseq} partition ${device.partition}`);
     }
-    recheckFd(fd, prepared.diskseq, device);
+    recheckFd(fd, prepared.diskseq, prepared.partition, device);
     return new Opened(fd, device);
   } catch (error) {
     closeFds([fd]);
     throw error;
-  }
-}
-
-/**
- * The client's own check of a delivered fd (docs/design.md, "Open and verify", step 5): a block device, still
- * bound if it is a loop device, whose BLKGETDISKSEQ is the requested diskseq, and whose
- * device number is the one the daemon described. Throws; the caller closes the fd.
- */
-function recheckFd(fd: number, diskseq: bigint, device: DeviceInfo): void {
-  let probe;
-  try {
-    probe = native.probeFdSync(fd);
-  } catch (error) {
-    const cause = error as NativeError;
-    throw new DiskseqError('INTERNAL', `cannot check the received fd: ${cause.message}`, { osErrno: cause.errno ?? 0, cause });
-  }
-  const { S_IFMT, S_IFBLK } = native.constants;
-  if ((probe.mode & S_IFMT) !== S_IFBLK) {
-    throw new DiskseqError('STALE', `the received fd is not a block device (diskseq ${diskseq} requested)`);
-  }
-  if (probe.loopBound === false) {
-    throw new DiskseqError('STALE', `the received fd is on a loop device that is no longer bound (diskseq ${diskseq} requested)`);
-  }
-  if (probe.diskseq !== diskseq) {
-    const actual = probe.diskseq === null ? `no diskseq (errno ${probe.diskseqErrno})` : `diskseq ${probe.diskseq}`;
-    throw new DiskseqError('STALE', `the received fd reports ${actual}, not the requested diskseq ${diskseq}`);
-  }
-  if (probe.rdevMajor !== device.major || probe.rdevMinor !== device.minor) {
-    throw protocolError(`the received fd is device ${probe.rdevMajor}:${probe.rdevMinor}, ` +
-      `Opened describes ${device.major}:${device.minor}`);
   }
 }

@@ -10,6 +10,9 @@ import { parseIdleExit } from './systemd/idle-exit.js';
 import { DEFAULT_SOCKET_PATH } from '../proto/contract.js';
 import { DEFAULT_VARLINK_SOCKET_PATH } from './varlink/default-path.js';
 
+/** The service's RuntimeDirectory= (systemd/diskseqd.service), kept until reboot. */
+export const DEFAULT_RUNTIME_DIR = '/run/diskseqd';
+
 /** The daemon's settings after parsing. */
 export interface Config {
   socketPath: string;
@@ -20,6 +23,8 @@ export interface Config {
   policyFileGiven: boolean;
   logLevel: string;
   sysfsRoot: string;
+  /** Where state that must outlive a restart (until reboot) is kept: loop partitions' provenance. */
+  runtimeDir: string;
   maxConnections: number;
   maxConnectionsPerUid: number;
   maxInFlight: number;
@@ -61,6 +66,10 @@ Options:
                            and the old policy stays in force
   --check-policy FILE      validate FILE, print what is wrong, exit 0 (valid) or 1
   --sysfs-root DIR         read block devices from DIR instead of /sys (for tests)
+  --runtime-dir DIR        keep what must survive a restart or idle exit until reboot
+                           (which disk instance each loop partition was added to) in
+                           DIR (default ${DEFAULT_RUNTIME_DIR}; created 0700; refused
+                           unless owned by root and writable by nobody else)
   --max-connections N      connections served at once (default 1024); the next one
                            gets RESOURCE_EXHAUSTED and is closed
   --max-connections-per-uid N
@@ -107,6 +116,7 @@ export function parseCommandLine(argv: string[]): Command {
       'no-varlink': { type: 'boolean' },
       'log-level': { type: 'string' },
       'sysfs-root': { type: 'string' },
+      'runtime-dir': { type: 'string' },
       policy: { type: 'string' },
       'check-policy': { type: 'string' },
       'max-waiting': { type: 'string' },
@@ -134,6 +144,8 @@ export function parseCommandLine(argv: string[]): Command {
   if (values['no-varlink'] && values['varlink-socket'] !== undefined) throw new Error('--no-varlink and --varlink-socket exclude each other');
   const varlinkSocketPath = values['no-varlink'] ? undefined : values['varlink-socket'] ?? DEFAULT_VARLINK_SOCKET_PATH;
   if (varlinkSocketPath === '') throw new Error('--varlink-socket: empty path');
+  const runtimeDir = values['runtime-dir'] ?? DEFAULT_RUNTIME_DIR;
+  if (runtimeDir === '') throw new Error('--runtime-dir: empty path');
   return {
     kind: 'run',
     config: {
@@ -143,6 +155,7 @@ export function parseCommandLine(argv: string[]): Command {
       policyFileGiven: values.policy !== undefined,
       logLevel,
       sysfsRoot: values['sysfs-root'] ?? '/sys',
+      runtimeDir,
       maxConnections: count(values['max-connections'], '--max-connections', 1024),
       maxConnectionsPerUid: count(values['max-connections-per-uid'], '--max-connections-per-uid', 256),
       maxInFlight: count(values['max-in-flight'], '--max-in-flight', 16),

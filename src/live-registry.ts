@@ -4,6 +4,7 @@
  * and an overrun of the uevent socket costs one full rescan.
  */
 import type { Logger } from './log.js';
+import type { PartitionProvenance } from './partition-provenance.js';
 import { Registry } from './registry.js';
 import type { Sysfs } from './sysfs.js';
 import { UeventListener } from './uevents.js';
@@ -20,6 +21,8 @@ export interface LiveRegistryOptions {
   ueventBufferBytes: number;
   /** Called after each overrun, once the rescan is done (for tests and logs). */
   onOverrun?: () => void;
+  /** Where loop partitions' provenance is kept (default: in memory only). */
+  provenance?: PartitionProvenance;
 }
 
 /** Subscribes to uevents, scans sysfs, and handles what arrived meanwhile. */
@@ -27,17 +30,21 @@ export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegist
   let registry: Registry | undefined;
   const uevents = new UeventListener({
     onEvent: (event) => {
-      if (event.action === 'remove' && !event.isPartition) registry?.forget(event.name);
+      if (registry === undefined) return;
+      if (event.action === 'remove' && !event.isPartition) return registry.forget(event.name);
+      // Which disk instance a partition was added to is known only from its `add` event.
+      if (event.isPartition && event.action === 'add') registry.partitionAdded(event.name, event.diskseq);
+      if (event.isPartition && event.action === 'remove') registry.partitionRemoved(event.name);
       // A partition that sysfs lists may still be in the middle of its BLKPG add (no /dev
       // node yet, or not openable): it is indexed only on its own `add` event.
-      else registry?.refresh(event.name, event.action === 'change', event.action === 'add' && event.isPartition ? event.name : undefined);
+      registry.refresh(event.name, event.action === 'change', event.action === 'add' && event.isPartition ? event.name : undefined);
     },
     onOverrun: () => {
       registry?.scan();
       options.onOverrun?.();
     },
   }, log, options.ueventBufferBytes);
-  registry = new Registry(sysfs, log, () => uevents.drain());
+  registry = new Registry(sysfs, log, () => uevents.drain(), options.provenance);
   registry.scan();
   uevents.drain();
   return { registry, uevents };

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseCommandLine, USAGE, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
+import { PartitionProvenance } from './partition-provenance.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
 import { PrivateNodes } from './private-nodes.js';
 import { Server } from './server.js';
@@ -42,7 +43,10 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
   log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
 
   const sysfs = new Sysfs(config.sysfsRoot);
-  const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes });
+  // Before the first scan: what earlier instances learned about loop partitions (throws,
+  // exit 1, when the directory is not the daemon's alone).
+  const provenance = PartitionProvenance.inDirectory(config.runtimeDir, log);
+  const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes, provenance });
 
   const privateNodes = new PrivateNodes();
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });

@@ -169,8 +169,9 @@ export class Opener {
 
   /**
    * Step 3, off the event loop. Root gets the kernel's devtmpfs name (root can reopen any
-   * node anyway: its grant is advisory). Any other peer gets a private node whose group
-   * and mode carry the grant, so a reopen through /dev/fd/N yields no more than was granted.
+   * node anyway: its grant is advisory). Any other peer gets a private node that nobody
+   * but the daemon can open (step f lets the peer reopen it only with an exclusive
+   * grant), so a reopen through /dev/fd/N yields no more than was granted.
    * Returns the fd (the caller's from here on) with the probe taken right after the open.
    */
   private async openTarget(target: Target, peer: Peer, params: OpenParams): Promise<OpenedDevice> {
@@ -184,7 +185,7 @@ export class Opener {
       if (now === null || now.major !== node.major || now.minor !== node.minor) {
         throw new Mismatch(node.name, `${node.name} is no longer ${node.major}:${node.minor} in sysfs`, 0, true);
       }
-      return await this.privateNodes.open(node.major, node.minor, peer.gid, params.access, flags);
+      return await this.privateNodes.open(node.major, node.minor, flags);
     } catch (error) {
       if (error instanceof Mismatch) throw error;
       if (hasErrnoCode(error, ...GONE)) throw new Mismatch(node.name, `open: ${(error as Error).message}`, errnoOf(error), true);
@@ -217,6 +218,11 @@ export class Opener {
     const decision = this.policy().decide(peer, verified, intent);
     trace.rule = decision.rule;
     if (!decision.allowed) throw permissionDenied(decision.reason);
+    //    A reopen through /dev/fd/N could claim the device with O_EXCL: only a peer that
+    //    may open it exclusively may reopen it (docs/design.md, "Reopening and private nodes").
+    if (peer.uid !== 0 && this.policy().grantsReopen(peer, verified, params.access)) {
+      this.privateNodes.allowReopen(fd, peer.gid, params.access);
+    }
 
     // g. liveness and diskseq again, after the last sysfs read, right before delivery: the
     //    holder of a read-only loop can LOOP_CHANGE_FD it between c and here.

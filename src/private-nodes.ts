@@ -1,21 +1,25 @@
 /**
- * Opening through a private device node, so that an unprivileged peer who reopens its fd
- * (through /dev/fd/N, as tools given `{}` by diskseq-open do) gets exactly the access it
- * was granted and never more. A reopen is checked against the inode's owner and mode, not
- * against the grant: so each open gets its own node, owned by root (an owner could chmod
- * it), with the peer's gid as group and group bits equal to the grant. The node is
+ * Opening through a private device node (docs/design.md, "Reopening and private nodes"),
+ * so that an unprivileged peer who reopens its fd (through /dev/fd/N, as tools given `{}`
+ * by diskseq-open do) gets exactly what it was granted and never more. A reopen is
+ * checked against the inode's owner and mode, not against the grant, and O_EXCL has no
+ * permission bit: any reopen that succeeds can claim the device exclusively. So each open
+ * gets its own node, owned by root (an owner could chmod it) with mode 000: only the
+ * daemon (CAP_DAC_OVERRIDE) can open it, and a reopen by the peer fails with EACCES.
+ * Only when the policy grants the peer exclusive opens does the verified fd's inode get
+ * the peer's gid as group and group bits equal to the grant (allowReopen). The node is
  * unlinked as soon as it is open; the fd keeps the inode.
  *
  * The directory is a hidden 0700 directory on devtmpfs: /run is often nodev, a tmpfs the
  * daemon mounted would outlive a crash, and a mount namespace unshared in a multithreaded
  * process covers only one thread.
  */
-import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, fchmodSync, fchownSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { closeOffLoop, native, type OpenedDevice } from '../native/index.js';
 import type { AccessMode } from '../proto/contract.js';
 
-/** Group permission bits per grant; owner (root) and others get nothing. */
+/** Group permission bits per grant, for a peer that may reopen; owner (root) and others get nothing. */
 const GROUP_MODE: Record<AccessMode, number> = { 'read-only': 0o040, 'read-write': 0o060, 'write-only': 0o020 };
 
 export class PrivateNodes {
@@ -44,16 +48,15 @@ export class PrivateNodes {
   }
 
   /**
-   * Off the event loop, opens major:minor through a fresh node with group `gid` and the
-   * group bits of `access`, then unlinks the node. Rejects like native.openDevice.
+   * Off the event loop, opens major:minor through a fresh node owned by root:root with
+   * mode 000, then unlinks the node. The fd cannot be reopened by anyone without
+   * CAP_DAC_OVERRIDE until allowReopen says otherwise. Rejects like native.openDevice.
    */
-  async open(major: number, minor: number, gid: number, access: AccessMode, flags: number): Promise<OpenedDevice> {
+  async open(major: number, minor: number, flags: number): Promise<OpenedDevice> {
     const path = join(this.dir, `n${++this.counter}`);
     native.mknodBlock(path, 0, major, minor);
     let opened: OpenedDevice | undefined;
     try {
-      chownSync(path, 0, gid);
-      chmodSync(path, GROUP_MODE[access]);
       opened = await native.openDevice(path, flags);
       return opened;
     } finally {
@@ -65,6 +68,17 @@ export class PrivateNodes {
         throw error;
       }
     }
+  }
+
+  /**
+   * Lets the peer reopen `fd` (from open()) with exactly `access`: the inode's group
+   * becomes `gid` and its group bits the grant. For a peer the policy grants exclusive
+   * opens, after verification and before delivery. Changes only the private inode on
+   * devtmpfs: nothing waits on the device. Throws on failure; the caller closes fd.
+   */
+  allowReopen(fd: number, gid: number, access: AccessMode): void {
+    fchownSync(fd, 0, gid);
+    fchmodSync(fd, GROUP_MODE[access]);
   }
 
   /** Removes this instance's directory (at shutdown); idempotent. */

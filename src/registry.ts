@@ -8,6 +8,7 @@
  * rescans happen at start and after a uevent overrun, never because a client asked.
  */
 import type { Logger } from './log.js';
+import { PartitionProvenance } from './partition-provenance.js';
 import type { Sysfs, Uevent } from './sysfs.js';
 
 /** A disk in the index (never an unbound loop device). */
@@ -74,11 +75,14 @@ export class Registry {
   /**
    * @param drainEvents reads pending uevents before a miss is answered, so a device the
    *   kernel already announced is never reported absent
+   * @param provenance which loop partition was added to which disk instance, kept where a
+   *   restart finds it (src/partition-provenance.ts); in memory only by default
    */
   constructor(
     readonly sysfs: Sysfs,
     private readonly log: Logger,
     private readonly drainEvents: () => void = () => undefined,
+    private readonly provenance: PartitionProvenance = PartitionProvenance.inMemory(),
   ) {}
 
   /** The highest diskseq seen on any disk, bound or not. */
@@ -167,6 +171,7 @@ export class Registry {
     const started = performance.now();
     const seen = new Set<string>();
     const partitions: Uevent[] = [];
+    const loopDisks = new Set<string>();
     for (const name of this.sysfs.listBlockDevices()) {
       const uevent = this.sysfs.readUevent(name);
       if (uevent === null) continue;
@@ -175,18 +180,30 @@ export class Registry {
         continue;
       }
       seen.add(name);
-      this.replace(name, this.entryFor(uevent), false);
+      const driver = this.sysfs.driverOf(uevent.major);
+      if (driver === 'loop') loopDisks.add(name);
+      this.replace(name, this.entryFor(uevent, driver), false);
     }
     for (const [name, disk] of this.byName) if (!seen.has(name)) this.replace(name, undefined, false, disk);
     const found = new Map<string, Uevent[]>();
+    const loopPartitions = new Map<string, bigint | null>(); // name -> sysfs inode
     for (const uevent of partitions) {
       const parent = this.sysfs.parentOf(uevent.name);
       if (parent === null) continue;
       let list = found.get(parent);
       if (list === undefined) found.set(parent, (list = []));
       list.push(uevent);
+      // Every loop disk's, bound or not, indexed or not: a partition first seen under an
+      // unbound loop must not pass for one of the next instance (see observe()).
+      if (loopDisks.has(parent)) loopPartitions.set(uevent.name, this.observeLoopPartition(uevent));
     }
-    for (const disk of this.byName.values()) this.syncPartitions(disk, found.get(disk.name) ?? []);
+    this.provenance.retainOnly(new Set(loopPartitions.keys()));
+    for (const disk of this.byName.values()) {
+      // A full scan admits a loop partition by the same rule as the live path.
+      const admit = disk.isLoop ? (u: Uevent) => this.provenance.allows(u.name, loopPartitions.get(u.name) ?? null, disk.diskseq) : undefined;
+      this.syncPartitions(disk, found.get(disk.name) ?? [], admit);
+    }
+    this.provenance.save();
     this.log.debug({ disks: this.byDiskseq.size, ms: Math.round((performance.now() - started) * 10) / 10 }, 'sysfs scan');
     this.wakeWaiters();
   }
@@ -215,10 +232,34 @@ export class Registry {
       }
       // A partition sysfs lists may still be in the middle of its BLKPG add: no /dev node
       // yet (ENOENT) or not openable yet (ENXIO). The kernel's own `add` uevent for it comes
-      // once it is ready; index a new partition only then.
-      this.syncPartitions(disk, partitions, (p) => p.name === announced);
+      // once it is ready; index a new partition only then. A loop disk's partition needs
+      // that `add` for this very instance (partitionAdded), recorded in its provenance: one
+      // carried over from the previous instance never had one.
+      this.syncPartitions(disk, partitions, disk.isLoop
+        ? (p) => this.provenance.allows(p.name, this.sysfs.identityOf(p.name), disk.diskseq)
+        : (p) => p.name === announced);
     }
+    this.provenance.save();
     if (before !== undefined || disk !== undefined) this.wakeWaiters();
+  }
+
+  /**
+   * The kernel announced partition `name` added to the disk instance `diskseq` (the
+   * event's DISKSEQ, not what sysfs says now: the disk may have changed since). For a loop
+   * disk's partition this is recorded as its provenance; call refresh(name) next.
+   */
+  partitionAdded(name: string, diskseq: bigint | null): void {
+    if (diskseq === null) return; // no DISKSEQ: nothing to record, and so never admitted
+    const parent = this.sysfs.parentOf(name);
+    const parentUevent = parent === null ? null : this.sysfs.readUevent(parent);
+    if (parentUevent === null || this.sysfs.driverOf(parentUevent.major) !== 'loop') return;
+    const ino = this.sysfs.identityOf(name);
+    if (ino !== null) this.provenance.recordAdd(name, ino, diskseq);
+  }
+
+  /** The kernel announced the removal of partition `name`; call refresh(name) next. */
+  partitionRemoved(name: string): void {
+    this.provenance.forget(name);
   }
 
   /** Drops a partition's parent or a disk by name; used when a removal is announced. */
@@ -230,10 +271,9 @@ export class Registry {
   }
 
   /** A new entry for a disk uevent, or undefined when it must not be indexed. */
-  private entryFor(uevent: Uevent): DiskEntry | undefined {
+  private entryFor(uevent: Uevent, driver = this.sysfs.driverOf(uevent.major)): DiskEntry | undefined {
     if (uevent.diskseq === null) return undefined;
     if (uevent.diskseq > this.highest) this.highest = uevent.diskseq;
-    const driver = this.sysfs.driverOf(uevent.major);
     const isLoop = driver === 'loop';
     const device = this.sysfs.deviceByName(uevent.name, false);
     // An unbound loop device has a diskseq (left by its last detach) but no content: an
@@ -274,6 +314,13 @@ export class Registry {
     this.byDiskseq.set(next.diskseq, next);
     this.emit({ kind: 'added', disk: next });
     return next;
+  }
+
+  /** A loop partition a full scan found: its provenance, if no daemon saw it before; its inode. */
+  private observeLoopPartition(uevent: Uevent): bigint | null {
+    const ino = this.sysfs.identityOf(uevent.name);
+    if (ino !== null && uevent.diskseq !== null) this.provenance.observe(uevent.name, ino, uevent.diskseq);
+    return ino;
   }
 
   /** Makes a disk's partitions those in `found`, reporting additions and removals. */

@@ -29,12 +29,17 @@ export interface SysfsCounters {
   directoryListings: number;
 }
 
+/** How long a major that /proc/devices does not name is not looked up again. */
+const UNKNOWN_MAJOR_RECHECK_MS = 1000;
+
 // A devtmpfs name: path components of ordinary characters, never '.' or '..'.
 const SAFE_DEVNAME = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9_.+:!-]+(?:\/[A-Za-z0-9_.+:!-]+)*$/;
 
 export class Sysfs {
   readonly counters: SysfsCounters = { ueventReads: 0, attributeReads: 0, directoryListings: 0 };
   private driverByMajor: Map<number, string> | undefined;
+  /** Majors /proc/devices did not name, and until when not to look again (at most 4096). */
+  private readonly unknownUntil = new Map<number, number>();
 
   /**
    * @param root the sysfs mount, normally /sys
@@ -67,6 +72,15 @@ export class Sysfs {
     }
   }
 
+  /**
+   * The inode of the device's sysfs directory (class/block/<name>, followed): the kernel
+   * makes a new one for every new partition, so it tells a partition object from a later
+   * one of the same name (src/partition-provenance.ts). null when the device is gone.
+   */
+  identityOf(name: string): bigint | null {
+    return statSync(join(this.root, 'class', 'block', name), { bigint: true, throwIfNoEntry: false })?.ino ?? null;
+  }
+
   /** Partition names below a disk (sub-directories that carry a `partition` file). */
   partitionsOf(diskName: string): string[] {
     this.counters.directoryListings++;
@@ -95,10 +109,20 @@ export class Sysfs {
     return new SysfsDevice(this, `${this.root}/dev/block/${major}:${minor}`, isPartition);
   }
 
-  /** The driver name of a block major from /proc/devices ('loop', 'device-mapper', ...). */
+  /**
+   * The driver name of a block major from /proc/devices ('loop', 'device-mapper', ...).
+   * A major not listed makes it re-read the file (a driver may have registered since),
+   * but at most once a second per such major: a scan of thousands of devices whose major
+   * /proc/devices does not name (synthetic trees) would otherwise re-read it per device.
+   */
   driverOf(major: number): string {
-    if (this.driverByMajor === undefined || !this.driverByMajor.has(major)) this.driverByMajor = this.readDrivers();
-    return this.driverByMajor.get(major) ?? `major-${major}`;
+    let driver = this.driverByMajor?.get(major);
+    if (driver === undefined && (this.unknownUntil.get(major) ?? 0) <= performance.now()) {
+      this.driverByMajor = this.readDrivers();
+      driver = this.driverByMajor.get(major);
+      if (driver === undefined) this.unknownUntil.set(major, performance.now() + UNKNOWN_MAJOR_RECHECK_MS);
+    }
+    return driver ?? `major-${major}`;
   }
 
   /** Reads one attribute file (`dir`/`key`), trailing newline trimmed; undefined when absent. */

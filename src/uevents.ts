@@ -15,6 +15,8 @@ export interface BlockUevent {
   /** The sysfs name (last component of DEVPATH), e.g. loop3 or loop3p1. */
   name: string;
   isPartition: boolean;
+  /** DISKSEQ= (for a partition: its disk's, when the event was sent); null when absent. */
+  diskseq: bigint | null;
 }
 
 /** What the listener reports. */
@@ -93,5 +95,7 @@ export function parseBlockUevent(data: Uint8Array): BlockUevent | null {
   if (name === '' || name === '.' || name === '..') return null;
   const devtype = values.get('DEVTYPE');
   if (devtype !== 'disk' && devtype !== 'partition') return null;
-  return { action: values.get('ACTION') ?? header.slice(0, at), name, isPartition: devtype === 'partition' };
+  const diskseqText = values.get('DISKSEQ');
+  const diskseq = diskseqText !== undefined && /^[0-9]{1,20}$/.test(diskseqText) ? BigInt(diskseqText) : null;
+  return { action: values.get('ACTION') ?? header.slice(0, at), name, isPartition: devtype === 'partition', diskseq };
 }

@@ -13,6 +13,8 @@ import {
   claimTestLoop, devNullFd, FakeDaemon, loopWireDevice, wireDevice,
 } from './helpers/fake-daemon.js';
 import { needsRoot } from './helpers/ci.js';
+import { readMarker } from '../testkit/image.js';
+import { createLoop } from '../testkit/loop.js';
 
 // Serial: several tests count this process's open fds.
 const test = anyTest.serial;
@@ -349,5 +351,44 @@ test('root: a block device with another diskseq is closed and rejected as STALE'
   const error = await t.throwsAsync(open, { instanceOf: DiskseqError });
   t.is(error!.code, 'STALE');
   t.regex(error!.message, new RegExp(`reports diskseq ${loop.diskseq}, not the requested diskseq ${wanted}`));
+  t.is(fdCount(process.pid), baseline);
+});
+
+// BLKGETDISKSEQ on a partition answers for its disk, so a daemon delivering the wrong
+// partition of the right disk passes the diskseq check: the client's own check must read
+// sysfs's `partition` of the fd's st_rdev. The fake daemon here lies consistently: the
+// Opened describes the requested (diskseq, partition) with the dev_t of the fd it sends.
+test('root: the whole disk or another partition delivered for a partition request (and vice versa) is closed as STALE', async (t) => {
+  if (!needsRoot(t)) return;
+  const loop = createLoop({ partitionsMiB: [2, 2], partscan: true }, t);
+  const { daemon, client } = await setup(t);
+  const node = (partition: number): string => (partition === 0 ? loop.devPath : `/dev/${loop.partitionName(partition)}`);
+  const deliver = async (asked: number, sent: number) => {
+    const fd = openSync(node(sent), 'r');
+    const { rdevMajor: major, rdevMinor: minor } = native.probeFdSync(fd);
+    const open = client.open({ diskseq: loop.diskseq, partition: asked });
+    const device = wireDevice(loop.diskseq, asked, { name: loop.name, major, minor });
+    daemon.respond(await daemon.nextRequest(), { opened: { device } }, fd);
+    return open;
+  };
+  const baseline = fdCount(process.pid);
+  for (const [asked, sent, what] of [[1, 0, 'the whole disk'], [1, 2, 'partition 2'], [0, 1, 'partition 1'], [2, 1, 'partition 1']] as const) {
+    const error = await t.throwsAsync(deliver(asked, sent), { instanceOf: DiskseqError }, `asked ${asked}, sent ${sent}`);
+    t.is(error!.code, 'STALE');
+    t.regex(error!.message, new RegExp(`is ${what} of diskseq ${loop.diskseq}, not ${asked === 0 ? 'the whole disk' : `partition ${asked}`} as requested`));
+    t.is(fdCount(process.pid), baseline, `the wrong fd was closed (asked ${asked}, sent ${sent})`);
+  }
+  // Control: the right partition passes the same check and reads its own marker.
+  for (const partition of [0, 1, 2]) {
+    const { fd, device } = await deliver(partition, partition);
+    try {
+      t.is(device.partition, partition);
+      const offset = partition === 0 ? loop.image.diskMarkerOffset : 0;
+      const want = partition === 0 ? loop.image.diskMarker : loop.image.partitions[partition - 1]!.marker;
+      t.is(readMarker(fd, offset), want);
+    } finally {
+      native.close(fd);
+    }
+  }
   t.is(fdCount(process.pid), baseline);
 });

@@ -215,3 +215,17 @@ test('decision: drivers, name globs and read_only select devices', (t) => {
   t.false(policy.decide(alice, vd('vdb', true, 'sd'), ro).allowed, 'driver');
   t.false(policy.decide(alice, vd('vdd7', true), ro).allowed, 'range');
 });
+
+test('reopen: granted exactly where an exclusive open would be (the deciding rule grants exclusive and the access)', (t) => {
+  const policy = load(t, [
+    { name: 'alice-exclusive-ro', peer: { uids: ['alice'] }, device: { names: ['sda'] }, access: ['read-only'], exclusive: true },
+    { name: 'alice-plain', peer: { uids: ['alice'] }, access: ['read-only', 'read-write'] },
+    { name: 'bob-denied', effect: 'deny', peer: { uids: ['bob'] } },
+  ]);
+  t.true(policy.grantsReopen(alice, device({ name: 'sda' }), 'read-only'), 'exclusive grant: the fd may be reopened');
+  t.false(policy.grantsReopen(alice, device({ name: 'sda' }), 'read-write'), 'that rule decides, and grants no read-write');
+  t.false(policy.grantsReopen(alice, device({ name: 'sdb' }), 'read-only'), 'a rule without exclusive: no reopen');
+  t.true(policy.decide(alice, device({ name: 'sdb' }), ro).allowed, '… though the open itself is allowed');
+  t.false(policy.grantsReopen(bob, device({ name: 'sda' }), 'read-only'));
+  t.true(policy.grantsReopen(peer(0, 0), device({ name: 'sdb' }), 'read-write'), 'root always');
+});

@@ -110,14 +110,18 @@ test('open flags become the request; O_CLOEXEC, O_EXCL, O_CREAT|O_EXCL, O_DIRECT
 });
 
 // Spellings the shim must answer itself (fail closed, EACCES, when the daemon is not
-// there) and spellings it must leave to libc (ENOENT: /dev/disk/by-diskseq does not exist
-// here, and were udev's directory there, these names would not be in it).
+// there), names in the namespace it refuses without asking the daemon (ENOENT, ENOTDIR
+// for a name used as a directory), and paths it leaves to libc (ENOENT: no
+// /dev/disk/by-diskseq here). test/preload-spellings.test.ts tells the shim's refusals
+// from libc's with stale links in place.
 const OURS = ['42', '42-part1', '42p1', '18446744073709551615', '1p4294967295', '7-part4294967295'];
-const OURS_SPELLED = ['//dev//disk/./by-diskseq/42', '/dev/disk/../disk/by-diskseq/42p1', '/./dev/disk/by-diskseq/../by-diskseq/42'];
+const OURS_SPELLED = ['//dev//disk/./by-diskseq/42', '/dev/disk/../disk/by-diskseq/42p1', '/./dev/disk/by-diskseq/../by-diskseq/42',
+  '/dev/disk/by-diskseq/x/../42', '/dev/shm/../disk/by-diskseq/42', '/../dev/disk/by-diskseq/42'];
 const NOT_OURS = ['0', '042', '0p1', '42-part0', '42p0', '42p01', '42-part01', '18446744073709551616', '99999999999999999999',
   '1p4294967296', '42-part', '42p', '42x', '42-Part1', '42-part1p1', '42pp1', '-42', '+42', ' 42', '42 ', '4 2', ''];
-const NOT_OURS_SPELLED = ['/dev/disk/by-diskseq', '/dev/disk/by-diskseq/', '/dev/disk/by-diskseq/42/', '/dev/disk/by-diskseq/42/.',
-  '/dev/disk/by-diskseq/42/..', 'dev/disk/by-diskseq/42', '/dev/disk/by-id/42', '/dev/disk/by-diskseq/x/../42', '/dev/by-diskseq/42'];
+const REFUSED_AS_DIRECTORY = ['/dev/disk/by-diskseq/42/', '/dev/disk/by-diskseq/42/.', '/dev/disk/by-diskseq/42/x'];
+const NOT_OURS_SPELLED = ['/dev/disk/by-diskseq', '/dev/disk/by-diskseq/', '/dev/disk/by-diskseq/42/..', 'dev/disk/by-diskseq/42',
+  '/dev/disk/by-id/42', '/dev/by-diskseq/42', '/dev/disk/by-diskseq-x/42'];
 
 test('only strict by-diskseq names are answered by the shim, and it fails closed when the daemon is unreachable', (t) => {
   if (!needsRootAndShim(t)) return;
@@ -127,7 +131,8 @@ test('only strict by-diskseq names are answered by the shim, and it fails closed
   const errnoOf = (path: string): unknown => probe(probePath, ['open', path, 'rdonly'], { socket }).errno;
   for (const name of OURS) t.is(errnoOf(`/dev/disk/by-diskseq/${name}`), 13, `${name}: EACCES from the shim`);
   for (const path of OURS_SPELLED) t.is(errnoOf(path), 13, `${path}: EACCES from the shim`);
-  for (const name of NOT_OURS) t.is(errnoOf(`/dev/disk/by-diskseq/${name}`), 2, `${JSON.stringify(name)}: ENOENT from libc`);
+  for (const name of NOT_OURS) t.is(errnoOf(`/dev/disk/by-diskseq/${name}`), 2, `${JSON.stringify(name)}: ENOENT`);
+  for (const path of REFUSED_AS_DIRECTORY) t.is(errnoOf(path), 20, `${path}: ENOTDIR from the shim`);
   for (const path of NOT_OURS_SPELLED) t.is(errnoOf(path), 2, `${path}: ENOENT from libc`);
 });
 

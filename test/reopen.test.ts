@@ -1,10 +1,11 @@
 // Reopening a delivered fd (docs/design.md, "Reopening and private nodes"): diskseq-open
-// hands COMMAND the device as {} = /dev/fd/N, and tools reopen that path. For an
-// unprivileged peer the reopen must give exactly the granted access — read works under a
-// read-only grant, write fails with EACCES and the backing file is untouched; under a
-// read-write grant, writes through {} land in the backing file. For root the grant is
-// advisory (docs/policy.md): root can reopen read-write what it asked read-only. Runs the
-// real CLI as the real users.
+// hands COMMAND the device as {} = /dev/fd/N, and tools reopen that path. An unprivileged
+// peer may reopen only under a grant with "exclusive" (test/exclusive-reopen.test.ts pins
+// the refusal without it), and then the reopen gives exactly the granted access — read
+// works under a read-only grant, write fails with EACCES and the backing file is
+// untouched; under a read-write grant, writes through {} land in the backing file. For
+// root the grant is advisory (docs/policy.md): root can reopen read-write what it asked
+// read-only. Runs the real CLI as the real users.
 import test, { type ExecutionContext } from 'ava';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { makeMarker, MARKER_BYTES, readFileMarker } from '../testkit/image.js';
@@ -22,14 +23,17 @@ const WRITER: PeerIdentity = { uid: 4001, gid: 4001 };
 const WRITE_ONLY: PeerIdentity = { uid: 4002, gid: 4002 };
 const ROOT: PeerIdentity = { uid: 0, gid: 0 };
 
-/** A loop device, and a daemon whose policy grants it to NOBODY read-only and to WRITER read-write. */
+/**
+ * A loop device, and a daemon whose policy grants it to NOBODY read-only, to WRITER
+ * read-write and to WRITE_ONLY write-only, each with "exclusive" (so their fds reopen).
+ */
 async function setup(t: ExecutionContext) {
   const loop = createLoop({}, t);
   const policy = writePolicy(`${policyDir(t)}/policy.json`, {
     rules: [
-      { name: 'nobody-reads', peer: { uids: [NOBODY.uid] }, device: { names: [loop.name] }, access: ['read-only'], loop_devices: true },
-      { name: 'writer-writes', peer: { uids: [WRITER.uid] }, device: { names: [loop.name] }, access: ['read-only', 'read-write'], loop_devices: true },
-      { name: 'write-only', peer: { uids: [WRITE_ONLY.uid] }, device: { names: [loop.name] }, access: ['write-only'], loop_devices: true },
+      { name: 'nobody-reads', peer: { uids: [NOBODY.uid] }, device: { names: [loop.name] }, access: ['read-only'], exclusive: true, loop_devices: true },
+      { name: 'writer-writes', peer: { uids: [WRITER.uid] }, device: { names: [loop.name] }, access: ['read-only', 'read-write'], exclusive: true, loop_devices: true },
+      { name: 'write-only', peer: { uids: [WRITE_ONLY.uid] }, device: { names: [loop.name] }, access: ['write-only'], exclusive: true, loop_devices: true },
     ],
   });
   const daemon = await DaemonProcess.start({ worldAccessible: true, policy }, t);

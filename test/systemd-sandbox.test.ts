@@ -38,10 +38,16 @@ function unitSecureBits(): string {
   return `--securebits=${bits.join(',')}`;
 }
 
-/** The shell script that builds the sandbox and execs "$@" in it (no fork: pid unchanged). */
-function sandboxScript(caps: string, secureBits: string): string {
+/**
+ * The shell script that builds the sandbox and execs "$@" in it (no fork: pid unchanged).
+ * `runtimeDir` gets a writable tmpfs of its own, as RuntimeDirectory= gives the service.
+ */
+function sandboxScript(caps: string, secureBits: string, runtimeDir: string): string {
   if (!/^[-+a-z_,]+$/.test(caps) || !/^[-+a-z_,=]*$/.test(secureBits)) throw new Error(`unexpected ${caps} ${secureBits}`);
+  if (!/^[-\w./]+$/.test(runtimeDir)) throw new Error(`unexpected ${runtimeDir}`);
   return [
+    `mkdir -m 0700 ${runtimeDir}`,
+    `mount -t tmpfs -o mode=0700 diskseqd-runtime ${runtimeDir}`,
     'mount -o remount,bind,ro /',
     'mount -o remount,bind,ro /sys',
     'mount -t proc -o hidepid=invisible proc /proc',
@@ -60,7 +66,8 @@ test('in the unit\'s sandbox, with only its capabilities, the daemon serves root
   chmodSync(dir, 0o755); // the unprivileged peer must reach the socket
   const policyPath = join(dir, 'policy.json');
   writeFileSync(policyPath, JSON.stringify({ rules: [{
-    name: 'nobody-reads-loops', peer: { uids: [NOBODY.uid] }, device: { drivers: ['loop'] }, access: ['read-only'], loop_devices: true,
+    name: 'nobody-reads-loops', peer: { uids: [NOBODY.uid] }, device: { drivers: ['loop'] }, access: ['read-only'], exclusive: true,
+    loop_devices: true,
   }] }), { mode: 0o644 });
   const socketPath = join(dir, 'sandboxed.sock');
   const unitCaps = unitCapabilities();
@@ -70,8 +77,8 @@ test('in the unit\'s sandbox, with only its capabilities, the daemon serves root
   for (const key of ['LISTEN_PID', 'LISTEN_FDS', 'NOTIFY_SOCKET', 'WATCHDOG_USEC']) delete env[key];
   // unshare and sh exec in place, so LISTEN_PID (set by systemd-socket-activate) stays right.
   const run = spawnTracked(t, activate, ['--seqpacket', '-l', socketPath,
-    unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits()), 'sandbox',
-    ...daemonArgv('--policy', policyPath)], env);
+    unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits(), join(dir, 'run')), 'sandbox',
+    ...daemonArgv('--policy', policyPath, '--runtime-dir', join(dir, 'run'))], env);
   for (let i = 0; i < 2000 && !run.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
   chmodSync(socketPath, 0o666);
 
@@ -88,8 +95,9 @@ test('in the unit\'s sandbox, with only its capabilities, the daemon serves root
   t.is(native.probeFdSync(fds[0]).diskseq, diskseq);
   t.is(readMarker(fds[0], loop.image.diskMarkerOffset), loop.image.diskMarker);
 
-  // An unprivileged peer gets its fd through a private node: mknod (CAP_MKNOD), chown to
-  // its group (CAP_CHOWN), and an open of a node whose owner bits are 0 (CAP_DAC_OVERRIDE).
+  // An unprivileged peer gets its fd through a private node: mknod (CAP_MKNOD), an open of
+  // a node whose mode is 000 (CAP_DAC_OVERRIDE) and, since the grant includes exclusive
+  // (so the fd may be reopened), a chown of the inode to its group (CAP_CHOWN).
   const report = await runPeer(NOBODY, {
     socket: socketPath, via: 'wire',
     steps: [{ op: 'open', diskseq: diskseq.toString(), readMarkerAt: loop.image.diskMarkerOffset }],

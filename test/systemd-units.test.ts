@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from '../testkit/repo.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { needsTool } from './helpers/ci.js';
+import { DEFAULT_RUNTIME_DIR } from '../src/config.js';
 
 const run = promisify(execFile);
 const service = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
@@ -83,6 +84,11 @@ test('the service is Type=notify, socket-activated, idle-exiting, and hardened w
   // /proc/devices names the block drivers that policy rules match on.
   t.deepEqual(directive(service, 'ProcSubset'), []);
   t.deepEqual(directive(service, 'LogRateLimitIntervalSec'), ['0']);
+  // Loop partitions' provenance in /run/diskseqd must outlive idle exits, until reboot.
+  t.deepEqual(directive(service, 'RuntimeDirectory'), ['diskseqd']);
+  t.is(`/run/${directive(service, 'RuntimeDirectory')[0]}`, DEFAULT_RUNTIME_DIR, 'the daemon\'s default --runtime-dir');
+  t.deepEqual(directive(service, 'RuntimeDirectoryMode'), ['0700']);
+  t.deepEqual(directive(service, 'RuntimeDirectoryPreserve'), ['yes']);
   const caps = directive(service, 'CapabilityBoundingSet').join(' ').split(/\s+/).sort();
   t.deepEqual(caps, ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_MKNOD']);
 });

@@ -8,13 +8,15 @@ import { parseBlockUevent } from '../src/uevents.js';
 
 const message = (...fields: string[]): Buffer => Buffer.from(fields.join('\0') + '\0');
 
-test('a block disk change and a partition add give the sysfs name and kind', (t) => {
+test('a block disk change and a partition add give the sysfs name, kind and DISKSEQ', (t) => {
   t.deepEqual(parseBlockUevent(message('change@/devices/virtual/block/loop3', 'ACTION=change',
     'DEVPATH=/devices/virtual/block/loop3', 'SUBSYSTEM=block', 'DEVNAME=loop3', 'DEVTYPE=disk', 'DISKSEQ=42', 'SEQNUM=7')),
-  { action: 'change', name: 'loop3', isPartition: false });
+  { action: 'change', name: 'loop3', isPartition: false, diskseq: 42n });
   t.deepEqual(parseBlockUevent(message('add@/devices/virtual/block/loop3/loop3p1', 'ACTION=add',
     'DEVPATH=/devices/virtual/block/loop3/loop3p1', 'SUBSYSTEM=block', 'DEVTYPE=partition', 'PARTN=1', 'DISKSEQ=42')),
-  { action: 'add', name: 'loop3p1', isPartition: true });
+  { action: 'add', name: 'loop3p1', isPartition: true, diskseq: 42n });
+  t.like(parseBlockUevent(message('add@/devices/virtual/block/loop3/loop3p1', 'SUBSYSTEM=block', 'DEVTYPE=partition', 'DISKSEQ=4x2')),
+    { isPartition: true, diskseq: null }, 'a malformed DISKSEQ is no diskseq');
 });
 
 test('other subsystems, libudev messages and malformed datagrams are ignored', (t) => {

@@ -55,6 +55,11 @@ export interface DaemonOptions {
   /** Log level (default info: audit lines are info). */
   logLevel?: string;
   sysfsRoot?: string;
+  /**
+   * --runtime-dir (default: `run` in the daemon's fresh temp dir, removed by stop()). Give
+   * the same directory to two daemons to test what survives a restart; never /run/diskseqd.
+   */
+  runtimeDir?: string;
   /** A policy file, or a policy to write (0644) to policy.json in the daemon's directory. */
   policy?: string | object;
   extraArgs?: string[];
@@ -97,6 +102,8 @@ export class DaemonProcess {
   readonly varlinkPath: string | undefined;
   /** The daemon's private directory (removed by stop()). */
   readonly dir: string;
+  /** Its --runtime-dir. */
+  readonly runtimeDir: string;
   readonly capture: LogCapture;
   /** stdout lines that were not JSON. */
   readonly nonJsonStdout: string[] = [];
@@ -121,7 +128,8 @@ export class DaemonProcess {
     if (options.worldAccessible) chmodSync(this.dir, 0o755);
     this.socketPath = options.socketPath ?? join(this.dir, 'd.sock');
     this.varlinkPath = options.varlink ? join(this.dir, 'varlink', 'diskseq') : undefined;
-    const args = ['--socket', this.socketPath, '--log-level', options.logLevel ?? 'info'];
+    this.runtimeDir = options.runtimeDir ?? join(this.dir, 'run');
+    const args = ['--socket', this.socketPath, '--runtime-dir', this.runtimeDir, '--log-level', options.logLevel ?? 'info'];
     if (this.varlinkPath !== undefined) args.push('--varlink-socket', this.varlinkPath);
     if (options.sysfsRoot) args.push('--sysfs-root', options.sysfsRoot);
     if (options.policy !== undefined) args.push('--policy', this.policyFile(options.policy));

@@ -7,12 +7,12 @@
  * Every resource registers its cleanup on the test's teardown and, as a safety net, at
  * process exit. Nothing here touches a loop device it did not claim itself.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
-  chmodSync, closeSync, copyFileSync, openSync, readSync, statSync, writeFileSync, writeSync,
+  chmodSync, closeSync, copyFileSync, existsSync, openSync, readSync, statSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, type TeardownHost } from './cleanup.js';
+import { sleep, tempDir, type TeardownHost } from './cleanup.js';
 import { DaemonProcess } from './daemon.js';
 import { createLoop } from './loop.js';
 import { whyUnreachable, type PeerIdentity } from './reachable.js';
@@ -42,6 +42,31 @@ export function buildProbe(dir: string): string {
   const out = join(dir, 'preload-probe');
   execFileSync('cc', ['-O2', '-Wall', '-pthread', '-o', out, join(REPO_ROOT, 'native', 'preload', 'test', 'preload-probe.c')], { stdio: ['ignore', 'pipe', 'pipe'] });
   return out;
+}
+
+/**
+ * Builds and starts native/preload/test/null-broker.c in `dir`: it answers every open with
+ * an fd of `device` described as (`diskseq`, `partition`) with the device's own dev_t, and
+ * checks nothing — the shim's own cost in the bench, and a daemon that lies consistently
+ * in the tests of the shim's re-check. Killed in teardown. Resolves to its socket path.
+ */
+export async function startNullBroker(t: TeardownHost, dir: string, device: string, diskseq: bigint, partition = 0): Promise<string> {
+  const binary = join(dir, 'null-broker');
+  const gen = join(REPO_ROOT, 'build', 'preload-gen');
+  if (!existsSync(binary)) {
+    execFileSync('cc', ['-O2', `-I${gen}`, '-o', binary, join(REPO_ROOT, 'native', 'preload', 'test', 'null-broker.c'),
+      join(gen, 'diskseqd.pb-c.c'), '-lprotobuf-c'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+  const socket = join(dir, `null-${device.replaceAll('/', '_')}-${partition}.sock`);
+  const child = spawn(binary, [socket, device, diskseq.toString(), String(partition)], { stdio: 'ignore' });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  for (let i = 0; !existsSync(socket); i++) {
+    if (i > 500 || child.exitCode !== null) throw new Error('null-broker did not start');
+    await sleep(10);
+  }
+  return socket;
 }
 
 /** Result of running one command. */

@@ -3,9 +3,11 @@
  * programs and the LD_PRELOAD shim, and how to start the daemon exactly as its users do
  * (node with the flags of bin/diskseqd.js's shebang line).
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onExit } from './cleanup.js';
 
 /** The repository root (this file runs from dist/testkit/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -30,14 +32,27 @@ export const SHEBANG_NODE_FLAGS: readonly string[] = readFileSync(DAEMON_SCRIPT,
   .split(/\s+/).filter((word) => word.startsWith('--'));
 
 /**
- * argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.js —
- * and --no-varlink unless `args` choose a Varlink path (--varlink-socket) themselves: the
- * daemon's default Varlink path is shared by every daemon on this machine, so no daemon a
- * test or benchmark starts may ever use it.
+ * A --runtime-dir of its own for one test daemon: `run` in a fresh 0700 directory, removed
+ * at process exit. A test daemon must never share the system's /run/diskseqd (other runs
+ * share this machine, and the daemon keeps loop partitions' provenance there).
+ */
+export function privateRuntimeDir(): string {
+  const parent = mkdtempSync(join(tmpdir(), 'diskseqd-runtime-'));
+  onExit(() => rmSync(parent, { recursive: true, force: true }));
+  return join(parent, 'run');
+}
+
+/**
+ * argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.js,
+ * a private --runtime-dir unless `args` name one, and --no-varlink unless `args` choose a
+ * Varlink path (--varlink-socket) themselves: the daemon's default Varlink path and runtime
+ * directory are shared by every daemon on this machine, so no daemon a test or benchmark
+ * starts may ever use them.
  */
 export function daemonArgv(...args: string[]): string[] {
+  const runtime = args.includes('--runtime-dir') ? [] : ['--runtime-dir', privateRuntimeDir()];
   const varlink = args.includes('--varlink-socket') || args.includes('--no-varlink') ? [] : ['--no-varlink'];
-  return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...args, ...varlink];
+  return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...runtime, ...args, ...varlink];
 }
 
 /** argv that runs diskseq-open with `args`. */

@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -133,6 +134,42 @@ static int errno_for(const Diskseqd__V1__Error *error) {
   }
 }
 
+/* Reads a small sysfs file with raw system calls (the shim's own open is interposed). */
+static ssize_t read_sysfs(const char *path, char *buf, size_t size) {
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  ssize_t n;
+  if (fd < 0) return -errno;
+  do n = read(fd, buf, size - 1);
+  while (n < 0 && errno == EINTR);
+  close_keep_errno(fd);
+  if (n < 0) return -errno;
+  buf[n] = '\0';
+  return n;
+}
+
+/*
+ * The partition number of block device `rdev` from /sys/dev/block/MAJ:MIN/partition: 0
+ * for a whole disk (no such file, but the device is there), -1 when sysfs cannot say.
+ * Read after the fd arrived: an open partition cannot be deleted, so the answer holds.
+ */
+static int64_t partition_of(dev_t rdev) {
+  char path[96], text[32], *end;
+  unsigned long long number;
+  ssize_t n;
+  snprintf(path, sizeof path, "/sys/dev/block/%u:%u/partition", major(rdev), minor(rdev));
+  n = read_sysfs(path, text, sizeof text);
+  if (n == -ENOENT) {
+    /* A whole disk, if sysfs knows the device at all (no file read: a lookup is enough). */
+    snprintf(path, sizeof path, "/sys/dev/block/%u:%u/dev", major(rdev), minor(rdev));
+    return syscall(SYS_faccessat, AT_FDCWD, path, F_OK) == 0 ? 0 : -1;
+  }
+  if (n <= 0 || text[0] < '1' || text[0] > '9') return -1;
+  errno = 0;
+  number = strtoull(text, &end, 10);
+  if (errno != 0 || (*end != '\n' && *end != '\0') || number > UINT32_MAX) return -1;
+  return (int64_t)number;
+}
+
 /*
  * Receives the one response packet; on an Opened answer returns the single fd it carried,
  * else -errno. All other received fds are closed.
@@ -215,13 +252,19 @@ static int receive_response(int sock, const struct diskseq_path *dp) {
     result = fds[0];
     nfds = 0; /* fds[0] is ours to return now */
     /* The daemon verified the fd; re-check the identity on it here, in the process that
-       will use it, like the client library does. */
+       will use it, like the client library does: the diskseq, the dev_t the daemon
+       described, and - since BLKGETDISKSEQ on a partition answers for its disk - the
+       partition number sysfs gives that dev_t. */
     if (ioctl(result, BLKGETDISKSEQ, &seq) != 0 || seq != dp->diskseq ||
         fstat(result, &st) != 0 || !S_ISBLK(st.st_mode) ||
-        ((device->major != 0 || device->minor != 0) &&
-         st.st_rdev != makedev(device->major, device->minor))) {
+        st.st_rdev != makedev(device->major, device->minor)) {
       preload_debug("received fd is not diskseq %" PRIu64 " (it reports %" PRIu64 ")",
                     dp->diskseq, seq);
+      close_keep_errno(result);
+      result = -ENOENT;
+    } else if (partition_of(st.st_rdev) != (int64_t)dp->partition) {
+      preload_debug("received fd (%u:%u) is not partition %" PRIu32 " of diskseq %" PRIu64,
+                    major(st.st_rdev), minor(st.st_rdev), dp->partition, dp->diskseq);
       close_keep_errno(result);
       result = -ENOENT;
     }

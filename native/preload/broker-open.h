@@ -35,8 +35,9 @@ struct broker_request {
  *  - no answer within 60 s -> ETIMEDOUT;
  *  - a malformed answer (undecodable, truncated, wrong id, not exactly one fd, a device
  *    other than the one asked for) -> EPROTO;
- *  - the received fd's BLKGETDISKSEQ differs from dp->diskseq, or it is not a block
- *    device -> ENOENT;
+ *  - the received fd's BLKGETDISKSEQ differs from dp->diskseq, it is not a block
+ *    device, its st_rdev is not the device the daemon described, or sysfs's `partition`
+ *    of that st_rdev is not dp->partition (none for a whole disk) -> ENOENT;
  *  - no fd number left for the socket or the received fd (RLIMIT_NOFILE) -> EMFILE.
  * Every fd received on a failure path is closed. Thread-safe: no shared mutable state.
  * Not async-signal-safe (it allocates the 64 KiB receive buffer with malloc).

@@ -103,7 +103,7 @@ EXPORT int open(const char *path, int flags, ...) {
   struct diskseq_path dp;
   mode_t mode = 0;
   MODE_ARG(flags, mode);
-  if (diskseq_path_match(path, &dp)) return open_diskseq(&dp, flags);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return open_diskseq(&dp, flags), return -1);
   return REAL(open, path, flags, mode);
 }
 
@@ -111,7 +111,7 @@ EXPORT int open64(const char *path, int flags, ...) {
   struct diskseq_path dp;
   mode_t mode = 0;
   MODE_ARG(flags, mode);
-  if (diskseq_path_match(path, &dp)) return open_diskseq(&dp, flags);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return open_diskseq(&dp, flags), return -1);
   return REAL(open64, path, flags, mode);
 }
 
@@ -120,7 +120,7 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...) {
   struct diskseq_path dp;
   mode_t mode = 0;
   MODE_ARG(flags, mode);
-  if (diskseq_path_match(path, &dp)) return open_diskseq(&dp, flags);
+  DISKSEQ_DISPATCH(dirfd, path, &dp, return open_diskseq(&dp, flags), return -1);
   return REAL(openat, dirfd, path, flags, mode);
 }
 
@@ -128,45 +128,45 @@ EXPORT int openat64(int dirfd, const char *path, int flags, ...) {
   struct diskseq_path dp;
   mode_t mode = 0;
   MODE_ARG(flags, mode);
-  if (diskseq_path_match(path, &dp)) return open_diskseq(&dp, flags);
+  DISKSEQ_DISPATCH(dirfd, path, &dp, return open_diskseq(&dp, flags), return -1);
   return REAL(openat64, dirfd, path, flags, mode);
 }
 
 /* The _2 variants abort (through libc) when given flags that need a mode. */
 EXPORT int __open_2(const char *path, int flags) {
   struct diskseq_path dp;
-  if (!needs_mode(flags) && diskseq_path_match(path, &dp)) return open_diskseq(&dp, flags);
+  if (!needs_mode(flags)) DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return open_diskseq(&dp, flags), return -1);
   return REAL(open_2, path, flags);
 }
 
 EXPORT int __open64_2(const char *path, int flags) {
   struct diskseq_path dp;
-  if (!needs_mode(flags) && diskseq_path_match(path, &dp)) return open_diskseq(&dp, flags);
+  if (!needs_mode(flags)) DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return open_diskseq(&dp, flags), return -1);
   return REAL(open64_2, path, flags);
 }
 
 EXPORT int __openat_2(int dirfd, const char *path, int flags) {
   struct diskseq_path dp;
-  if (!needs_mode(flags) && diskseq_path_match(path, &dp)) return open_diskseq(&dp, flags);
+  if (!needs_mode(flags)) DISKSEQ_DISPATCH(dirfd, path, &dp, return open_diskseq(&dp, flags), return -1);
   return REAL(openat_2, dirfd, path, flags);
 }
 
 EXPORT int __openat64_2(int dirfd, const char *path, int flags) {
   struct diskseq_path dp;
-  if (!needs_mode(flags) && diskseq_path_match(path, &dp)) return open_diskseq(&dp, flags);
+  if (!needs_mode(flags)) DISKSEQ_DISPATCH(dirfd, path, &dp, return open_diskseq(&dp, flags), return -1);
   return REAL(openat64_2, dirfd, path, flags);
 }
 
 /* libc's creat makes the syscall itself, so it needs its own entry. */
 EXPORT int creat(const char *path, mode_t mode) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return open_diskseq(&dp, O_CREAT | O_WRONLY | O_TRUNC);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return open_diskseq(&dp, O_CREAT | O_WRONLY | O_TRUNC), return -1);
   return REAL(creat, path, mode);
 }
 
 EXPORT int creat64(const char *path, mode_t mode) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return open_diskseq(&dp, O_CREAT | O_WRONLY | O_TRUNC);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return open_diskseq(&dp, O_CREAT | O_WRONLY | O_TRUNC), return -1);
   return REAL(creat64, path, mode);
 }
 
@@ -208,7 +208,7 @@ static FILE *fopen_diskseq(const struct diskseq_path *dp, const char *mode) {
 
 EXPORT FILE *fopen(const char *path, const char *mode) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return fopen_diskseq(&dp, mode);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return fopen_diskseq(&dp, mode), return NULL);
   if (real_libc()->fopen == NULL) {
     errno = ENOSYS;
     return NULL;
@@ -218,7 +218,7 @@ EXPORT FILE *fopen(const char *path, const char *mode) {
 
 EXPORT FILE *fopen64(const char *path, const char *mode) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return fopen_diskseq(&dp, mode);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return fopen_diskseq(&dp, mode), return NULL);
   if (real_libc()->fopen64 == NULL) {
     errno = ENOSYS;
     return NULL;
@@ -265,9 +265,18 @@ static FILE *freopen_diskseq(const struct diskseq_path *dp, const char *mode, FI
   return file;
 }
 
+/* A refused path: as libc's freopen does on failure, the stream is closed; errno kept. */
+static FILE *freopen_refused(FILE *stream) {
+  int err = errno;
+  fclose(stream);
+  errno = err;
+  return NULL;
+}
+
 EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return freopen_diskseq(&dp, mode, stream, real_libc()->freopen);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return freopen_diskseq(&dp, mode, stream, real_libc()->freopen),
+                   return freopen_refused(stream));
   if (real_libc()->freopen == NULL) {
     errno = ENOSYS;
     return NULL;
@@ -277,7 +286,8 @@ EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream) {
 
 EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return freopen_diskseq(&dp, mode, stream, real_libc()->freopen64);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return freopen_diskseq(&dp, mode, stream, real_libc()->freopen64),
+                   return freopen_refused(stream));
   if (real_libc()->freopen64 == NULL) {
     errno = ENOSYS;
     return NULL;

@@ -66,51 +66,51 @@ static int finish(int fd, int rc, int saved_errno) {
 
 EXPORT int stat(const char *path, struct stat *buf) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) STAT_VIA_FD(&dp, fstat(fd, buf));
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, STAT_VIA_FD(&dp, fstat(fd, buf)), return -1);
   return REAL(stat, path, buf);
 }
 
 EXPORT int stat64(const char *path, struct stat64 *buf) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) STAT_VIA_FD(&dp, fstat64(fd, buf));
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, STAT_VIA_FD(&dp, fstat64(fd, buf)), return -1);
   return REAL(stat64, path, buf);
 }
 
 EXPORT int lstat(const char *path, struct stat *buf) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) STAT_VIA_FD(&dp, fstat(fd, buf));
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, STAT_VIA_FD(&dp, fstat(fd, buf)), return -1);
   return REAL(lstat, path, buf);
 }
 
 EXPORT int lstat64(const char *path, struct stat64 *buf) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) STAT_VIA_FD(&dp, fstat64(fd, buf));
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, STAT_VIA_FD(&dp, fstat64(fd, buf)), return -1);
   return REAL(lstat64, path, buf);
 }
 
 /* AT_SYMLINK_NOFOLLOW changes nothing (no link); an absolute path ignores dirfd. */
 EXPORT int fstatat(int dirfd, const char *path, struct stat *buf, int flags) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) STAT_VIA_FD(&dp, fstat(fd, buf));
+  DISKSEQ_DISPATCH(dirfd, path, &dp, STAT_VIA_FD(&dp, fstat(fd, buf)), return -1);
   return REAL(fstatat, dirfd, path, buf, flags);
 }
 
 EXPORT int fstatat64(int dirfd, const char *path, struct stat64 *buf, int flags) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) STAT_VIA_FD(&dp, fstat64(fd, buf));
+  DISKSEQ_DISPATCH(dirfd, path, &dp, STAT_VIA_FD(&dp, fstat64(fd, buf)), return -1);
   return REAL(fstatat64, dirfd, path, buf, flags);
 }
 
 EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buf) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) {
+  DISKSEQ_DISPATCH(dirfd, path, &dp, {
     if (real_libc()->statx == NULL) {
       errno = ENOSYS;
       return -1;
     }
     STAT_VIA_FD(&dp, real_libc()->statx(fd, "", AT_EMPTY_PATH | (flags & AT_STATX_SYNC_TYPE),
                                         mask, buf));
-  }
+  }, return -1);
   return REAL(statx, dirfd, path, flags, mask, buf);
 }
 
@@ -127,37 +127,37 @@ EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, stru
 
 EXPORT int __xstat(int ver, const char *path, struct stat *buf) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XSTAT_VIA_FD(&dp, fxstat, ver, buf);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, XSTAT_VIA_FD(&dp, fxstat, ver, buf), return -1);
   return REAL(xstat, ver, path, buf);
 }
 
 EXPORT int __xstat64(int ver, const char *path, struct stat64 *buf) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XSTAT_VIA_FD(&dp, fxstat64, ver, buf);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, XSTAT_VIA_FD(&dp, fxstat64, ver, buf), return -1);
   return REAL(xstat64, ver, path, buf);
 }
 
 EXPORT int __lxstat(int ver, const char *path, struct stat *buf) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XSTAT_VIA_FD(&dp, fxstat, ver, buf);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, XSTAT_VIA_FD(&dp, fxstat, ver, buf), return -1);
   return REAL(lxstat, ver, path, buf);
 }
 
 EXPORT int __lxstat64(int ver, const char *path, struct stat64 *buf) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XSTAT_VIA_FD(&dp, fxstat64, ver, buf);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, XSTAT_VIA_FD(&dp, fxstat64, ver, buf), return -1);
   return REAL(lxstat64, ver, path, buf);
 }
 
 EXPORT int __fxstatat(int ver, int dirfd, const char *path, struct stat *buf, int flags) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XSTAT_VIA_FD(&dp, fxstat, ver, buf);
+  DISKSEQ_DISPATCH(dirfd, path, &dp, XSTAT_VIA_FD(&dp, fxstat, ver, buf), return -1);
   return REAL(fxstatat, ver, dirfd, path, buf, flags);
 }
 
 EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *buf, int flags) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XSTAT_VIA_FD(&dp, fxstat64, ver, buf);
+  DISKSEQ_DISPATCH(dirfd, path, &dp, XSTAT_VIA_FD(&dp, fxstat64, ver, buf), return -1);
   return REAL(fxstatat64, ver, dirfd, path, buf, flags);
 }
 
@@ -191,50 +191,44 @@ static int access_diskseq(const struct diskseq_path *dp, int mode) {
 
 EXPORT int access(const char *path, int mode) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return access_diskseq(&dp, mode);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return access_diskseq(&dp, mode), return -1);
   return REAL(access, path, mode);
 }
 
 EXPORT int faccessat(int dirfd, const char *path, int mode, int flags) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) {
+  DISKSEQ_DISPATCH(dirfd, path, &dp, {
     if (flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) {
       errno = EINVAL;
       return -1;
     }
     return access_diskseq(&dp, mode);
-  }
+  }, return -1);
   return REAL(faccessat, dirfd, path, mode, flags);
 }
 
 EXPORT int euidaccess(const char *path, int mode) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return access_diskseq(&dp, mode);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return access_diskseq(&dp, mode), return -1);
   return REAL(euidaccess, path, mode);
 }
 
 EXPORT int eaccess(const char *path, int mode) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return access_diskseq(&dp, mode);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return access_diskseq(&dp, mode), return -1);
   return REAL(eaccess, path, mode);
 }
 
 /* A by-diskseq name is the device itself, never a link to /dev/loopN or the like. */
 EXPORT ssize_t readlink(const char *path, char *buf, size_t size) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) {
-    errno = EINVAL;
-    return -1;
-  }
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, errno = EINVAL; return -1, return -1);
   return REAL(readlink, path, buf, size);
 }
 
 EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) {
-    errno = EINVAL;
-    return -1;
-  }
+  DISKSEQ_DISPATCH(dirfd, path, &dp, errno = EINVAL; return -1, return -1);
   return REAL(readlinkat, dirfd, path, buf, size);
 }
 
@@ -265,7 +259,7 @@ static char *realpath_diskseq(const struct diskseq_path *dp, char *resolved) {
 
 EXPORT char *realpath(const char *path, char *resolved) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return realpath_diskseq(&dp, resolved);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return realpath_diskseq(&dp, resolved), return NULL);
   if (real_libc()->realpath == NULL) {
     errno = ENOSYS;
     return NULL;
@@ -276,8 +270,8 @@ EXPORT char *realpath(const char *path, char *resolved) {
 /* With a buffer smaller than PATH_MAX, libc's checker aborts before looking at the path. */
 EXPORT char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen) {
   struct diskseq_path dp;
-  if ((resolved == NULL || resolvedlen >= PATH_MAX) && diskseq_path_match(path, &dp))
-    return realpath_diskseq(&dp, resolved);
+  if (resolved == NULL || resolvedlen >= PATH_MAX)
+    DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return realpath_diskseq(&dp, resolved), return NULL);
   if (real_libc()->realpath_chk == NULL) {
     errno = ENOSYS;
     return NULL;
@@ -287,7 +281,7 @@ EXPORT char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen
 
 EXPORT char *canonicalize_file_name(const char *path) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) return realpath_diskseq(&dp, NULL);
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, return realpath_diskseq(&dp, NULL), return NULL);
   if (real_libc()->canonicalize_file_name == NULL) {
     errno = ENOSYS;
     return NULL;

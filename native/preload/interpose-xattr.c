@@ -9,6 +9,7 @@
 #include "real-libc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -36,25 +37,25 @@
 
 EXPORT ssize_t getxattr(const char *path, const char *name, void *value, size_t size) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XATTR_VIA_FD(&dp, fgetxattr(fd, name, value, size));
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, XATTR_VIA_FD(&dp, fgetxattr(fd, name, value, size)), return -1);
   return REAL(getxattr, path, name, value, size);
 }
 
 /* Not a link: the same answer as getxattr. */
 EXPORT ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XATTR_VIA_FD(&dp, fgetxattr(fd, name, value, size));
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, XATTR_VIA_FD(&dp, fgetxattr(fd, name, value, size)), return -1);
   return REAL(lgetxattr, path, name, value, size);
 }
 
 EXPORT ssize_t listxattr(const char *path, char *list, size_t size) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XATTR_VIA_FD(&dp, flistxattr(fd, list, size));
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, XATTR_VIA_FD(&dp, flistxattr(fd, list, size)), return -1);
   return REAL(listxattr, path, list, size);
 }
 
 EXPORT ssize_t llistxattr(const char *path, char *list, size_t size) {
   struct diskseq_path dp;
-  if (diskseq_path_match(path, &dp)) XATTR_VIA_FD(&dp, flistxattr(fd, list, size));
+  DISKSEQ_DISPATCH(AT_FDCWD, path, &dp, XATTR_VIA_FD(&dp, flistxattr(fd, list, size)), return -1);
   return REAL(llistxattr, path, list, size);
 }

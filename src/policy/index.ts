@@ -5,12 +5,13 @@
  * decide() twice per open — on the candidate device before anything is opened, and on the
  * verified device, whose decision is the one that counts. See docs/policy.md.
  */
-import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync, constants as fsConstants } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, fstatSync, openSync, readSync, constants as fsConstants } from 'node:fs';
 import { AccountResolver, type AccountFiles } from './accounts.js';
 import { decideOpen } from './decide.js';
 import { parsePolicyText } from './parse-rules.js';
+import { checkPolicyPath } from './policy-path.js';
 import { PolicyError } from './policy-error.js';
+import type { AccessMode } from '../../proto/contract.js';
 import type { CompiledRule, Decision, DeviceFacts, OpenIntent, Peer } from './types.js';
 
 export { DEFAULT_ACCOUNT_FILES, type AccountFiles } from './accounts.js';
@@ -71,14 +72,28 @@ export class Policy {
   decide(peer: Peer, device: DeviceFacts, intent: OpenIntent): Decision {
     return decideOpen(this.rules, peer, device, intent);
   }
+
+  /**
+   * Whether `peer` may reopen a delivered fd of `device` (through /dev/fd/N) with
+   * `access`: exactly when an exclusive open would be allowed, because a reopen can claim
+   * the device with O_EXCL, which has no permission bit of its own (docs/policy.md,
+   * "Exclusive opens and reopening"). Always true for root.
+   */
+  grantsReopen(peer: Peer, device: DeviceFacts, access: AccessMode): boolean {
+    return this.decide(peer, device, { access, exclusive: true }).allowed;
+  }
 }
 
 /** Read a policy file with the checks a root daemon owes its configuration. */
 function readPolicyFile(path: string): string {
+  const euid = process.geteuid?.() ?? 0;
+  // Every directory and symlink on the way, as given (src/policy/policy-path.ts); the
+  // physical path it returns has no symlink left, and O_NOFOLLOW keeps it that way.
+  const physical = checkPolicyPath(path, euid);
   let fd: number;
   try {
     // Node opens with O_CLOEXEC. O_NONBLOCK: a FIFO at the path must not hang the daemon; fstat rejects it below.
-    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOCTTY | fsConstants.O_NONBLOCK);
+    fd = openSync(physical, fsConstants.O_RDONLY | fsConstants.O_NOCTTY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW);
   } catch (error) {
     throw new PolicyError(path, `cannot open: ${(error as Error).message}`);
   }
@@ -88,14 +103,12 @@ function readPolicyFile(path: string): string {
     if (stat.size > MAX_POLICY_FILE_BYTES) {
       throw new PolicyError(path, `file is ${stat.size} bytes; at most ${MAX_POLICY_FILE_BYTES} are allowed`);
     }
-    const euid = process.geteuid?.() ?? 0;
     if (stat.uid !== 0 && stat.uid !== euid) {
       throw new PolicyError(path, `owned by uid ${stat.uid}; a policy file must be owned by root`);
     }
     if ((stat.mode & 0o022) !== 0) {
       throw new PolicyError(path, `mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')} lets others rewrite the policy; remove group and other write permission`);
     }
-    checkDirectories(path, euid);
     // Read to EOF rather than trusting st_size, and stop one byte past the limit.
     const buffer = Buffer.alloc(MAX_POLICY_FILE_BYTES + 1);
     let length = 0;
@@ -111,25 +124,5 @@ function readPolicyFile(path: string): string {
     throw new PolicyError(path, `cannot read: ${(error as Error).message}`);
   } finally {
     closeSync(fd);
-  }
-}
-
-/**
- * Whoever may write a directory on the way to the policy file may replace the file (or a
- * directory) with one of their own: every directory of the resolved path must belong to
- * root (or the daemon's user) and not be writable by group or others, unless it is sticky
- * (/tmp: others cannot rename or remove root's entries there).
- */
-function checkDirectories(path: string, euid: number): void {
-  let dir = dirname(realpathSync(path));
-  for (;;) {
-    const stat = statSync(dir);
-    if (stat.uid !== 0 && stat.uid !== euid) throw new PolicyError(path, `directory ${dir} is owned by uid ${stat.uid}; it must be owned by root`);
-    if ((stat.mode & 0o022) !== 0 && (stat.mode & 0o1000) === 0) {
-      throw new PolicyError(path, `directory ${dir} is writable by others (mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}), who could replace the policy`);
-    }
-    const parent = dirname(dir);
-    if (parent === dir) return;
-    dir = parent;
   }
 }

@@ -1,9 +1,11 @@
 /*
- * Bench helper, not a daemon: the cheapest possible broker, to separate the shim's own
- * cost from the daemon's. It opens one device once, then answers every connection's
- * OpenRequest with an Opened response carrying that fd (SCM_RIGHTS passes a new reference
- * each time) and closes the connection. No policy, no verification, no log: never use it
- * for anything but bench/preload-open.ts.
+ * Bench and test helper, not a daemon: the cheapest possible broker, to separate the
+ * shim's own cost from the daemon's (bench/preload-open.ts), and a daemon that lies
+ * consistently for the tests of the shim's own re-check (test/preload-recheck.test.ts).
+ * It opens one device once, then answers every connection's OpenRequest with an Opened
+ * response carrying that fd (SCM_RIGHTS passes a new reference each time), described as
+ * DISKSEQ and PARTITION with the device's own dev_t, and closes the connection. No
+ * policy, no verification, no log: never use it for anything else.
  *
  *   null-broker SOCKET DEVICE DISKSEQ PARTITION
  */

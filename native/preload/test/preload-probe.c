@@ -7,6 +7,8 @@
  *   preload-probe open PATH FLAG...     one open(2); FLAG: rdonly wronly rdwr creat excl
  *                                        trunc directory cloexec path nonblock direct
  *                                        sync dsync append tmpfile accmode
+ *   preload-probe at DIR REL FLAG...   openat(fd of DIR, or "-" for AT_FDCWD, REL)
+ *   preload-probe cwd DIR REL FLAG...  chdir(DIR), then open(REL)
  *   preload-probe inspect PATH          the stat, access, readlink, realpath, fopen,
  *                                        freopen and xattr families, errno preservation,
  *                                        lowest-fd rule
@@ -102,17 +104,48 @@ static int count_sockets(void) {
   return n;
 }
 
-static int cmd_open(const char *path, int argc, char **argv) {
+/* open(2) flags from FLAG words; -1 (after a message) for an unknown one. */
+static int parse_flags(int argc, char **argv) {
   int flags = 0;
   for (int i = 0; i < argc; i++) {
     size_t j;
     for (j = 0; j < sizeof flag_names / sizeof flag_names[0]; j++)
       if (strcmp(argv[i], flag_names[j].name) == 0) { flags |= flag_names[j].flag; break; }
-    if (j == sizeof flag_names / sizeof flag_names[0]) { fprintf(stderr, "unknown flag %s\n", argv[i]); return 2; }
+    if (j == sizeof flag_names / sizeof flag_names[0]) { fprintf(stderr, "unknown flag %s\n", argv[i]); return -1; }
   }
+  return flags;
+}
+
+static void print_open(int fd, int err, int flags);
+
+static int cmd_open(const char *path, int argc, char **argv) {
+  int flags = parse_flags(argc, argv);
+  if (flags < 0) return 2;
   errno = 0;
   int fd = open(path, flags, 0600);
-  int err = errno;
+  print_open(fd, errno, flags);
+  return 0;
+}
+
+/* openat(DIR's fd, REL) with DIR opened O_PATH|O_DIRECTORY ("-": AT_FDCWD), or with
+   `cwd`: chdir(DIR) and open(REL). Relative paths and directory fds reach the shim too. */
+static int cmd_relative(int use_cwd, const char *dir, const char *rel, int argc, char **argv) {
+  int flags = parse_flags(argc, argv), dirfd = AT_FDCWD, fd;
+  if (flags < 0) return 2;
+  if (use_cwd) {
+    if (chdir(dir) != 0) { perror(dir); return 1; }
+    errno = 0;
+    fd = open(rel, flags, 0600);
+  } else {
+    if (strcmp(dir, "-") != 0 && (dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) { perror(dir); return 1; }
+    errno = 0;
+    fd = openat(dirfd, rel, flags, 0600);
+  }
+  print_open(fd, errno, flags);
+  return 0;
+}
+
+static void print_open(int fd, int err, int flags) {
   printf("{");
   if (fd < 0) {
     printf("\"fd\":-1,\"errno\":%d,", err);
@@ -134,7 +167,6 @@ static int cmd_open(const char *path, int argc, char **argv) {
     }
   }
   printf("\"sockets\":%d}\n", count_sockets());
-  return 0;
 }
 
 static int cmd_inspect(const char *path) {
@@ -384,6 +416,8 @@ int main(int argc, char **argv) {
   if ((argc == 4 || argc == 5) && strcmp(argv[1], "bench") == 0)
     return cmd_bench(argv[2], atoi(argv[3]), argc == 5 && strcmp(argv[4], "verify") == 0);
   if (argc >= 3 && strcmp(argv[1], "open") == 0) return cmd_open(argv[2], argc - 3, argv + 3);
+  if (argc >= 4 && strcmp(argv[1], "at") == 0) return cmd_relative(0, argv[2], argv[3], argc - 4, argv + 4);
+  if (argc >= 4 && strcmp(argv[1], "cwd") == 0) return cmd_relative(1, argv[2], argv[3], argc - 4, argv + 4);
   if (argc == 3 && strcmp(argv[1], "inspect") == 0) return cmd_inspect(argv[2]);
   if (argc == 5 && strcmp(argv[1], "threads") == 0) return cmd_threads(argv[2], atoi(argv[3]), atoi(argv[4]));
   if (argc == 4 && strcmp(argv[1], "fork") == 0) return cmd_fork(argv[2], atoi(argv[3]));
