@@ -4,6 +4,7 @@
  * order on SIGTERM/SIGINT.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { checkPolicy, logPolicyWarnings } from './check-policy.js';
 import { parseCommandLine, USAGE, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
@@ -36,6 +37,7 @@ function run(config: Config): void {
   const notifier = new Notifier({ log });
   let policy = loadPolicy(config);
   log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
+  logPolicyWarnings(log, policy);
 
   const sysfs = new Sysfs(config.sysfsRoot);
   const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes });
@@ -62,6 +64,7 @@ function run(config: Config): void {
     try {
       policy = Policy.fromFile(config.policyFile);
       log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy reloaded');
+      logPolicyWarnings(log, policy);
     } catch (error) {
       log.error({ error: describeError(error) }, 'policy reload failed; the old policy stays in force');
     }
@@ -109,17 +112,6 @@ function describeError(error: unknown): string {
   return error instanceof PolicyError ? formatPolicyError(error) : (error as Error).message;
 }
 
-function checkPolicy(file: string): number {
-  try {
-    const policy = Policy.fromFile(file);
-    process.stdout.write(`${file}: valid (${policy.ruleNames.length} rules)\n`);
-    return 0;
-  } catch (error) {
-    process.stderr.write(`${describeError(error)}\n`);
-    return 1;
-  }
-}
-
 function main(argv: string[]): void {
   let command;
   try {
@@ -136,8 +128,14 @@ function main(argv: string[]): void {
       process.stdout.write(`diskseqd ${VERSION}\n`);
       return;
     case 'check-policy':
-      process.exit(checkPolicy(command.file));
+      process.exit(checkPolicy(command.file, command.dryRun, command.sysfsRoot));
     case 'run':
+      // Before anything touches /dev or the socket: a non-root daemon would fail later
+      // with an EPERM about /dev/.diskseqd that names the symptom, not the cause.
+      if (process.geteuid?.() !== 0) {
+        process.stderr.write(`diskseqd: must run as root (it opens block devices and makes device nodes); running as uid ${process.geteuid?.()}\n`);
+        process.exit(1);
+      }
       try {
         run(command.config);
       } catch (error) {

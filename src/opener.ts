@@ -73,7 +73,7 @@ class Mismatch extends Error {
 }
 
 /** Where step 1 resolved X (and N) to: the disk, the partition if N > 0, and the node to open. */
-interface Target {
+export interface Target {
   disk: DiskEntry;
   part: PartitionEntry | undefined;
   node: DiskEntry | PartitionEntry;
@@ -315,7 +315,7 @@ function liveProblem(probe: FdProbe, target: Target, params: OpenParams): string
  * `readOnly`: the fd's BLKROGET answer when there is an fd, else the `ro` attribute.
  * `reported`, when given, collects every attribute read, for the Opened response.
  */
-function deviceFacts(target: Target, device: SysfsDevice, readOnly: boolean | null, reported?: Record<string, string>): DeviceFacts {
+export function deviceFacts(target: Target, device: SysfsDevice, readOnly: boolean | null, reported?: Record<string, string>): DeviceFacts {
   const attribute = (key: string): string | undefined => {
     const value = device.attribute(key);
     if (value !== undefined && reported !== undefined) reported[key] = value;
