@@ -39,6 +39,7 @@ export type CliCommand =
   | { kind: 'version' }
   | { kind: 'list'; json: boolean; socketPath?: string }
   | { kind: 'watch'; socketPath?: string }
+  | { kind: 'status'; json: boolean; socketPath?: string }
   | { kind: 'preload'; socketPath?: string; command: string[] }
   | OpenCommand;
 
@@ -46,7 +47,7 @@ export type CliCommand =
 export const MAX_TARGET_FD = 1023;
 const UINT32_MAX = 0xffff_ffff;
 
-const FLAGS = new Set(['--help', '--version', '--list', '--json', '--watch', '--preload', '--rw', '--wo',
+const FLAGS = new Set(['--help', '--version', '--list', '--json', '--watch', '--preload', '--status', '--rw', '--wo',
   '--exclusive', '--direct', '--sync', '--dsync']);
 const VALUED = new Set(['--wait', '--fd', '--socket', '--expect']);
 /** Options that only make sense when opening a DEVICE. */
@@ -84,10 +85,10 @@ export function parseCliArgs(argv: readonly string[]): CliCommand {
   if (flags.has('--version')) return { kind: 'version' };
 
   const used = [...flags, ...values.keys(), ...(Object.keys(expect).length > 0 ? ['--expect'] : [])];
-  const modes = ['--list', '--watch', '--preload'].filter((mode) => flags.has(mode));
+  const modes = ['--list', '--watch', '--preload', '--status'].filter((mode) => flags.has(mode));
   if (modes.length > 1) throw new UsageError(`${modes.join(' and ')} cannot be combined`);
   const mode = modes[0];
-  if (flags.has('--json') && mode !== '--list') throw new UsageError('--json is only valid with --list');
+  if (flags.has('--json') && mode !== '--list' && mode !== '--status') throw new UsageError('--json is only valid with --list or --status');
   const socketPath = values.get('--socket');
   if (mode !== undefined) {
     const misplaced = used.find((option) => OPEN_ONLY.includes(option));
@@ -95,6 +96,10 @@ export function parseCliArgs(argv: readonly string[]): CliCommand {
   }
   const rest = argv.slice(i);
 
+  if (mode === '--status') {
+    if (rest.length > 0) throw new UsageError(`--status takes no arguments (got ${JSON.stringify(rest[0])})`);
+    return { kind: 'status', json: flags.has('--json'), socketPath };
+  }
   if (mode === '--list' || mode === '--watch') {
     if (rest.length > 0) throw new UsageError(`${mode} takes no arguments (got ${JSON.stringify(rest[0])})`);
     return mode === '--list' ? { kind: 'list', json: flags.has('--json'), socketPath } : { kind: 'watch', socketPath };

@@ -13,6 +13,7 @@ import { deviceToJSON, type DeviceInfo } from './device.js';
 import { formatDeviceSpec } from './device-spec.js';
 import { ConnectionError, DiskseqError, type DiskseqErrorCode } from './errors.js';
 import { MAX_TARGET_FD, parseCliArgs, substituteFd, UsageError, type OpenCommand } from './cli-args.js';
+import { printStatus } from './cli-status.js';
 import { watchEventToJSON } from './watch.js';
 
 // Exit statuses of diskseq-open's own failures (COMMAND's status is passed through).
@@ -35,6 +36,7 @@ const USAGE = `Usage:
   ${PROGRAM} [OPTIONS] DEVICE -- COMMAND [ARG...]
   ${PROGRAM} --list [--json] [--socket PATH]
   ${PROGRAM} --watch [--socket PATH]
+  ${PROGRAM} --status [--json] [--socket PATH]
   ${PROGRAM} --preload [--socket PATH] -- COMMAND [ARG...]
   ${PROGRAM} --help | --version
 
@@ -65,6 +67,10 @@ Other modes:
                     decimal strings)
   --watch           print one JSON line per device event until interrupted (SIGINT,
                     SIGTERM, SIGHUP or a closed stdout end it with status 0)
+  --status          how the daemon is doing: version, uptime, devices indexed,
+                    connections, requests answered by outcome, waiting opens, watchers,
+                    uevent overruns; with --json, as one JSON object. Other users'
+                    numbers need root or the policy's status_viewers
   --preload         run COMMAND with LD_PRELOAD=<package>/build/Release/libdiskseq-preload.so
                     prepended, so that its opens of /dev/disk/by-diskseq/... go through
                     diskseqd (with --socket, DISKSEQD_SOCKET is set for COMMAND)
@@ -74,7 +80,7 @@ Other modes:
 Exit status:
   COMMAND's own status; 128+N if COMMAND was killed by signal N
   1    diskseqd refused the request or could not be reached (one line on stderr; COMMAND
-       was not run), or --list/--watch/--preload failed
+       was not run), or --list/--watch/--status/--preload failed
   2    usage error (COMMAND was not run)
   126  COMMAND could not be executed; 127  COMMAND was not found
 `;
@@ -99,6 +105,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return withClient(command.socketPath, (client) => listDevices(client, command.json));
     case 'watch':
       return withClient(command.socketPath, watchDevices);
+    case 'status':
+      return withClient(command.socketPath, (client) => printStatus(client, command.json));
     case 'preload':
       return runPreloaded(command.command, command.socketPath);
     case 'open':

@@ -7,6 +7,7 @@ import { closeFds, Connection, resolveSocketPath, type RequestBody, type Respons
 import { deviceFromWire, type DeviceInfo } from './device.js';
 import { AbortError, DiskseqError, errorFromWire, protocolError } from './errors.js';
 import { prepareOpen, type OpenOptions, type PreparedOpen } from './open-request.js';
+import { statusFromWire, type DaemonStatus } from './status.js';
 import { DeviceWatch, type WatchOptions } from './watch.js';
 
 /** Options of connect(). */
@@ -125,6 +126,24 @@ export class Client {
         onFailure: reject,
       }, reject);
     });
+  }
+
+  /**
+   * Asks the daemon how it is (a StatusReply: counts, connections, requests by outcome,
+   * waiters, watchers, uevent overruns). How much a peer is shown is the daemon's policy
+   * (`full` says whether it holds every user's numbers). A daemon that does not list
+   * "status" in its HelloReply.features (one Hello is pipelined with the request) makes it
+   * reject with DiskseqError 'UNSUPPORTED'.
+   */
+  async status(): Promise<DaemonStatus> {
+    const hello = this.hello('status');
+    const reply = this.request({ status: {} }, (response, fds) => statusFromWire(expectBody(response, fds, 'status').status!));
+    const [helloResult, statusResult] = await Promise.allSettled([hello, reply]);
+    if (helloResult.status === 'fulfilled' && !helloResult.value.features.includes('status')) {
+      throw new DiskseqError('UNSUPPORTED', `diskseqd ${helloResult.value.serverVersion} does not serve status requests`);
+    }
+    if (statusResult.status === 'rejected') throw statusResult.reason;
+    return statusResult.value;
   }
 
   /**

@@ -8,10 +8,18 @@ import { Registry } from './registry.js';
 import type { Sysfs } from './sysfs.js';
 import { UeventListener } from './uevents.js';
 
+/** Overruns of the uevent socket since start, for the status view. */
+export interface OverrunStats {
+  count: number;
+  /** When the last one was noticed (Date.now()); undefined: never. */
+  lastAt: number | undefined;
+}
+
 /** A live registry and the listener feeding it (close the listener at shutdown). */
 export interface LiveRegistry {
   registry: Registry;
   uevents: UeventListener;
+  overruns: Readonly<OverrunStats>;
 }
 
 /** Options of a live registry. */
@@ -25,6 +33,7 @@ export interface LiveRegistryOptions {
 /** Subscribes to uevents, scans sysfs, and handles what arrived meanwhile. */
 export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegistryOptions): LiveRegistry {
   let registry: Registry | undefined;
+  const overruns: OverrunStats = { count: 0, lastAt: undefined };
   const uevents = new UeventListener({
     onEvent: (event) => {
       if (event.action === 'remove' && !event.isPartition) registry?.forget(event.name);
@@ -33,6 +42,8 @@ export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegist
       else registry?.refresh(event.name, event.action === 'change', event.action === 'add' && event.isPartition ? event.name : undefined);
     },
     onOverrun: () => {
+      overruns.count++;
+      overruns.lastAt = Date.now();
       registry?.scan();
       options.onOverrun?.();
     },
@@ -40,5 +51,5 @@ export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegist
   registry = new Registry(sysfs, log, () => uevents.drain());
   registry.scan();
   uevents.drain();
-  return { registry, uevents };
+  return { registry, uevents, overruns };
 }

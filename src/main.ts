@@ -16,6 +16,7 @@ import { IdleExit } from './systemd/idle-exit.js';
 import { Notifier } from './systemd/notify.js';
 import { inheritedListener, socketPathOf } from './systemd/socket-activation.js';
 import { startLiveRegistry } from './live-registry.js';
+import { StatusView } from './status.js';
 import { WatchHub } from './watch-hub.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
@@ -40,16 +41,21 @@ function run(config: Config): void {
   logPolicyWarnings(log, policy);
 
   const sysfs = new Sysfs(config.sysfsRoot);
-  const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes });
+  const { registry, uevents, overruns } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes });
 
   const privateNodes = new PrivateNodes();
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
   let idle: IdleExit | undefined;
+  const watchHub = new WatchHub(registry, config.maxWatchers);
+  const statusView = new StatusView({
+    serverVersion: VERSION, registry, overruns, policy: () => policy, watchers: () => watchHub.count,
+    connectionsByUid: () => server.connectionsByUid, requests: () => server.requestsByOutcome,
+  });
   const server: Server = new Server(
     { socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections,
       maxConnectionsPerUid: config.maxConnectionsPerUid, backlog: 128 },
     {
-      opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
+      opener, registry, log, serverVersion: VERSION, watchHub, status: (peer) => statusView.report(peer),
       limits: {
         maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
         // Reading pauses while responses wait, so at most maxInFlight fds can wait (plus

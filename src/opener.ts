@@ -108,7 +108,7 @@ export class Opener {
    * re-reading sysfs; the second one is NOT_FOUND when X (or N) is gone, else STALE.
    */
   async open(params: OpenParams, peer: Peer, trace: OpenTrace, signal?: AbortSignal): Promise<VerifiedOpen> {
-    await this.waitUntilPresent(params, signal);
+    await this.waitUntilPresent(params, peer.uid, signal);
     try {
       return await this.attempt(params, peer, trace);
     } catch (error) {
@@ -239,7 +239,7 @@ export class Opener {
    * longer appear: an absent X at or below the highest diskseq seen, or the awaited
    * partition's disk gone. The full open-and-verify follows either way.
    */
-  private async waitUntilPresent(params: OpenParams, signal: AbortSignal | undefined): Promise<void> {
+  private async waitUntilPresent(params: OpenParams, uid: number, signal: AbortSignal | undefined): Promise<void> {
     if (params.waitMs === 0) return;
     const disk = this.indexedDisk(params.diskseq);
     if (disk !== undefined && (params.partition === 0 || disk.partitions.has(params.partition))) return;
@@ -247,7 +247,7 @@ export class Opener {
       throw resourceExhausted(`too many waiting requests (limit ${this.waitLimits.maxWaiting})`);
     }
     const waitMs = Math.min(params.waitMs, this.waitLimits.maxWaitMs);
-    const failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal);
+    const failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal, uid);
     if (failure === 'timeout') throw timeout(`diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms`);
     if (failure === 'cancelled') throw new RequestCancelled();
     // 'gone' and null: step 1 gives the answer (NOT_FOUND, or the device).
