@@ -2,15 +2,17 @@
  * The status view through a real daemon: `diskseq-open --status` (human and --json) shows
  * every count to everyone, other users' connections and waiting opens only to root and to
  * the peers the policy's status_viewers name (a real unprivileged peer, before and after a
- * SIGHUP adds it); the requests by op and audit code are the ones the daemon answered; and
+ * SIGHUP adds it); the requests by op and audit code are the ones the daemon answered; an
+ * overrun of the uevent socket is counted with its time and followed by a full rescan; and
  * on a synthetic tree the disk and partition counts are exact.
  */
 import test from 'ava';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type DaemonStatusJSON } from '../client/index.js';
 import { native } from '../native/index.js';
 import { needsRoot } from './helpers/ci.js';
+import { within } from '../testkit/cleanup.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop } from '../testkit/loop.js';
 import { REPO_ROOT } from '../testkit/repo.js';
@@ -115,6 +117,47 @@ test('status: counts for everyone; other users\' connections and waits for root 
 
   const hello = await root.request({ hello: { protocolVersion: 1 } });
   t.true(hello.response.hello?.features?.includes('status'), JSON.stringify(hello.response.hello?.features));
+});
+
+test('status: a uevent overrun is counted with its time, and a full rescan follows it', async (t) => {
+  if (!needsRoot(t)) return;
+  const loop = createLoop({}, t);
+  const daemon = await DaemonProcess.start({ extraArgs: ['--uevent-buffer', '4096'] }, t);
+  const client = await connect({ socketPath: daemon.socketPath });
+  t.teardown(() => client.close());
+  const before = await client.status();
+  t.is(before.ueventOverruns, 0);
+  t.truthy(before.lastScanAt);
+
+  // Stop the daemon, let the kernel queue far more uevents (of our own loop device) than
+  // its 8 KiB receive buffer holds, then let it run.
+  process.kill(daemon.pid, 'SIGSTOP');
+  try {
+    for (let i = 0; i < 300; i++) writeFileSync(`/sys/block/${loop.name}/uevent`, 'change');
+  } finally {
+    process.kill(daemon.pid, 'SIGCONT');
+  }
+  await daemon.waitForLog((l) => l.msg === 'uevent socket overrun; rescanning sysfs', 10_000, 'the overrun line');
+  const after = await client.status();
+  t.true(after.ueventOverruns >= 1, String(after.ueventOverruns));
+  t.truthy(after.lastOverrunAt);
+  t.true(after.lastOverrunAt!.getTime() >= before.lastScanAt!.getTime());
+  t.true(after.lastScanAt!.getTime() >= after.lastOverrunAt!.getTime(), 'the last scan is the rescan after the overrun');
+  const human = (await statusRun(daemon.socketPath, [])).stdout;
+  t.regex(human, /^uevents: +\d+ overruns?, the last at \S+, each answered by a full rescan; last full scan of sysfs at \S+ \(after the last overrun\)/m);
+
+  // And it goes on reading uevents: a watcher (which reads none itself after its snapshot)
+  // sees a loop device attached now.
+  const watch = client.watch();
+  t.teardown(() => watch.close());
+  while ((await within(watch.next(), 10_000, 'the watch snapshot')).value?.kind !== 'synced');
+  const fresh = createLoop({}, t);
+  for (;;) {
+    const { value, done } = await within(watch.next(), 10_000, `ADDED ${fresh.name} after the overrun`);
+    t.false(done);
+    if (done || (value.kind === 'added' && value.device?.name === fresh.name && value.device.diskseq === fresh.diskseq)) break;
+  }
+  t.pass('the attach after the overrun was seen');
 });
 
 test('status: on a synthetic tree the disk and partition counts are exact', async (t) => {
