@@ -149,10 +149,7 @@ export class Opener {
     if (disk === undefined) throw notFound(`no disk with diskseq ${params.diskseq}`);
     if (params.partition === 0) return { disk, part: undefined, node: disk };
     const part = disk.partitions.get(params.partition);
-    if (part === undefined) {
-      const why = disk.isLoop && !disk.partscan ? ' (loop device without LO_FLAGS_PARTSCAN: its partitions could outlive it)' : '';
-      throw notFound(`diskseq ${params.diskseq} (${disk.name}) has no partition ${params.partition}${why}`);
-    }
+    if (part === undefined) throw notFound(`diskseq ${params.diskseq} (${disk.name}) has no partition ${params.partition}${partscanHint(disk)}`);
     return { disk, part, node: part };
   }
 
@@ -236,19 +233,27 @@ export class Opener {
 
   /**
    * With wait_ms: waits until X (and N) is in the index, or answers at once when it can no
-   * longer appear: an absent X at or below the highest diskseq seen, or the awaited
-   * partition's disk gone. The full open-and-verify follows either way.
+   * longer appear: an absent X at or below the highest diskseq seen, the awaited
+   * partition's disk gone, or a partition of a loop device attached without
+   * LO_FLAGS_PARTSCAN (never served; step 1 says why). The full open-and-verify follows.
+   * A loop that appears *during* the wait without the flag is waited for still: attaching
+   * with LOOP_SET_FD and then LOOP_SET_STATUS64 sets it a moment after the attach.
    */
   private async waitUntilPresent(params: OpenParams, uid: number, signal: AbortSignal | undefined): Promise<void> {
     if (params.waitMs === 0) return;
     const disk = this.indexedDisk(params.diskseq);
     if (disk !== undefined && (params.partition === 0 || disk.partitions.has(params.partition))) return;
+    if (disk !== undefined && disk.isLoop && !disk.partscan) return; // a partition of it: never served
     if (this.registry.waiting >= this.waitLimits.maxWaiting) {
       throw resourceExhausted(`too many waiting requests (limit ${this.waitLimits.maxWaiting})`);
     }
     const waitMs = Math.min(params.waitMs, this.waitLimits.maxWaitMs);
     const failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal, uid);
-    if (failure === 'timeout') throw timeout(`diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms`);
+    if (failure === 'timeout') {
+      const now = this.registry.find(params.diskseq);
+      const hint = now !== undefined && params.partition > 0 ? partscanHint(now) : '';
+      throw timeout(`diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms${hint}`);
+    }
     if (failure === 'cancelled') throw new RequestCancelled();
     // 'gone' and null: step 1 gives the answer (NOT_FOUND, or the device).
   }
@@ -343,6 +348,11 @@ function openFlags(params: OpenParams): number {
   if (params.sync) flags |= c.O_SYNC;
   if (params.dsync) flags |= c.O_DSYNC;
   return flags;
+}
+
+/** Why a loop disk's partitions are never served, or '' (docs/design.md, "Registry", invariant 3). */
+function partscanHint(disk: DiskEntry): string {
+  return disk.isLoop && !disk.partscan ? ' (loop device without LO_FLAGS_PARTSCAN: its partitions could outlive it, so they are never served)' : '';
 }
 
 function partSuffix(params: OpenParams): string {
