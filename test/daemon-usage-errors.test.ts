@@ -37,16 +37,17 @@ const USAGE_ERRORS: Array<[string[], string]> = [
   [['--max-connections', '0'], '--max-connections: expected a positive whole number, got "0"'],
 ];
 
-for (const [args, message] of USAGE_ERRORS) {
-  test(`usage error: diskseqd ${args.join(' ')}`, async (t) => {
+test('usage errors: one line in the daemon\'s own words, a hint, exit 2', async (t) => {
+  // One at a time: a dozen node processes starting at once would slow every other test.
+  for (const [args, message] of USAGE_ERRORS) {
     const run = await daemon(args);
-    t.is(run.code, 2, run.stderr);
-    t.is(run.stderr, `diskseqd: ${message}\nTry 'diskseqd --help'.\n`);
-    t.is(run.stdout, '');
-  });
-}
+    t.is(run.code, 2, `diskseqd ${args.join(' ')}: ${run.stderr}`);
+    t.is(run.stderr, `diskseqd: ${message}\nTry 'diskseqd --help'.\n`, `diskseqd ${args.join(' ')}`);
+    t.is(run.stdout, '', `diskseqd ${args.join(' ')}`);
+  }
+});
 
-test('not root: the daemon refuses at once, exit 1, and creates no socket', async (t) => {
+test.serial('not root: the daemon refuses at once, exit 1, and creates no socket', async (t) => {
   if (!needsRoot(t)) return; // creating the user namespace is what needs the privilege here
   const dir = mkdtempSync(join(tmpdir(), 'diskseqd-notroot-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -59,7 +60,7 @@ test('not root: the daemon refuses at once, exit 1, and creates no socket', asyn
   t.false(/"msg":"serving"/.test(run.stdout));
 });
 
-test('not root: --help, --version and --check-policy work', async (t) => {
+test.serial('not root: --help, --version and --check-policy work', async (t) => {
   if (!needsRoot(t)) return;
   const dir = mkdtempSync(join(tmpdir(), 'diskseqd-notroot-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
