@@ -65,6 +65,7 @@ export type CliCommand =
   | { kind: 'version' }
   | ListCommand
   | { kind: 'watch'; socketPath?: string }
+  | { kind: 'status'; json: boolean; socketPath?: string }
   | { kind: 'preload'; socketPath?: string; command: string[] }
   | OpenCommand;
 
@@ -93,6 +94,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { long: '--version', short: 'V', valued: false, scope: 'mode' },
   { long: '--list', short: 'l', valued: false, scope: 'mode' },
   { long: '--watch', valued: false, scope: 'mode' },
+  { long: '--status', valued: false, scope: 'mode' },
   { long: '--preload', valued: false, scope: 'mode' },
   { long: '--socket', valued: true, scope: 'global' },
   { long: '--json', short: 'J', valued: false, scope: 'list' },
@@ -111,7 +113,7 @@ export const OPTIONS: readonly OptionSpec[] = [
 ];
 
 /** The modes without COMMAND: their failures, usage errors included, exit 1 instead of 125. */
-export const QUERY_MODES: readonly string[] = ['--list', '--watch'];
+export const QUERY_MODES: readonly string[] = ['--list', '--watch', '--status'];
 
 const BY_LONG = new Map(OPTIONS.map((spec) => [spec.long, spec]));
 const BY_SHORT = new Map(OPTIONS.filter((spec) => spec.short !== undefined).map((spec) => [spec.short!, spec]));
@@ -129,7 +131,7 @@ export function parseCliArgs(argv: readonly string[], context: ParseContext = {}
   }
 }
 
-/** Whether a command line (even one that does not parse) names --list or --watch before any `--`. */
+/** Whether a command line (even one that does not parse) names a query mode (--list, --watch, --status) before any `--`. */
 export function asksForQueryMode(argv: readonly string[]): boolean {
   for (const arg of argv) {
     if (arg === '--') return false;
@@ -152,12 +154,14 @@ function parse(argv: readonly string[], context: ParseContext): CliCommand {
   const modes = new Set(tokens.flatMap((t) => (t.kind === 'option' && t.spec.scope === 'mode' ? [t.spec.long] : [])));
   if (modes.has('--help')) return { kind: 'help' };
   if (modes.has('--version')) return { kind: 'version' };
-  const chosen = ['--list', '--watch', '--preload'].filter((mode) => modes.has(mode));
+  const chosen = ['--list', '--watch', '--status', '--preload'].filter((mode) => modes.has(mode));
   if (chosen.length > 1) throw new UsageError(`${chosen.join(' and ')} cannot be combined`);
   const mode = chosen[0];
   for (const token of tokens) {
     if (token.kind !== 'option' || token.spec.scope === 'mode' || token.spec.scope === 'global') continue;
-    if (token.spec.scope === 'list' && mode !== '--list') throw new UsageError(`${token.spec.long} is only valid with --list`);
+    if (token.spec.scope === 'list' && mode !== '--list' && !(mode === '--status' && token.spec.long === '--json')) {
+      throw new UsageError(token.spec.long === '--json' ? '--json is only valid with --list or --status' : `${token.spec.long} is only valid with --list`);
+    }
     if (token.spec.scope === 'device' && mode !== undefined) throw new UsageError(`${token.spec.long} cannot be used with ${mode}`);
   }
   const repeated = findRepeated(tokens, (spec) => spec.scope !== 'device');
@@ -172,6 +176,10 @@ function parse(argv: readonly string[], context: ParseContext): CliCommand {
   if (mode === '--watch') {
     if (words.length > 0 || command !== undefined) throw new UsageError(`--watch takes no arguments (got ${JSON.stringify(words[0] ?? '--')})`);
     return { kind: 'watch', socketPath };
+  }
+  if (mode === '--status') {
+    if (words.length > 0 || command !== undefined) throw new UsageError(`--status takes no arguments (got ${JSON.stringify(words[0] ?? '--')})`);
+    return { kind: 'status', json: hasFlag(tokens, '--json'), socketPath };
   }
   if (mode === '--preload') {
     if (words.length > 0) throw new UsageError(`--preload takes no DEVICE (got ${JSON.stringify(words[0])}); the shim opens COMMAND's /dev/disk/by-diskseq paths`);

@@ -11,6 +11,7 @@ export const USAGE = `Usage:
   ${PROGRAM} [OPTIONS] DEVICE [[OPTIONS] DEVICE]... -- COMMAND [ARG...]
   ${PROGRAM} -l|--list [-J] [-b] [-n] [-o LIST] [DEVICE|NAME|FILE]...
   ${PROGRAM} --watch
+  ${PROGRAM} --status [--json]
   ${PROGRAM} --preload -- COMMAND [ARG...]
   ${PROGRAM} -h|--help | -V|--version
 Every form takes --socket PATH.
@@ -64,6 +65,10 @@ ${Object.entries(COLUMNS).map(([name, column]) => `                        ${nam
 Other forms:
       --watch         print one JSON line per device event until interrupted (SIGINT,
                       SIGTERM, SIGHUP or a closed stdout end it with status 0)
+      --status        how the daemon is doing: version, uptime, devices indexed,
+                      connections, requests answered by outcome, waiting opens, watchers,
+                      uevent overruns; with --json, as one JSON object. Other users'
+                      numbers need root or the policy's status_viewers
       --preload       run COMMAND with LD_PRELOAD=<package>/build/Release/libdiskseq-preload.so
                       prepended, so that its opens of /dev/disk/by-diskseq/... go through
                       diskseqd (with --socket, DISKSEQD_SOCKET is set for COMMAND)
@@ -87,7 +92,7 @@ Exit status:
          /dev/fd/N that COMMAND names ({} or {N}) but could not reopen
     126  COMMAND could not be executed
     127  COMMAND was not found
-  Forms without COMMAND (--list, --watch, --help, --version):
+  Forms without COMMAND (--list, --watch, --status, --help, --version):
     0    success
     1    any failure: a usage error, diskseqd unreachable or refusing, a --list
          argument that matches nothing

@@ -14,6 +14,7 @@ import { parseCliArgs, UsageError, type CliCommand } from './cli-args.js';
 import { listDevices } from './cli-list.js';
 import { describeError, EXIT_FAILED, EXIT_QUERY_FAILED, fail, PROGRAM } from './cli-messages.js';
 import { openAndRun, runPreloaded } from './cli-run.js';
+import { printStatus } from './cli-status.js';
 import { USAGE } from './cli-usage.js';
 import { formatDeviceSpec } from './device-spec.js';
 import { currentInstance } from './kernel-name.js';
@@ -55,6 +56,8 @@ function run(command: CliCommand): Promise<number> {
       return withClient(command.socketPath, (client) => listDevices(client, command));
     case 'watch':
       return withClient(command.socketPath, watchDevices);
+    case 'status':
+      return withClient(command.socketPath, (client) => printStatus(client, command.json));
     case 'preload':
       return runPreloaded(command.command, command.socketPath);
     case 'open':

@@ -4,10 +4,11 @@
 import { PROTOCOL_VERSION, type WireResponse } from '../proto/contract.js';
 import { closeFds, Connection, resolveSocketPath, type RequestBody, type ResponseHandler } from './connection.js';
 import { deviceFromWire, type Device, type DeviceInfo } from './device.js';
-import { AbortError, errorFromWire, invalidArgument, protocolError } from './errors.js';
+import { AbortError, DiskseqError, errorFromWire, invalidArgument, protocolError } from './errors.js';
 import { installDisposers, Opened } from './opened.js';
 import { prepareOpen, type OpenOptions, type PreparedOpen } from './open-request.js';
 import { recheckFd } from './recheck-fd.js';
+import { statusFromWire, type DaemonStatus } from './status.js';
 import { DeviceWatch, type WatchOptions } from './watch.js';
 
 /** Options of connect(). */
@@ -136,6 +137,24 @@ export class Client implements Disposable, AsyncDisposable {
         onFailure: reject,
       }, reject);
     });
+  }
+
+  /**
+   * Asks the daemon how it is (a StatusReply: counts, connections, requests by outcome,
+   * waiters, watchers, uevent overruns). How much a peer is shown is the daemon's policy
+   * (`full` says whether it holds every user's numbers). A daemon that does not list
+   * "status" in its HelloReply.features (one Hello is pipelined with the request) makes it
+   * reject with DiskseqError 'UNSUPPORTED'.
+   */
+  async status(): Promise<DaemonStatus> {
+    const hello = this.hello('status');
+    const reply = this.request({ status: {} }, (response, fds) => statusFromWire(expectBody(response, fds, 'status').status!));
+    const [helloResult, statusResult] = await Promise.allSettled([hello, reply]);
+    if (helloResult.status === 'fulfilled' && !helloResult.value.features.includes('status')) {
+      throw new DiskseqError('UNSUPPORTED', `diskseqd ${helloResult.value.serverVersion} does not serve status requests`);
+    }
+    if (statusResult.status === 'rejected') throw statusResult.reason;
+    return statusResult.value;
   }
 
   /**

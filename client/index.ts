@@ -33,6 +33,8 @@ export { AbortError, ConnectionError, DiskseqError, type DiskseqErrorCode } from
 export { toDiskseq, type AccessMode, type OpenOptions } from './open-request.js';
 // The DEVICE forms diskseq-open accepts (42, 42p1, 42-part1, /dev/disk/by-diskseq/...).
 export { parseDeviceSpec, formatDeviceSpec, type DeviceSpec } from './device-spec.js';
+// The daemon's status view.
+export { statusToJSON, type DaemonStatus, type DaemonStatusJSON, type RequestCount, type WaitingOpen } from './status.js';
 // The watch stream.
 export { DeviceWatch, watchEventToJSON, type WatchEvent, type WatchEventJSON, type WatchEventKind, type WatchOptions } from './watch.js';
 // Passing an fd on to another program over a Unix stream socket (QEMU's QMP add-fd: docs/qemu.md).

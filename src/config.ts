@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { LOG_LEVELS } from './log.js';
 import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { parseIdleExit } from './systemd/idle-exit.js';
-import { DEFAULT_SOCKET_PATH } from '../proto/contract.js';
+import { ACCESS_MODES, DEFAULT_SOCKET_PATH, type AccessMode } from '../proto/contract.js';
 import { DEFAULT_VARLINK_SOCKET_PATH } from './varlink/default-path.js';
 
 /** The service's RuntimeDirectory= (systemd/diskseqd.service), kept until reboot. */
@@ -38,10 +38,27 @@ export interface Config {
   idleExitMs: number | undefined;
 }
 
+/**
+ * The policy dry run's question, as given (names are resolved against the account files
+ * when it runs): would this peer get this device with this access, and by which rule?
+ */
+export interface DryRunQuestion {
+  /** --uid: a user id or name. */
+  uid: string;
+  /** --gid: a group id or name; undefined: the user's primary group from /etc/passwd. */
+  gid: string | undefined;
+  /** --groups: comma-separated ids or names ('' = none); undefined: the user's groups from /etc/group. */
+  groups: string | undefined;
+  diskseq: bigint;
+  partition: number;
+  access: AccessMode;
+  exclusive: boolean;
+}
+
 /** What the command line asks for. */
 export type Command =
   | { kind: 'run'; config: Config }
-  | { kind: 'check-policy'; file: string }
+  | { kind: 'check-policy'; file: string; sysfsRoot: string; dryRun: DryRunQuestion | undefined }
   | { kind: 'help' }
   | { kind: 'version' };
 
@@ -64,7 +81,19 @@ Options:
                            that file does not exist: root may open anything, everyone
                            else is denied). SIGHUP reloads it; a bad new file is logged
                            and the old policy stays in force
-  --check-policy FILE      validate FILE, print what is wrong, exit 0 (valid) or 1
+  --check-policy FILE      validate FILE, print what is wrong (and, as warnings,
+                           rules that can never take effect), exit 0 (valid) or 1
+  --check-policy FILE --uid USER [--gid GROUP] [--groups G,...]
+                 --device DISKSEQ[-partM] --access MODE [--exclusive]
+                           dry run: would USER get that device, read from this
+                           system's sysfs, with MODE (read-only, read-write,
+                           write-only), and by which rule? Prints the decision, the
+                           deciding rule and why earlier rules were passed over. GROUP
+                           defaults to USER's primary group (/etc/passwd), the groups
+                           to USER's groups in /etc/group. Exit status: 0 allowed,
+                           1 FILE is invalid, 2 usage error, 3 denied, 4 the daemon
+                           would not serve that device (absent, or a partition of a
+                           loop device without LO_FLAGS_PARTSCAN)
   --sysfs-root DIR         read block devices from DIR instead of /sys (for tests)
   --runtime-dir DIR        keep what must survive a restart or idle exit until reboot
                            (which disk instance each loop partition was added to) in
@@ -102,41 +131,82 @@ passed its socket. READY=1, STATUS= and WATCHDOG=1
 go to NOTIFY_SOCKET when it is set.
 
 Signals: SIGTERM/SIGINT finish in-flight requests, close, and remove the socket.
+
+Exit status: 0 after a clean shutdown; 1 on a startup failure (not root, a bad
+policy file, the socket in use); 2 on a usage error.
 `;
+
+const OPTIONS = {
+  socket: { type: 'string' },
+  'varlink-socket': { type: 'string' },
+  'no-varlink': { type: 'boolean' },
+  'log-level': { type: 'string' },
+  'sysfs-root': { type: 'string' },
+  'runtime-dir': { type: 'string' },
+  policy: { type: 'string' },
+  'check-policy': { type: 'string' },
+  uid: { type: 'string' },
+  gid: { type: 'string' },
+  groups: { type: 'string' },
+  device: { type: 'string' },
+  access: { type: 'string' },
+  exclusive: { type: 'boolean' },
+  'max-waiting': { type: 'string' },
+  'max-wait-ms': { type: 'string' },
+  'max-watchers': { type: 'string' },
+  'uevent-buffer': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'max-in-flight': { type: 'string' },
+  'max-queued-bytes': { type: 'string' },
+  'max-connections-per-uid': { type: 'string' },
+  'stall-timeout-ms': { type: 'string' },
+  'idle-exit': { type: 'string' },
+  help: { type: 'boolean' },
+  version: { type: 'boolean' },
+} as const;
+
+/** The options of the policy dry run; only valid with --check-policy. */
+const DRY_RUN_OPTIONS = ['uid', 'gid', 'groups', 'device', 'access', 'exclusive'] as const;
+
+/**
+ * Says, in our own words, what parseArgs would reject with Node's text (which talks about
+ * positional arguments): an unknown option, a missing value, a value for a flag.
+ */
+function checkOptionSyntax(argv: string[]): void {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return;
+    if (!arg.startsWith('-') || arg === '-') continue;
+    const eq = arg.indexOf('=');
+    const name = arg.startsWith('--') ? arg.slice(2, eq < 0 ? undefined : eq) : '';
+    const spec = Object.hasOwn(OPTIONS, name) ? OPTIONS[name as keyof typeof OPTIONS] : undefined;
+    const shown = eq < 0 ? arg : arg.slice(0, eq);
+    if (spec === undefined) throw new Error(`unknown option ${shown}`);
+    if (spec.type === 'boolean' && eq >= 0) throw new Error(`option ${shown} takes no value`);
+    if (spec.type === 'string' && eq < 0) {
+      const value = argv[++i];
+      if (value === undefined) throw new Error(`option ${shown} needs a value`);
+      if (value.startsWith('-')) throw new Error(`option ${shown} needs a value (write ${shown}=${value} for one that starts with -)`);
+    }
+  }
+}
+
 
 /** Parses argv (without node and the script). Throws an Error with a usage message. */
 export function parseCommandLine(argv: string[]): Command {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      socket: { type: 'string' },
-      'varlink-socket': { type: 'string' },
-      'no-varlink': { type: 'boolean' },
-      'log-level': { type: 'string' },
-      'sysfs-root': { type: 'string' },
-      'runtime-dir': { type: 'string' },
-      policy: { type: 'string' },
-      'check-policy': { type: 'string' },
-      'max-waiting': { type: 'string' },
-      'max-wait-ms': { type: 'string' },
-      'max-watchers': { type: 'string' },
-      'uevent-buffer': { type: 'string' },
-      'max-connections': { type: 'string' },
-      'max-in-flight': { type: 'string' },
-      'max-queued-bytes': { type: 'string' },
-      'max-connections-per-uid': { type: 'string' },
-      'stall-timeout-ms': { type: 'string' },
-      'idle-exit': { type: 'string' },
-      help: { type: 'boolean' },
-      version: { type: 'boolean' },
-    },
-  });
+  checkOptionSyntax(argv);
+  const { values, positionals } = parseArgs({ args: argv, strict: true, allowPositionals: true, options: OPTIONS });
   if (positionals.length > 0) throw new Error(`unexpected argument: ${positionals[0]}`);
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
-  if (values['check-policy'] !== undefined) return { kind: 'check-policy', file: values['check-policy'] };
+  const dryRunOptions = DRY_RUN_OPTIONS.filter((name) => values[name] !== undefined);
+  if (values['check-policy'] !== undefined) {
+    return {
+      kind: 'check-policy', file: values['check-policy'], sysfsRoot: values['sysfs-root'] ?? '/sys',
+      dryRun: dryRunOptions.length === 0 ? undefined : dryRunQuestion(values),
+    };
+  }
+  if (dryRunOptions.length > 0) throw new Error(`--${dryRunOptions[0]} is only valid with --check-policy FILE (the policy dry run)`);
   const logLevel = values['log-level'] ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new Error(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
   const socketPath = values.socket ?? DEFAULT_SOCKET_PATH;
@@ -168,6 +238,27 @@ export function parseCommandLine(argv: string[]): Command {
       idleExitMs: values['idle-exit'] === undefined ? undefined : parseIdleExit(values['idle-exit']),
     },
   };
+}
+
+/** The dry run's options, checked: --uid, --device and --access are required. */
+function dryRunQuestion(values: { [K in (typeof DRY_RUN_OPTIONS)[number]]?: string | boolean }): DryRunQuestion {
+  const text = (name: 'uid' | 'gid' | 'groups' | 'device' | 'access'): string | undefined => values[name] as string | undefined;
+  for (const required of ['uid', 'device', 'access'] as const) {
+    if (text(required) === undefined) throw new Error(`the policy dry run needs --${required} (--uid USER --device DISKSEQ[-partM] --access MODE)`);
+  }
+  const uid = text('uid')!;
+  if (uid === '') throw new Error('--uid: empty user');
+  const device = /^([1-9][0-9]{0,19})(?:(?:-part|p)([1-9][0-9]{0,9}))?$/.exec(text('device')!);
+  const diskseq = device === null ? 0n : BigInt(device[1]!);
+  const partition = device?.[2] === undefined ? 0 : Number(device[2]);
+  if (device === null || diskseq >= 1n << 64n || partition > 0xffff_ffff) {
+    throw new Error(`--device: expected DISKSEQ or DISKSEQ-partM (as in /dev/disk/by-diskseq/), got ${JSON.stringify(text('device'))}`);
+  }
+  const access = text('access')!;
+  if (!(ACCESS_MODES as readonly string[]).includes(access)) {
+    throw new Error(`--access: expected ${ACCESS_MODES.join(', ')}, got ${JSON.stringify(access)}`);
+  }
+  return { uid, gid: text('gid'), groups: text('groups'), diskseq, partition, access: access as AccessMode, exclusive: values.exclusive === true };
 }
 
 function count(text: string | undefined, option: string, fallback: number): number {

@@ -20,6 +20,11 @@ export class ConnectionLimits {
     return this.total;
   }
 
+  /** Connections open now over every front-end, by peer uid (what the status request shows). */
+  get byUid(): ReadonlyMap<number, number> {
+    return this.perUid;
+  }
+
   /**
    * Counts a new connection of `peer` and returns undefined, or returns why it is refused
    * (nothing counted). Root is bound by the total only.

@@ -12,8 +12,9 @@ import { RequestCancelled, type Opener, type OpenTrace } from './opener.js';
 import { PacketSocket, type CloseReason, type IncomingPacket } from '../native/packet-socket.js';
 import type { Peer } from './policy/index.js';
 import {
-  decodeRequest, DeviceListBuilder, encodeError, encodeHello, encodeOpened, ProtocolViolation, type ParsedRequest,
+  decodeRequest, DeviceListBuilder, encodeError, encodeHello, encodeOpened, encodeStatus, ProtocolViolation, type ParsedRequest,
 } from './protocol.js';
+import type { StatusReport } from './status.js';
 import type { Registry } from './registry.js';
 import type { WatchHub } from './watch-hub.js';
 import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, PROTOCOL_VERSION } from '../proto/contract.js';
@@ -40,9 +41,14 @@ export interface ConnectionContext {
   readonly serverVersion: string;
   /** Called when the connection goes from idle to busy or back, and when it closes. */
   readonly onActivity: () => void;
-  /** Called once per request answered (or abandoned), for the served-requests count. */
-  readonly onRequestDone: () => void;
+  /** Called once per request answered (or abandoned) with its audit op and code, for the counts. */
+  readonly onRequestDone: (op: string, code: string) => void;
+  /** The status view as this peer may see it (src/status.ts); without it, no "status" feature. */
+  readonly status?: (peer: Peer) => StatusReport;
 }
+
+/** The request kinds HelloReply.features lists. */
+const FEATURES = ['open', 'list', 'watch', 'wait', 'status'];
 
 export class Connection {
   private readonly socket: PacketSocket;
@@ -120,7 +126,7 @@ export class Connection {
         rule: trace.rule, retried: trace.retried, decision, code,
         us: Number((process.hrtime.bigint() - started) / 1000n),
       }, 'audit');
-      this.requestEnded();
+      this.requestEnded(request.kind, code);
     }
   }
 
@@ -133,7 +139,11 @@ export class Connection {
           throw unsupported(
             `protocol version ${request.protocolVersion} is not supported; this daemon speaks ${PROTOCOL_VERSION}`);
         }
-        this.socket.send(encodeHello(request.id, this.ctx.serverVersion, ['open', 'list', 'watch', 'wait']));
+        this.socket.send(encodeHello(request.id, this.ctx.serverVersion, FEATURES.filter((f) => f !== 'status' || this.ctx.status)));
+        return;
+      case 'status':
+        if (this.ctx.status === undefined) throw unsupported('this server does not serve status requests');
+        this.socket.send(encodeStatus(request.id, this.ctx.status(this.peer)));
         return;
       case 'open': {
         const opened = await this.ctx.opener.open(request.params, this.peer, trace, this.closed.signal);
@@ -176,9 +186,9 @@ export class Connection {
     if (this.inFlight === 1) this.ctx.onActivity();
   }
 
-  private requestEnded(): void {
+  private requestEnded(op: string, code: string): void {
     this.inFlight--;
-    this.ctx.onRequestDone();
+    this.ctx.onRequestDone(op, code);
     this.updateReading();
     if (this.inFlight === 0) this.ctx.onActivity();
   }

@@ -9,10 +9,18 @@ import { Registry } from './registry.js';
 import type { Sysfs } from './sysfs.js';
 import { UeventListener } from './uevents.js';
 
+/** Overruns of the uevent socket since start, for the status view. */
+export interface OverrunStats {
+  count: number;
+  /** When the last one was noticed (Date.now()); undefined: never. */
+  lastAt: number | undefined;
+}
+
 /** A live registry and the listener feeding it (close the listener at shutdown). */
 export interface LiveRegistry {
   registry: Registry;
   uevents: UeventListener;
+  overruns: Readonly<OverrunStats>;
 }
 
 /** Options of a live registry. */
@@ -28,6 +36,7 @@ export interface LiveRegistryOptions {
 /** Subscribes to uevents, scans sysfs, and handles what arrived meanwhile. */
 export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegistryOptions): LiveRegistry {
   let registry: Registry | undefined;
+  const overruns: OverrunStats = { count: 0, lastAt: undefined };
   const uevents = new UeventListener({
     onEvent: (event) => {
       if (registry === undefined) return;
@@ -40,6 +49,8 @@ export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegist
       registry.refresh(event.name, event.action === 'change', event.action === 'add' && event.isPartition ? event.name : undefined);
     },
     onOverrun: () => {
+      overruns.count++;
+      overruns.lastAt = Date.now();
       registry?.scan();
       options.onOverrun?.();
     },
@@ -47,5 +58,5 @@ export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegist
   registry = new Registry(sysfs, log, () => uevents.drain(), options.provenance);
   registry.scan();
   uevents.drain();
-  return { registry, uevents };
+  return { registry, uevents, overruns };
 }

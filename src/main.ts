@@ -4,6 +4,7 @@
  * order on SIGTERM/SIGINT.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { checkPolicy, logPolicyWarnings } from './check-policy.js';
 import { parseCommandLine, USAGE, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
@@ -17,6 +18,7 @@ import { Notifier } from './systemd/notify.js';
 import { inheritedListeners, socketPathOf } from './systemd/socket-activation.js';
 import { startLiveRegistry } from './live-registry.js';
 import { native } from '../native/index.js';
+import { StatusView } from './status.js';
 import { WatchHub } from './watch-hub.js';
 import { ConnectionLimits } from './connection-limits.js';
 import type { createVarlink as CreateVarlink } from './varlink/start.js';
@@ -41,12 +43,13 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
   const notifier = new Notifier({ log });
   let policy = loadPolicy(config);
   log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
+  logPolicyWarnings(log, policy);
 
   const sysfs = new Sysfs(config.sysfsRoot);
   // Before the first scan: what earlier instances learned about loop partitions (throws,
   // exit 1, when the directory is not the daemon's alone).
   const provenance = PartitionProvenance.inDirectory(config.runtimeDir, log);
-  const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes, provenance });
+  const { registry, uevents, overruns } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes, provenance });
 
   const privateNodes = new PrivateNodes();
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
@@ -60,11 +63,16 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
     maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxInFlight, stallTimeoutMs: config.stallTimeoutMs,
   };
   const idleNow = () => idle?.update(server.connectionCount + (varlink?.connectionCount ?? 0) === 0 && !server.busy && !varlink?.busy);
+  const watchHub = new WatchHub(registry, config.maxWatchers);
+  const statusView = new StatusView({
+    serverVersion: VERSION, registry, overruns, policy: () => policy, watchers: () => watchHub.count,
+    connectionsByUid: () => server.connectionsByUid, requests: () => server.requestsByOutcome,
+  });
   const server: Server = new Server(
     { socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections,
       maxConnectionsPerUid: config.maxConnectionsPerUid, sharedLimits: limits, backlog: 128 },
     {
-      opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
+      opener, registry, log, serverVersion: VERSION, watchHub, status: (peer) => statusView.report(peer),
       limits: connectionLimits,
     },
     idleNow,
@@ -81,6 +89,7 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
     try {
       policy = Policy.fromFile(config.policyFile);
       log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy reloaded');
+      logPolicyWarnings(log, policy);
     } catch (error) {
       log.error({ error: describeError(error) }, 'policy reload failed; the old policy stays in force');
     }
@@ -131,17 +140,6 @@ function describeError(error: unknown): string {
   return error instanceof PolicyError ? formatPolicyError(error) : (error as Error).message;
 }
 
-function checkPolicy(file: string): number {
-  try {
-    const policy = Policy.fromFile(file);
-    process.stdout.write(`${file}: valid (${policy.ruleNames.length} rules)\n`);
-    return 0;
-  } catch (error) {
-    process.stderr.write(`${describeError(error)}\n`);
-    return 1;
-  }
-}
-
 function main(argv: string[]): void {
   let command;
   try {
@@ -158,8 +156,14 @@ function main(argv: string[]): void {
       process.stdout.write(`diskseqd ${VERSION}\n`);
       return;
     case 'check-policy':
-      process.exit(checkPolicy(command.file));
+      process.exit(checkPolicy(command.file, command.dryRun, command.sysfsRoot));
     case 'run': {
+      // Before anything touches /dev or the socket: a non-root daemon would fail later
+      // with an EPERM about /dev/.diskseqd that names the symptom, not the cause.
+      if (process.geteuid?.() !== 0) {
+        process.stderr.write(`diskseqd: must run as root (it opens block devices and makes device nodes); running as uid ${process.geteuid?.()}\n`);
+        process.exit(1);
+      }
       const fail = (error: unknown): never => {
         process.stderr.write(`diskseqd: ${describeError(error)}\n`);
         process.exit(1);

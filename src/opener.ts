@@ -73,7 +73,7 @@ class Mismatch extends Error {
 }
 
 /** Where step 1 resolved X (and N) to: the disk, the partition if N > 0, and the node to open. */
-interface Target {
+export interface Target {
   disk: DiskEntry;
   part: PartitionEntry | undefined;
   node: DiskEntry | PartitionEntry;
@@ -108,7 +108,7 @@ export class Opener {
    * re-reading sysfs; the second one is NOT_FOUND when X (or N) is gone, else STALE.
    */
   async open(params: OpenParams, peer: Peer, trace: OpenTrace, signal?: AbortSignal): Promise<VerifiedOpen> {
-    await this.waitUntilPresent(params, signal);
+    await this.waitUntilPresent(params, peer.uid, signal);
     try {
       return await this.attempt(params, peer, trace);
     } catch (error) {
@@ -149,10 +149,7 @@ export class Opener {
     if (disk === undefined) throw notFound(`no disk with diskseq ${params.diskseq}`);
     if (params.partition === 0) return { disk, part: undefined, node: disk };
     const part = disk.partitions.get(params.partition);
-    if (part === undefined) {
-      const why = disk.isLoop && !disk.partscan ? ' (loop device without LO_FLAGS_PARTSCAN: its partitions could outlive it)' : '';
-      throw notFound(`diskseq ${params.diskseq} (${disk.name}) has no partition ${params.partition}${why}`);
-    }
+    if (part === undefined) throw notFound(`diskseq ${params.diskseq} (${disk.name}) has no partition ${params.partition}${partscanHint(disk)}`);
     return { disk, part, node: part };
   }
 
@@ -242,19 +239,27 @@ export class Opener {
 
   /**
    * With wait_ms: waits until X (and N) is in the index, or answers at once when it can no
-   * longer appear: an absent X at or below the highest diskseq seen, or the awaited
-   * partition's disk gone. The full open-and-verify follows either way.
+   * longer appear: an absent X at or below the highest diskseq seen, the awaited
+   * partition's disk gone, or a partition of a loop device attached without
+   * LO_FLAGS_PARTSCAN (never served; step 1 says why). The full open-and-verify follows.
+   * A loop that appears *during* the wait without the flag is waited for still: attaching
+   * with LOOP_SET_FD and then LOOP_SET_STATUS64 sets it a moment after the attach.
    */
-  private async waitUntilPresent(params: OpenParams, signal: AbortSignal | undefined): Promise<void> {
+  private async waitUntilPresent(params: OpenParams, uid: number, signal: AbortSignal | undefined): Promise<void> {
     if (params.waitMs === 0) return;
     const disk = this.indexedDisk(params.diskseq);
     if (disk !== undefined && (params.partition === 0 || disk.partitions.has(params.partition))) return;
+    if (disk !== undefined && disk.isLoop && !disk.partscan) return; // a partition of it: never served
     if (this.registry.waiting >= this.waitLimits.maxWaiting) {
       throw resourceExhausted(`too many waiting requests (limit ${this.waitLimits.maxWaiting})`);
     }
     const waitMs = Math.min(params.waitMs, this.waitLimits.maxWaitMs);
-    const failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal);
-    if (failure === 'timeout') throw timeout(`diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms`);
+    const failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal, uid);
+    if (failure === 'timeout') {
+      const now = this.registry.find(params.diskseq);
+      const hint = now !== undefined && params.partition > 0 ? partscanHint(now) : '';
+      throw timeout(`diskseq ${params.diskseq}${partSuffix(params)} did not appear within ${waitMs} ms${hint}`);
+    }
     if (failure === 'cancelled') throw new RequestCancelled();
     // 'gone' and null: step 1 gives the answer (NOT_FOUND, or the device).
   }
@@ -321,7 +326,7 @@ function liveProblem(probe: FdProbe, target: Target, params: OpenParams): string
  * `readOnly`: the fd's BLKROGET answer when there is an fd, else the `ro` attribute.
  * `reported`, when given, collects every attribute read, for the Opened response.
  */
-function deviceFacts(target: Target, device: SysfsDevice, readOnly: boolean | null, reported?: Record<string, string>): DeviceFacts {
+export function deviceFacts(target: Target, device: SysfsDevice, readOnly: boolean | null, reported?: Record<string, string>): DeviceFacts {
   const attribute = (key: string): string | undefined => {
     const value = device.attribute(key);
     if (value !== undefined && reported !== undefined) reported[key] = value;
@@ -349,6 +354,11 @@ function openFlags(params: OpenParams): number {
   if (params.sync) flags |= c.O_SYNC;
   if (params.dsync) flags |= c.O_DSYNC;
   return flags;
+}
+
+/** Why a loop disk's partitions are never served, or '' (docs/design.md, "Registry", invariant 3). */
+function partscanHint(disk: DiskEntry): string {
+  return disk.isLoop && !disk.partscan ? ' (loop device without LO_FLAGS_PARTSCAN: its partitions could outlive it, so they are never served)' : '';
 }
 
 function partSuffix(params: OpenParams): string {

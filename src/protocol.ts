@@ -8,6 +8,7 @@ import Long from 'long';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 import { BrokerError, invalidArgument } from './errors.js';
 import type { OpenParams } from './opener.js';
+import type { StatusReport } from './status.js';
 import { malformation } from './wire-check.js';
 import { ATTRIBUTE_KEYS, isAttributeKey } from '../proto/attribute-keys.js';
 import { accessFromWire, EventKind, MAX_RESPONSE_BYTES, wire, type DeviceInfo, type WireDevice } from '../proto/contract.js';
@@ -23,6 +24,7 @@ export type ParsedRequest =
   | { id: Long; kind: 'open'; params: OpenParams }
   | { id: Long; kind: 'list'; includePartitions: boolean }
   | { id: Long; kind: 'watch' }
+  | { id: Long; kind: 'status' }
   | { id: Long; kind: 'invalid'; error: BrokerError };
 
 /** Decodes one request packet; throws ProtocolViolation when it is not a Request. */
@@ -50,6 +52,8 @@ export function decodeRequest(data: Uint8Array): ParsedRequest {
       return { id, kind: 'list', includePartitions: request.list!.includePartitions === true };
     case 'watch':
       return { id, kind: 'watch' };
+    case 'status':
+      return { id, kind: 'status' };
     default:
       return { id, kind: 'invalid', error: invalidArgument('request has no body') };
   }
@@ -87,6 +91,25 @@ export function encodeHello(id: Long, serverVersion: string, features: string[])
 /** Encodes an Opened response (its fd travels beside it in SCM_RIGHTS). */
 export function encodeOpened(id: Long, device: DeviceInfo): Buffer {
   return encode({ id, opened: { device: toWireDevice(device) } });
+}
+
+/** Encodes a StatusReply (bounded: src/status.ts caps its lists). */
+export function encodeStatus(id: Long, report: StatusReport): Buffer {
+  const u64 = (n: number) => Long.fromNumber(n, true);
+  return encode({
+    id,
+    status: {
+      serverVersion: report.serverVersion, uptimeMs: u64(report.uptimeMs), disks: report.disks, partitions: report.partitions,
+      connections: report.connections, connectionsByUid: Object.fromEntries(report.connectionsByUid),
+      requests: report.requests.map((r) => ({ op: r.op, code: r.code, count: u64(r.count) })),
+      waiting: report.waiting,
+      waitingOpens: report.waitingOpens.map((w) => ({
+        diskseq: Long.fromString(w.diskseq.toString(), true), partition: w.partition, uid: w.uid >>> 0, waitedMs: w.waitedMs >>> 0,
+      })),
+      watchers: report.watchers, ueventOverruns: u64(report.ueventOverruns), lastOverrunUnixMs: u64(report.lastOverrunUnixMs),
+      lastScanUnixMs: u64(report.lastScanUnixMs), lastScanUs: report.lastScanUs >>> 0, full: report.full,
+    },
+  });
 }
 
 /** Encodes a DeviceEvent response. */

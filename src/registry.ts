@@ -59,7 +59,24 @@ export type WaitFailure = 'gone' | 'timeout' | 'cancelled';
 interface Waiter {
   diskseq: bigint;
   partition: number;
+  /** The waiting peer's uid, and when it started waiting (performance.now()), for the status view. */
+  uid: number;
+  since: number;
   settle(failure: WaitFailure | null): void;
+}
+
+/** A request waiting for its device, as the status view shows it. */
+export interface WaitingOpenInfo {
+  diskseq: bigint;
+  partition: number;
+  uid: number;
+  waitedMs: number;
+}
+
+/** The last full scan of sysfs: when it ended (Date.now()) and how long it took. */
+export interface ScanInfo {
+  at: number;
+  us: number;
 }
 
 export class Registry {
@@ -71,6 +88,7 @@ export class Registry {
   private readonly listeners = new Set<(change: RegistryChange) => void>();
   private waiterCount = 0;
   private highest = 0n;
+  private scanned: ScanInfo | undefined;
 
   /**
    * @param drainEvents reads pending uevents before a miss is answered, so a device the
@@ -98,6 +116,28 @@ export class Registry {
   /** Requests waiting for a device to appear. */
   get waiting(): number {
     return this.waiterCount;
+  }
+
+  /** Partitions in the index. */
+  get partitionCount(): number {
+    return this.partitionOwner.size;
+  }
+
+  /** The last full scan (at start, then after each uevent overrun); undefined before the first. */
+  get lastScan(): ScanInfo | undefined {
+    return this.scanned;
+  }
+
+  /**
+   * The waiting requests (of `uid` only, when given), oldest first, at most `limit`. Walks
+   * every waiter (at most the daemon's --max-waiting): for the status view, not a hot path.
+   */
+  waitingOpens(limit: number, uid?: number): WaitingOpenInfo[] {
+    const now = performance.now();
+    const all: Waiter[] = [];
+    for (const set of this.waiters.values()) for (const waiter of set) if (uid === undefined || waiter.uid === uid) all.push(waiter);
+    all.sort((a, b) => a.since - b.since);
+    return all.slice(0, limit).map((w) => ({ diskseq: w.diskseq, partition: w.partition, uid: w.uid, waitedMs: Math.floor(now - w.since) }));
   }
 
   /** Every indexed disk, in no particular order. */
@@ -136,16 +176,17 @@ export class Registry {
    * null when it is; otherwise with why not: 'gone' as soon as it can no longer appear
    * (an absent X at or below the highest seen, or the awaited partition's disk removed),
    * 'timeout' after timeoutMs, 'cancelled' when the signal fires. Costs nothing while it
-   * waits: it is woken only by index changes that concern it.
+   * waits: it is woken only by index changes that concern it. `uid`: the waiting peer's,
+   * for the status view.
    */
-  waitFor(diskseq: bigint, partition: number, timeoutMs: number, signal?: AbortSignal): Promise<WaitFailure | null> {
+  waitFor(diskseq: bigint, partition: number, timeoutMs: number, signal?: AbortSignal, uid = -1): Promise<WaitFailure | null> {
     const now = this.check(diskseq, partition);
     if (now !== 'wait') return Promise.resolve(now);
     return new Promise((resolve) => {
       const onAbort = () => waiter.settle('cancelled');
       const timer = setTimeout(() => waiter.settle('timeout'), timeoutMs);
       const waiter: Waiter = {
-        diskseq, partition,
+        diskseq, partition, uid, since: performance.now(),
         settle: (failure) => {
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
@@ -204,7 +245,9 @@ export class Registry {
       this.syncPartitions(disk, found.get(disk.name) ?? [], admit);
     }
     this.provenance.save();
-    this.log.debug({ disks: this.byDiskseq.size, ms: Math.round((performance.now() - started) * 10) / 10 }, 'sysfs scan');
+    const us = Math.round((performance.now() - started) * 1000);
+    this.scanned = { at: Date.now(), us };
+    this.log.debug({ disks: this.byDiskseq.size, ms: us / 1000 }, 'sysfs scan');
     this.wakeWaiters();
   }
 

@@ -55,6 +55,13 @@ export class Server {
 
   /** Requests answered (or abandoned by their client) since the start. */
   requestsServed = 0;
+  /** The same by op ('open', 'list', ...), then by the code of their audit line ('OK', 'NOT_FOUND', ...). */
+  readonly requestsByOutcome = new Map<string, Map<string, number>>();
+
+  /** Connections open now, by peer uid, over every front-end that shares this server's limits. */
+  get connectionsByUid(): ReadonlyMap<number, number> {
+    return this.limits.byUid;
+  }
 
   /** Connections open now. */
   get connectionCount(): number {
@@ -238,7 +245,7 @@ export class Server {
       return;
     }
     const connection = new Connection(fd, peer, {
-      ...this.ctx, onActivity: () => this.activity(), onRequestDone: () => this.requestsServed++,
+      ...this.ctx, onActivity: () => this.activity(), onRequestDone: (op, code) => this.requestDone(op, code),
     }, (closed) => {
       this.connections.delete(closed);
       this.limits.release(closed.peer);
@@ -265,6 +272,13 @@ export class Server {
     }
     native.close(fd);
     this.ctx.log.warn({ peer, reason: why }, 'connection refused: limit reached');
+  }
+
+  private requestDone(op: string, code: string): void {
+    this.requestsServed++;
+    let codes = this.requestsByOutcome.get(op);
+    if (codes === undefined) this.requestsByOutcome.set(op, (codes = new Map()));
+    codes.set(code, (codes.get(code) ?? 0) + 1);
   }
 
   private activity(): void {

@@ -39,14 +39,24 @@ export class UeventListener {
   constructor(private readonly handlers: UeventHandlers, private readonly log: Logger, receiveBufferBytes = 4 * 1024 * 1024) {
     this.fd = native.openUeventSocket(receiveBufferBytes);
     this.poller = new native.Poller(this.fd, (status) => {
-      if (status < 0) this.log.error({ status }, 'poll on the uevent socket failed');
-      else this.drain();
+      if (status >= 0) {
+        this.drain();
+        return;
+      }
+      // An overrun sets the socket's error, so poll reports POLLERR, which libuv passes on
+      // as UV_EBADF after it has *stopped* polling. Reading takes the error (ENOBUFS: an
+      // overrun, answered by a rescan); then poll again, or no uevent would ever be read.
+      if (this.drain() && !this.closed) this.poller.start(POLL_READABLE);
+      else this.log.error({ status }, 'poll on the uevent socket failed; uevents are read only before answers from now on');
     });
     this.poller.start(POLL_READABLE);
   }
 
-  /** Reads and handles every event pending now (called before answering a miss). */
-  drain(): void {
+  /**
+   * Reads and handles every event pending now (called before answering a miss). Returns
+   * false when reading failed with anything but an overrun (logged), true otherwise.
+   */
+  drain(): boolean {
     while (!this.closed) {
       let received;
       try {
@@ -58,13 +68,14 @@ export class UeventListener {
           continue;
         }
         this.log.error({ err: error }, 'reading the uevent socket failed');
-        return;
+        return false;
       }
-      if (received === null) return;
+      if (received === null) return true;
       if (received.senderPid !== 0 || received.truncated) continue; // not from the kernel
       const event = parseBlockUevent(this.buffer.subarray(0, received.bytes));
       if (event !== null) this.handlers.onEvent(event);
     }
+    return true;
   }
 
   /** Stops listening; idempotent. */

@@ -25,6 +25,7 @@ export const REQUEST_SCHEMA: MessageSchema = {
   },
   4: { 1: 'varint' }, // list
   5: {}, // watch
+  6: {}, // status
 };
 
 const WIRE_VARINT = 0;

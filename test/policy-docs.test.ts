@@ -20,10 +20,12 @@ test('docs: policy.md has the two worked examples as json blocks', (t) => {
   t.is(blocks.length, 2);
 });
 
-test('docs: every json block in policy.md is a valid policy', (t) => {
+test('docs: every json block in policy.md is a valid policy, without warnings', (t) => {
   const files = accountFiles(t);
   blocks.forEach((block, i) => {
-    t.notThrows(() => Policy.fromJSON(block, `docs/policy.md block ${i}`, files));
+    let policy: Policy | undefined;
+    t.notThrows(() => (policy = Policy.fromJSON(block, `docs/policy.md block ${i}`, files)));
+    t.deepEqual(policy?.warnings.map((w) => w.message), [], `block ${i}`);
   });
 });
 
@@ -36,6 +38,9 @@ test('docs: the Qubes-style example grants the qubes group its VM volumes, read-
   t.like(policy.decide(member, volume, rwExcl), { allowed: true, rule: 'qubes-vm-volumes' });
   t.like(policy.decide(member, volume, ro), { allowed: true, rule: 'qubes-vm-volumes' });
   t.like(policy.decide(peer(UID.bob, GID.bob), volume, ro), { allowed: false, rule: 'default-deny' });
+  // The management group sees the daemon's full status; others only their own share.
+  t.true(policy.mayViewFullStatus(member));
+  t.false(policy.mayViewFullStatus(peer(UID.bob, GID.bob)));
   const dom0Root = device({ name: 'dm-0', driver: 'device-mapper', attributes: { 'dm/name': 'qubes_dom0-root' } });
   t.like(policy.decide(member, dom0Root, ro), { allowed: false, rule: 'never-dom0-root' });
   t.like(policy.decide(member, device({ name: 'sda' }), ro), { allowed: false, rule: 'default-deny' });

@@ -57,7 +57,7 @@ test('--check-policy: exit 0 for a valid file, exit 1 naming file, rule and fiel
   const good = writePolicy(join(dir, 'good.json'), { rules: [GOOD_RULE] });
   const ok = await runProcess(daemonArgv('--check-policy', good));
   t.is(ok.code, 0, ok.stderr);
-  t.is(ok.stdout, `${good}: valid (1 rules)\n`);
+  t.is(ok.stdout, `${good}: valid (1 rule)\n`);
   t.is(ok.stderr, '');
 
   const messages = new Set<string>();

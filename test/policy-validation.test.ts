@@ -31,7 +31,7 @@ const cases: Case[] = [
     title: 'unknown top-level field',
     document: { rules: [], version: 1 },
     field: 'version',
-    problem: 'unknown field "version" (expected rules, comment)',
+    problem: 'unknown field "version" (expected rules, comment, status_viewers)',
   },
   {
     title: 'unknown rule field (typo)',

@@ -46,11 +46,3 @@ test('a wait for a partition ends with NOT_FOUND when its disk is detached meanw
   expectRefused(t, await pending, 'NOT_FOUND', 'partition of the detached disk');
 });
 
-test('a wait for a partition of a disk without LO_FLAGS_PARTSCAN is not served when BLKPG adds it', async (t) => {
-  if (!needsRoot(t)) return;
-  const { client } = await startBroker(t);
-  // partx --add runs in createLoop: the partition exists, but a loop device without
-  // PARTSCAN keeps it across detach, so the daemon must never index it.
-  const loop = createLoop({ partscan: false, partitionsMiB: [2] }, t);
-  expectRefused(t, await client.open({ diskseq: loop.diskseq, partition: 1, waitMs: 300 }), 'TIMEOUT', 'non-PARTSCAN partition');
-});

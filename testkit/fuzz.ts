@@ -251,7 +251,7 @@ function check(request: diskseqd.v1.Request, response: diskseqd.v1.Response, fds
     if (response.body !== 'error' || !predicted.includes(response.error?.code ?? -1)) return `expected Error ${predicted.map((c) => Code[c]).join(' or ')}`;
     return undefined;
   }
-  const fits: Record<string, string[]> = { hello: ['hello'], open: ['opened', 'error'], list: ['devices', 'error'], watch: ['event', 'error'] };
+  const fits: Record<string, string[]> = { hello: ['hello'], open: ['opened', 'error'], list: ['devices', 'error'], watch: ['event', 'error'], status: ['status'] };
   if (!(fits[request.body ?? '']?.includes(response.body ?? '') ?? false)) return `a ${response.body} does not answer a ${request.body}`;
   if (response.body === 'opened') {
     const got = BigInt(Long.fromValue(response.opened?.device?.diskseq ?? 0).toUnsigned().toString());

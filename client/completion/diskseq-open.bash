@@ -69,7 +69,7 @@ _diskseq_open()
 
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "--rw -w --wo --exclusive -x --direct --sync --dsync --wait --expect -e --fd
-            --socket --list -l --json -J --bytes -b --noheadings -n --output -o --watch --preload
+            --socket --list -l --json -J --bytes -b --noheadings -n --output -o --watch --status --preload
             --help -h --version -V --" -- "$cur"))
         return
     fi

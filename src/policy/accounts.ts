@@ -18,10 +18,20 @@ export const DEFAULT_ACCOUNT_FILES: Required<AccountFiles> = Object.freeze({
   groupFile: '/etc/group',
 });
 
+/** A user of the passwd file. */
+export interface Account {
+  name: string;
+  uid: number;
+  /** The primary group. */
+  gid: number;
+}
+
 /** Name-to-id lookup, reading each file at most once and only if a name needs it. */
 export class AccountResolver {
   private users?: Map<string, number>;
   private groups?: Map<string, number>;
+  private accounts?: Account[];
+  private memberships?: Array<{ gid: number; members: string[] }>;
   private readonly files: Required<AccountFiles>;
 
   constructor(files: AccountFiles = {}) {
@@ -38,6 +48,24 @@ export class AccountResolver {
   gid(name: string): number | undefined {
     this.groups ??= parseIdFile(this.files.groupFile, 2);
     return this.groups.get(name);
+  }
+
+  /** The first passwd entry with this uid, or undefined. Throws if the file is unreadable. */
+  accountOf(uid: number): Account | undefined {
+    this.accounts ??= parseLines(this.files.passwdFile, (columns) => {
+      const [name, , uidText, gidText] = columns;
+      return name && isId(uidText) && isId(gidText) ? { name, uid: Number(uidText), gid: Number(gidText) } : undefined;
+    });
+    return this.accounts.find((account) => account.uid === uid);
+  }
+
+  /** The gids of the groups that list `user` as a member (what initgroups(3) adds), in file order. */
+  supplementaryGroupsOf(user: string): number[] {
+    this.memberships ??= parseLines(this.files.groupFile, (columns) => {
+      const [name, , gidText, members] = columns;
+      return name && isId(gidText) ? { gid: Number(gidText), members: (members ?? '').split(',').filter((m) => m !== '') } : undefined;
+    });
+    return this.memberships.filter((group) => group.members.includes(user)).map((group) => group.gid);
   }
 
   /** The passwd file's path, for messages. */
@@ -75,4 +103,25 @@ function parseIdFile(path: string, idColumn: number): Map<string, number> {
     if (!ids.has(name)) ids.set(name, id);
   }
   return ids;
+}
+
+function isId(text: string | undefined): text is string {
+  return text !== undefined && /^[0-9]{1,10}$/.test(text) && Number(text) <= 0xfffffffe;
+}
+
+/** The entries `parse` makes of an account file's lines (comments, NIS lines and malformed lines skipped). */
+function parseLines<T>(path: string, parse: (columns: string[]) => T | undefined): T[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new Error(`cannot read ${path}: ${(error as Error).message}`);
+  }
+  const entries: T[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#') || line.startsWith('+') || line.startsWith('-')) continue;
+    const entry = parse(line.split(':'));
+    if (entry !== undefined) entries.push(entry);
+  }
+  return entries;
 }

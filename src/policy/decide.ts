@@ -2,10 +2,21 @@
  * The decision: root first, then the rules in order, first match decides, default deny.
  * Pure: no I/O besides the attribute callback the caller supplies.
  */
-import type { CompiledRule, Decision, DeviceFacts, OpenIntent, Peer } from './types.js';
+import type { CompiledRule, Decision, DeviceFacts, OpenIntent, Peer, PeerSelector } from './types.js';
 
-/** Decide one open against compiled rules. */
-export function decideOpen(rules: readonly CompiledRule[], peer: Peer, device: DeviceFacts, intent: OpenIntent): Decision {
+/**
+ * Why a rule was passed over: the first selector that did not match (`peer.uids`,
+ * `device.names`, `device.attributes`, ...), or `loop_devices` for an allow rule that
+ * matched a loop device without granting loop devices. The dry run turns it into a sentence.
+ */
+export type SkipReason = string;
+
+/**
+ * Decide one open against compiled rules. `onSkip`, when given, hears every rule passed
+ * over before the decision, in order (for the policy dry run; the daemon passes none).
+ */
+export function decideOpen(rules: readonly CompiledRule[], peer: Peer, device: DeviceFacts, intent: OpenIntent,
+  onSkip?: (rule: CompiledRule, why: SkipReason) => void): Decision {
   if (peer.uid === 0) {
     // Root can mknod and open any device node itself; refusing it here would protect
     // nothing. The policy file cannot change this.
@@ -13,7 +24,11 @@ export function decideOpen(rules: readonly CompiledRule[], peer: Peer, device: D
   }
   let skippedForLoop: string | undefined;
   for (const rule of rules) {
-    if (!peerMatches(rule, peer) || !deviceMatches(rule, device)) continue;
+    const mismatch = peerMismatch(rule.peer, peer) ?? deviceMismatch(rule, device);
+    if (mismatch !== undefined) {
+      onSkip?.(rule, mismatch);
+      continue;
+    }
     if (rule.effect === 'deny') {
       return { allowed: false, rule: rule.name, reason: `rule ${JSON.stringify(rule.name)} denies ${device.name}` };
     }
@@ -21,6 +36,7 @@ export function decideOpen(rules: readonly CompiledRule[], peer: Peer, device: D
     // an allow rule hands out loop devices only when it says so explicitly.
     if (device.isLoop && !rule.loopDevices) {
       skippedForLoop ??= rule.name;
+      onSkip?.(rule, 'loop_devices');
       continue;
     }
     if (!rule.access.has(intent.access)) {
@@ -51,26 +67,28 @@ export function decideOpen(rules: readonly CompiledRule[], peer: Peer, device: D
   return { allowed: false, rule: 'default-deny', reason: `no rule allows uid ${peer.uid} to open ${device.name}${hint}` };
 }
 
-function peerMatches(rule: CompiledRule, peer: Peer): boolean {
-  const { uids, gids, groups } = rule.peer;
-  if (uids && !uids.has(peer.uid)) return false;
-  if (gids && !gids.has(peer.gid)) return false;
-  if (groups && !groups.has(peer.gid) && !peer.groups.some((g) => groups.has(g))) return false;
-  return true;
+/** The first field of `selector` that `peer` fails (`peer.uids` ...), or undefined when all match. */
+export function peerMismatch(selector: PeerSelector, peer: Peer): SkipReason | undefined {
+  const { uids, gids, groups } = selector;
+  if (uids && !uids.has(peer.uid)) return 'peer.uids';
+  if (gids && !gids.has(peer.gid)) return 'peer.gids';
+  if (groups && !groups.has(peer.gid) && !peer.groups.some((g) => groups.has(g))) return 'peer.groups';
+  return undefined;
 }
 
-function deviceMatches(rule: CompiledRule, device: DeviceFacts): boolean {
+/** The first device selector of `rule` that `device` fails, or undefined when all match. */
+function deviceMismatch(rule: CompiledRule, device: DeviceFacts): SkipReason | undefined {
   const d = rule.device;
-  if (device.partition === 0 ? !d.wholeDisk : !d.partitions) return false;
-  if (d.readOnly !== undefined && d.readOnly !== device.readOnly) return false;
-  if (d.drivers && !d.drivers.has(device.driver)) return false;
-  if (d.names && !d.names.some((glob) => glob.matches(device.name))) return false;
+  if (device.partition === 0 ? !d.wholeDisk : !d.partitions) return device.partition === 0 ? 'device.whole_disk' : 'device.partitions';
+  if (d.readOnly !== undefined && d.readOnly !== device.readOnly) return 'device.read_only';
+  if (d.drivers && !d.drivers.has(device.driver)) return 'device.drivers';
+  if (d.names && !d.names.some((glob) => glob.matches(device.name))) return 'device.names';
   if (d.attributes) {
     for (const [key, glob] of d.attributes) {
       // An attribute the device lacks never matches, not even "*".
       const value = device.attribute(key);
-      if (value === undefined || !glob.matches(value)) return false;
+      if (value === undefined || !glob.matches(value)) return 'device.attributes';
     }
   }
-  return true;
+  return undefined;
 }

@@ -28,6 +28,8 @@ export class GlobSyntaxError extends Error {
 export interface Glob {
   /** The pattern as written. */
   readonly source: string;
+  /** The literal text every match starts with (up to the first wildcard), e.g. "loop" for `loop*`. */
+  readonly literalPrefix: string;
   /** True when the whole of text matches the pattern. */
   matches(text: string): boolean;
 }
@@ -45,12 +47,13 @@ export function compileGlob(pattern: string): Glob {
     throw new GlobSyntaxError(`pattern longer than ${MAX_GLOB_LENGTH} characters`);
   }
   const tokens = tokenize(Array.from(pattern, (c) => c.codePointAt(0)!));
-  if (tokens.every((t) => t.kind === 'literal')) {
+  const firstWildcard = tokens.findIndex((t) => t.kind !== 'literal');
+  const literalPrefix = literalText(firstWildcard < 0 ? tokens : tokens.slice(0, firstWildcard));
+  if (firstWildcard < 0) {
     // Most patterns in practice are plain names: compare strings directly.
-    const literal = literalText(tokens);
-    return { source: pattern, matches: (text) => text === literal };
+    return { source: pattern, literalPrefix, matches: (text) => text === literalPrefix };
   }
-  return { source: pattern, matches: (text) => matchTokens(tokens, text) };
+  return { source: pattern, literalPrefix, matches: (text) => matchTokens(tokens, text) };
 }
 
 function literalText(tokens: Token[]): string {

@@ -7,17 +7,20 @@
  */
 import { closeSync, fstatSync, openSync, readSync, constants as fsConstants } from 'node:fs';
 import { AccountResolver, type AccountFiles } from './accounts.js';
-import { decideOpen } from './decide.js';
+import { decideOpen, peerMismatch, type SkipReason } from './decide.js';
+import { lintRules, type PolicyWarning } from './lint.js';
 import { parsePolicyText } from './parse-rules.js';
 import { checkPolicyPath } from './policy-path.js';
 import { PolicyError } from './policy-error.js';
 import type { AccessMode } from '../../proto/contract.js';
-import type { CompiledRule, Decision, DeviceFacts, OpenIntent, Peer } from './types.js';
+import type { CompiledRule, Decision, DeviceFacts, OpenIntent, Peer, PeerSelector } from './types.js';
 
-export { DEFAULT_ACCOUNT_FILES, type AccountFiles } from './accounts.js';
+export { AccountResolver, DEFAULT_ACCOUNT_FILES, type Account, type AccountFiles } from './accounts.js';
 export { compileGlob, GlobSyntaxError, type Glob } from './glob.js';
 export { formatPolicyError, PolicyError } from './policy-error.js';
-export { type Decision, type DeviceFacts, type OpenIntent, type Peer } from './types.js';
+export { type PolicyWarning } from './lint.js';
+export { type SkipReason } from './decide.js';
+export { type CompiledRule, type Decision, type DeviceFacts, type OpenIntent, type Peer, type PeerSelector } from './types.js';
 
 /** Default policy file location. */
 export const DEFAULT_POLICY_FILE = '/etc/diskseqd/policy.json';
@@ -36,13 +39,19 @@ export class Policy {
   readonly ruleNames: readonly string[];
   /** The sysfs attribute keys any rule references, so the daemon reads only those. */
   readonly attributeKeys: ReadonlySet<string>;
-  private readonly rules: readonly CompiledRule[];
+  /** Rules that load but can never take effect (see lint.ts), for the load log and --check-policy. */
+  readonly warnings: readonly PolicyWarning[];
+  /** The rules in order (read-only), for the policy dry run. */
+  readonly rules: readonly CompiledRule[];
+  private readonly statusViewers: readonly PeerSelector[];
 
-  private constructor(rules: readonly CompiledRule[], source: string) {
+  private constructor(rules: readonly CompiledRule[], source: string, statusViewers: readonly PeerSelector[] = []) {
     this.rules = Object.freeze([...rules]);
+    this.statusViewers = Object.freeze([...statusViewers]);
     this.source = source;
     this.ruleNames = Object.freeze(rules.map((rule) => rule.name));
     this.attributeKeys = new Set(rules.flatMap((rule) => (rule.device.attributes ?? []).map(([key]) => key)));
+    this.warnings = Object.freeze(lintRules(rules, source));
   }
 
   /** The policy in force when no file exists: uid 0 may do anything, everyone else is denied. */
@@ -61,7 +70,8 @@ export class Policy {
 
   /** Validate policy JSON text; `source` labels error messages (usually the file path). */
   static fromJSON(text: string, source: string, options: PolicyLoadOptions = {}): Policy {
-    return new Policy(parsePolicyText(text, source, new AccountResolver(options)), source);
+    const { rules, statusViewers } = parsePolicyText(text, source, new AccountResolver(options));
+    return new Policy(rules, source, statusViewers);
   }
 
   /**
@@ -81,6 +91,25 @@ export class Policy {
    */
   grantsReopen(peer: Peer, device: DeviceFacts, access: AccessMode): boolean {
     return this.decide(peer, device, { access, exclusive: true }).allowed;
+  }
+
+  /**
+   * Whether `peer` sees the daemon's full status — every user's connection counts and the
+   * device details of every waiting open — rather than the counts and its own share: root
+   * always, anyone else only when an entry of the file's `status_viewers` matches it.
+   */
+  mayViewFullStatus(peer: Peer): boolean {
+    return peer.uid === 0 || this.statusViewers.some((selector) => peerMismatch(selector, peer) === undefined);
+  }
+
+  /**
+   * decide(), also reporting every rule passed over before the decision and why (the first
+   * selector that did not match, or `loop_devices`): what the policy dry run prints.
+   */
+  explain(peer: Peer, device: DeviceFacts, intent: OpenIntent): { decision: Decision; skipped: Array<{ rule: CompiledRule; why: SkipReason }> } {
+    const skipped: Array<{ rule: CompiledRule; why: SkipReason }> = [];
+    const decision = decideOpen(this.rules, peer, device, intent, (rule, why) => skipped.push({ rule, why }));
+    return { decision, skipped };
   }
 }
 

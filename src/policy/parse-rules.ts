@@ -9,12 +9,12 @@ import { ATTRIBUTE_KEYS, isAttributeKey } from '../../proto/attribute-keys.js';
 import { findDuplicateKey } from './duplicate-keys.js';
 import { compileGlob, GlobSyntaxError, type Glob } from './glob.js';
 import { PolicyError } from './policy-error.js';
-import type { CompiledRule } from './types.js';
+import type { CompiledRule, PeerSelector } from './types.js';
 
 /** More rules than this is a mistake (or an attack on load time), not a policy. */
 export const MAX_RULES = 10_000;
 
-const TOP_FIELDS = ['rules', 'comment'];
+const TOP_FIELDS = ['rules', 'comment', 'status_viewers'];
 const RULE_FIELDS = ['name', 'comment', 'effect', 'peer', 'device', 'access', 'exclusive', 'loop_devices'];
 const ALLOW_ONLY_FIELDS = ['access', 'exclusive', 'loop_devices'];
 const PEER_FIELDS = ['uids', 'gids', 'groups'];
@@ -26,8 +26,15 @@ const RESERVED_NAMES = ['root', 'default-deny'];
 
 type JsonObject = Record<string, unknown>;
 
+/** A validated policy document: its rules in order, and who may see the daemon's full status. */
+export interface ParsedPolicy {
+  rules: CompiledRule[];
+  /** Peers (besides root) shown every user's numbers and the device details in a status reply. */
+  statusViewers: PeerSelector[];
+}
+
 /** Parse and validate policy JSON text. `file` labels every message. */
-export function parsePolicyText(text: string, file: string, accounts: AccountResolver): CompiledRule[] {
+export function parsePolicyText(text: string, file: string, accounts: AccountResolver): ParsedPolicy {
   let document: unknown;
   try {
     document = JSON.parse(text);
@@ -43,12 +50,19 @@ export function parsePolicyText(text: string, file: string, accounts: AccountRes
   if (!Array.isArray(rules)) top.fail('rules', `wrong type: expected an array of rules, got ${describe(rules)}`);
   if (rules.length > MAX_RULES) top.fail('rules', `${rules.length} rules; at most ${MAX_RULES} are allowed`);
 
+  let statusViewers: PeerSelector[] = [];
+  if (object.status_viewers !== undefined) {
+    const viewers = top.nonEmptyArray(object.status_viewers, 'status_viewers', 'peer selectors');
+    statusViewers = viewers.map((viewer, i) => parsePeer(top, viewer, `status_viewers[${i}]`));
+  }
+
   const firstIndexOfName = new Map<string, number>();
-  return rules.map((value, index) => {
+  const compiled = rules.map((value, index) => {
     const rule = parseRule(value, index, file, accounts, firstIndexOfName);
     firstIndexOfName.set(rule.name, index);
     return rule;
   });
+  return { rules: compiled, statusViewers };
 }
 
 function rejectDuplicateKeys(text: string, document: unknown, file: string): void {
@@ -120,17 +134,18 @@ function parseRule(
   return { name, effect, peer, device, access, exclusive, loopDevices };
 }
 
-function parsePeer(r: Reader, value: unknown): CompiledRule['peer'] {
-  const peer = r.object(value, 'peer', PEER_FIELDS);
+/** A peer selector: a rule's `peer`, or an entry of `status_viewers` (`field` says which). */
+function parsePeer(r: Reader, value: unknown, field = 'peer'): PeerSelector {
+  const peer = r.object(value, field, PEER_FIELDS);
   const result: { uids?: Set<number>; gids?: Set<number>; groups?: Set<number> } = {};
   if (peer.uids !== undefined) {
-    result.uids = r.idList(peer.uids, 'peer.uids', 'user');
+    result.uids = r.idList(peer.uids, `${field}.uids`, 'user');
     if (result.uids.has(0)) {
-      r.fail('peer.uids', 'uid 0 (root) is always allowed; rules never apply to it, so it must not be listed');
+      r.fail(`${field}.uids`, 'uid 0 (root) is always allowed; rules never apply to it, so it must not be listed');
     }
   }
-  if (peer.gids !== undefined) result.gids = r.idList(peer.gids, 'peer.gids', 'group');
-  if (peer.groups !== undefined) result.groups = r.idList(peer.groups, 'peer.groups', 'group');
+  if (peer.gids !== undefined) result.gids = r.idList(peer.gids, `${field}.gids`, 'group');
+  if (peer.groups !== undefined) result.groups = r.idList(peer.groups, `${field}.groups`, 'group');
   return result;
 }
 

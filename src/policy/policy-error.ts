@@ -22,7 +22,8 @@ export class PolicyError extends Error {
   }
 }
 
-function formatLocation(file: string, rule?: string, field?: string): string {
+/** `FILE: rule "NAME": field "PATH": ` — where a problem is, as every policy message begins. */
+export function formatLocation(file: string, rule?: string, field?: string): string {
   let text = `${file}: `;
   if (rule !== undefined) text += rule.startsWith('#') ? `rule ${rule}: ` : `rule ${JSON.stringify(rule)}: `;
   if (field !== undefined) text += `field ${JSON.stringify(field)}: `;

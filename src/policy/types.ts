@@ -41,15 +41,19 @@ export interface Decision {
   reason: string;
 }
 
+/** Which peers: every selector given must match (absent ones match every peer). */
+export interface PeerSelector {
+  readonly uids?: ReadonlySet<number>;
+  readonly gids?: ReadonlySet<number>;
+  /** The primary gid or any supplementary group. */
+  readonly groups?: ReadonlySet<number>;
+}
+
 /** A validated rule, ready to match. Absent selectors match everything. */
 export interface CompiledRule {
   readonly name: string;
   readonly effect: 'allow' | 'deny';
-  readonly peer: {
-    readonly uids?: ReadonlySet<number>;
-    readonly gids?: ReadonlySet<number>;
-    readonly groups?: ReadonlySet<number>;
-  };
+  readonly peer: PeerSelector;
   readonly device: {
     readonly drivers?: ReadonlySet<string>;
     readonly names?: readonly Glob[];
