@@ -11,6 +11,7 @@
         "native/poller.cc",
         "native/probe.cc",
         "native/socket.cc",
+        "native/socket-state.cc",
         "native/uevent.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -6,6 +6,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   diskseqd::InitDevice(env, exports);
   diskseqd::InitSocket(env, exports);
+  diskseqd::InitSocketState(env, exports);
   diskseqd::InitUevent(env, exports);
   diskseqd::InitPoller(env, exports);
   diskseqd::InitLoop(env, exports);

@@ -9,6 +9,8 @@ namespace diskseqd {
 void InitDevice(Napi::Env env, Napi::Object exports);
 /** SEQPACKET sockets: listen/accept/connect, recv/send with SCM_RIGHTS, peer credentials. */
 void InitSocket(Napi::Env env, Napi::Object exports);
+/** What the kernel holds for a connected socket (SIOCOUTQ, hang-up, buffers) and RLIMIT_NOFILE. */
+void InitSocketState(Napi::Env env, Napi::Object exports);
 /** The kernel uevent netlink socket. */
 void InitUevent(Napi::Env env, Napi::Object exports);
 /** The Poller class (uv_poll on this environment's loop). */
