@@ -4,11 +4,13 @@
  * order on SIGTERM/SIGINT.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { parseCommandLine, USAGE, type Config } from './config.js';
+import { native } from '../native/index.js';
+import { defaultUnreceivedFdsTotal, parseCommandLine, USAGE, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
 import { PrivateNodes } from './private-nodes.js';
+import { Quotas, type QuotaLimits } from './quotas.js';
 import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
 import { IdleExit } from './systemd/idle-exit.js';
@@ -41,13 +43,13 @@ function run(config: Config): void {
   const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes });
 
   const privateNodes = new PrivateNodes();
-  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
+  const quotas = new Quotas(quotaLimits(config));
+  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, waits: quotas.waits });
   let idle: IdleExit | undefined;
   const server: Server = new Server(
-    { socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections,
-      maxConnectionsPerUid: config.maxConnectionsPerUid, backlog: 128 },
+    { socketPath, inheritedFd, socketMode: 0o666, backlog: 128 },
     {
-      opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, config.maxWatchers),
+      opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry), quotas,
       limits: {
         maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
         // Reading pauses while responses wait, so at most maxInFlight fds can wait (plus
@@ -98,11 +100,26 @@ function run(config: Config): void {
   // default action and leave requests unanswered and the socket file behind. For the same
   // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
   server.start();
-  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
+  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION, limits: quotas.limits }, 'serving');
   const status = () => `${registry.size} disks, ${server.connectionCount} connections, ${server.requestsServed} requests served`;
   notifier.ready(status());
   notifier.startWatchdog();
   notifier.trackStatus(status);
+}
+
+/** The shared bounds of the command line (docs/design.md, "Limits"). */
+function quotaLimits(config: Config): QuotaLimits {
+  return {
+    rootSharePercent: config.rootSharePercent,
+    connections: { total: config.maxConnections, perUid: config.maxConnectionsPerUid },
+    waits: { total: config.maxWaiting, perUid: config.maxWaitingPerUid },
+    watchers: { total: config.maxWatchers, perUid: config.maxWatchersPerUid },
+    snapshots: { total: config.maxSnapshots, perUid: config.maxSnapshotsPerUid },
+    unreceivedFds: {
+      total: config.maxUnreceivedFdsTotal ?? defaultUnreceivedFdsTotal(native.openFileLimit()),
+      perUid: config.maxUnreceivedFdsPerUid, perConnection: config.maxUnreceivedFds,
+    },
+  };
 }
 
 function describeError(error: unknown): string {

@@ -1,7 +1,10 @@
 /**
  * The listening socket: accept, read the peer's credentials once, enforce the connection
- * limit, hand each connection to a Connection. Also the orderly shutdown: stop accepting,
- * let in-flight requests finish, close every connection, unlink the socket if we made it.
+ * limits (the shared per-uid shares of src/quotas.ts), hand each connection to a
+ * Connection. A connection counts until its socket fd is closed, which for a peer still
+ * holding fds it has not received is after the connection ended (docs/design.md,
+ * "Limits"). Also the orderly shutdown: stop accepting, let in-flight requests finish,
+ * close every connection, unlink the socket if we made it.
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { closeOffLoop, native, POLL_READABLE, type Poller } from '../native/index.js';
@@ -20,9 +23,6 @@ export interface ServerOptions {
   inheritedFd?: number;
   /** Mode of a socket file the server creates; access is decided per peer by the policy. */
   socketMode: number;
-  maxConnections: number;
-  /** Connections one non-root uid may hold, so that one user cannot lock out the rest. */
-  maxConnectionsPerUid: number;
   backlog: number;
 }
 
@@ -31,7 +31,6 @@ const ACCEPT_RETRY_MS = 100;
 
 export class Server {
   private readonly connections = new Set<Connection>();
-  private readonly perUid = new Map<number, number>();
   private listenFd = -1;
   private poller: Poller | undefined;
   private ownsSocketPath = false;
@@ -105,7 +104,7 @@ export class Server {
         });
       });
     }
-    for (const connection of [...this.connections]) connection.close();
+    for (const connection of [...this.connections]) connection.destroy();
   }
 
   /**
@@ -224,26 +223,28 @@ export class Server {
       native.close(fd);
       return;
     }
-    if (this.connections.size >= this.options.maxConnections) {
-      this.refuse(fd, peer, `too many connections (limit ${this.options.maxConnections})`);
+    const shares = this.ctx.quotas.connections;
+    const refusal = shares.refusal(peer.uid);
+    if (refusal !== undefined) {
+      this.refuse(fd, peer, refusal);
       return;
     }
-    const ofUid = this.perUid.get(peer.uid) ?? 0;
-    if (peer.uid !== 0 && ofUid >= this.options.maxConnectionsPerUid) {
-      this.refuse(fd, peer, `too many connections from uid ${peer.uid} (limit ${this.options.maxConnectionsPerUid})`);
+    let connection: Connection;
+    try {
+      connection = new Connection(fd, peer, {
+        ...this.ctx, onActivity: () => this.activity(), onRequestDone: () => this.requestsServed++,
+      }, (released) => {
+        this.connections.delete(released);
+        shares.give(released.peer.uid);
+        this.activity();
+      });
+    } catch (error) {
+      this.ctx.log.warn({ err: error, peer }, 'could not set up the connection; closing');
+      native.close(fd);
       return;
     }
-    const connection = new Connection(fd, peer, {
-      ...this.ctx, onActivity: () => this.activity(), onRequestDone: () => this.requestsServed++,
-    }, (closed) => {
-      this.connections.delete(closed);
-      const left = (this.perUid.get(closed.peer.uid) ?? 1) - 1;
-      if (left === 0) this.perUid.delete(closed.peer.uid);
-      else this.perUid.set(closed.peer.uid, left);
-      this.activity();
-    });
     this.connections.add(connection);
-    this.perUid.set(peer.uid, ofUid + 1);
+    shares.take(peer.uid, 1);
     this.activity();
   }
 

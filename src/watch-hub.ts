@@ -2,7 +2,8 @@
  * Fan-out of registry changes to watching connections. Each change is described once
  * (its sysfs reads are shared by all watchers) and sent to every watcher with its own
  * request id. A watcher that stops reading is dropped by its connection's output bounds,
- * like any other client that does not read.
+ * like any other client that does not read. How many may watch is the caller's bound
+ * (src/quotas.ts).
  */
 import type Long from 'long';
 import { describeDevice, describeGradually, listDevices } from './device-info.js';
@@ -34,7 +35,7 @@ interface Watcher {
 export class WatchHub {
   private readonly watchers = new Set<Watcher>();
 
-  constructor(private readonly registry: Registry, readonly maxWatchers: number) {
+  constructor(private readonly registry: Registry) {
     registry.subscribe((change) => this.publish(change));
   }
 

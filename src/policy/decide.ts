@@ -51,6 +51,14 @@ export function decideOpen(rules: readonly CompiledRule[], peer: Peer, device: D
   return { allowed: false, rule: 'default-deny', reason: `no rule allows uid ${peer.uid} to open ${device.name}${hint}` };
 }
 
+/**
+ * Whether any device could ever be allowed to `peer`: root, or some allow rule's peer part
+ * matches it. Judged on the peer alone, for requests whose device may not exist yet.
+ */
+export function mayEverAllow(rules: readonly CompiledRule[], peer: Peer): boolean {
+  return peer.uid === 0 || rules.some((rule) => rule.effect === 'allow' && peerMatches(rule, peer));
+}
+
 function peerMatches(rule: CompiledRule, peer: Peer): boolean {
   const { uids, gids, groups } = rule.peer;
   if (uids && !uids.has(peer.uid)) return false;

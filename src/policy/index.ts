@@ -8,7 +8,7 @@
 import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync, constants as fsConstants } from 'node:fs';
 import { dirname } from 'node:path';
 import { AccountResolver, type AccountFiles } from './accounts.js';
-import { decideOpen } from './decide.js';
+import { decideOpen, mayEverAllow } from './decide.js';
 import { parsePolicyText } from './parse-rules.js';
 import { PolicyError } from './policy-error.js';
 import type { CompiledRule, Decision, DeviceFacts, OpenIntent, Peer } from './types.js';
@@ -70,6 +70,15 @@ export class Policy {
    */
   decide(peer: Peer, device: DeviceFacts, intent: OpenIntent): Decision {
     return decideOpen(this.rules, peer, device, intent);
+  }
+
+  /**
+   * Whether this policy could allow `peer` any device at all: root, or an allow rule
+   * whose peer part matches (its device part aside). A peer that it could not is refused
+   * a wait for a device that does not exist yet (docs/design.md, "Limits").
+   */
+  mayEverAllow(peer: Peer): boolean {
+    return mayEverAllow(this.rules, peer);
   }
 }
 

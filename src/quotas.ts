@@ -1,0 +1,238 @@
+/**
+ * Per-uid shares of the daemon's bounded resources (docs/design.md, "Limits"): connections,
+ * waiting opens, watchers, List and Watch snapshots in progress, and fds sent but not yet
+ * received. One user cannot starve the others: a non-root uid gets at most its per-uid
+ * bound of each, non-root uids together at most what is left after root's share, and root
+ * at most the total. Every front-end (the SEQPACKET server, and any other) consults the
+ * same Quotas, so a uid's use counts once whichever way it came in.
+ */
+import type { UnreceivedFdAccount } from '../native/packet-socket.js';
+
+/** The bounds of one resource. */
+export interface PoolLimits {
+  /** In use at once, all users together. */
+  total: number;
+  /** In use at once by any one non-root uid. */
+  perUid: number;
+}
+
+/** Every bound of the daemon that is shared between users. */
+export interface QuotaLimits {
+  /** Percent of each total that non-root users together can never take. */
+  rootSharePercent: number;
+  connections: PoolLimits;
+  waits: PoolLimits;
+  watchers: PoolLimits;
+  snapshots: PoolLimits;
+  /** fds sent and not yet received: per connection, per uid, in all. */
+  unreceivedFds: PoolLimits & { perConnection: number };
+}
+
+/** How much of one resource each uid has in use, and whether it may take more. */
+export class UidShares {
+  private readonly byUid = new Map<number, number>();
+  private nonRoot = 0;
+  private all = 0;
+  /** What non-root users together may have: the total less root's share. */
+  readonly nonRootCap: number;
+
+  /** `what` names the resource in refusals ("waiting opens"). */
+  constructor(readonly what: string, readonly limits: PoolLimits, rootSharePercent: number) {
+    this.nonRootCap = limits.total - Math.floor((limits.total * rootSharePercent) / 100);
+  }
+
+  /** In use by `uid`, or by everyone. */
+  used(uid?: number): number {
+    return uid === undefined ? this.all : this.byUid.get(uid) ?? 0;
+  }
+
+  /** Why `uid` may not take `n` more now (a sentence for RESOURCE_EXHAUSTED), or undefined when it may. */
+  refusal(uid: number, n = 1): string | undefined {
+    const { total, perUid } = this.limits;
+    if (this.all + n > total) return `too many ${this.what} (limit ${total})`;
+    if (uid === 0) return undefined;
+    if (this.nonRoot + n > this.nonRootCap) {
+      return `too many ${this.what} of non-root users (limit ${this.nonRootCap}; the rest of ${total} is kept for root)`;
+    }
+    if (this.used(uid) + n > perUid) return `too many ${this.what} of uid ${uid} (limit ${perUid})`;
+    return undefined;
+  }
+
+  /** Takes one if `uid` may; returns whether it did. */
+  tryTake(uid: number): boolean {
+    if (this.refusal(uid) !== undefined) return false;
+    this.take(uid, 1);
+    return true;
+  }
+
+  /** Counts `n` as in use by `uid`, whatever the bounds (for use the kernel already made). */
+  take(uid: number, n: number): void {
+    this.byUid.set(uid, this.used(uid) + n);
+    this.all += n;
+    if (uid !== 0) this.nonRoot += n;
+  }
+
+  /** Gives back `n` that `uid` had in use. */
+  give(uid: number, n = 1): void {
+    const left = this.used(uid) - n;
+    if (left < 0) throw new Error(`${this.what}: uid ${uid} gave back more than it had`);
+    if (left === 0) this.byUid.delete(uid);
+    else this.byUid.set(uid, left);
+    this.all -= n;
+    if (uid !== 0) this.nonRoot -= n;
+  }
+}
+
+interface SlotWaiter {
+  uid: number;
+  grant(release: (() => void) | undefined): void;
+}
+
+/**
+ * A UidShares whose users wait for a slot instead of being refused: List and Watch
+ * snapshots. Waiters are served in order of arrival, each as soon as its uid may take one.
+ */
+export class SlotQueue {
+  private readonly waiting: SlotWaiter[] = [];
+
+  constructor(readonly shares: UidShares) {}
+
+  /** Requests waiting for a slot. */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /**
+   * Resolves with the function that gives the slot back (call it exactly once) as soon as
+   * `uid` may take one; with undefined if `signal` aborts first.
+   */
+  acquire(uid: number, signal?: AbortSignal): Promise<(() => void) | undefined> {
+    if (signal?.aborted) return Promise.resolve(undefined);
+    if (this.waiting.length === 0 && this.shares.tryTake(uid)) return Promise.resolve(this.releaser(uid));
+    return new Promise((resolve) => {
+      const onAbort = (): void => {
+        const at = this.waiting.indexOf(waiter);
+        if (at >= 0) this.waiting.splice(at, 1);
+        resolve(undefined);
+      };
+      const waiter: SlotWaiter = {
+        uid,
+        grant: (release) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(release);
+        },
+      };
+      this.waiting.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private releaser(uid: number): () => void {
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.shares.give(uid);
+      this.grantWaiting();
+    };
+  }
+
+  private grantWaiting(): void {
+    for (let i = 0; i < this.waiting.length;) {
+      const waiter = this.waiting[i]!;
+      if (!this.shares.tryTake(waiter.uid)) {
+        i++;
+        continue;
+      }
+      this.waiting.splice(i, 1);
+      waiter.grant(this.releaser(waiter.uid));
+    }
+  }
+}
+
+/** One connection's account of unreceived fds; close() once its socket is released. */
+export interface ConnectionFdAccount extends UnreceivedFdAccount {
+  close(): void;
+}
+
+/** How often, at most, the counts of other connections are re-read when a share is full. */
+const REFRESH_OTHERS_MS = 20;
+
+/**
+ * The fds the daemon has sent and its peers not yet received (docs/design.md, "Limits:
+ * fds in flight"): the kernel charges them to the daemon's user, and past its
+ * RLIMIT_NOFILE refuses to send any more fds to anyone. Each connection's PacketSocket
+ * counts its own; this ledger adds them up per uid and decides whether one more may go.
+ */
+export class UnreceivedFds {
+  private readonly refreshers = new Map<number, Set<() => void>>();
+  private readonly lastRefresh = new Map<number | 'all', number>();
+
+  constructor(readonly shares: UidShares, readonly perConnection: number) {}
+
+  /**
+   * The account of one connection of `uid`. `refresh` re-reads that connection's count
+   * (PacketSocket.refreshUnreceived): when a share is full, the other connections are
+   * asked before an fd is held back, since a count is only re-read when its socket sends.
+   */
+  account(uid: number, refresh: () => void): ConnectionFdAccount {
+    let set = this.refreshers.get(uid);
+    if (set === undefined) this.refreshers.set(uid, (set = new Set()));
+    set.add(refresh);
+    return {
+      mayAdd: (unreceived) => unreceived < this.perConnection && this.shareAdmits(uid),
+      changed: (delta) => {
+        if (delta > 0) this.shares.take(uid, delta);
+        else if (delta < 0) this.shares.give(uid, -delta);
+      },
+      close: () => {
+        set.delete(refresh);
+        if (set.size === 0 && this.refreshers.get(uid) === set) this.refreshers.delete(uid);
+      },
+    };
+  }
+
+  private shareAdmits(uid: number): boolean {
+    if (this.shares.refusal(uid) === undefined) return true;
+    // Full by the counts we have: re-read the connections that make it up (at most every
+    // few ms), then decide. The uid's own when its own share is what is full, else everyone's.
+    const ownShareFull = uid !== 0 && this.shares.used(uid) + 1 > this.shares.limits.perUid;
+    const key = ownShareFull ? uid : 'all';
+    const now = performance.now();
+    if (now - (this.lastRefresh.get(key) ?? -Infinity) >= REFRESH_OTHERS_MS) {
+      this.lastRefresh.set(key, now);
+      const sets = ownShareFull ? [this.refreshers.get(uid) ?? new Set<() => void>()] : [...this.refreshers.values()];
+      for (const set of sets) for (const refresh of [...set]) refresh();
+    }
+    return this.shares.refusal(uid) === undefined;
+  }
+}
+
+/** The daemon's shared bounds, one pool per resource (see the module comment). */
+export class Quotas {
+  readonly connections: UidShares;
+  readonly waits: UidShares;
+  readonly watchers: UidShares;
+  readonly snapshots: SlotQueue;
+  readonly unreceivedFds: UnreceivedFds;
+
+  constructor(readonly limits: QuotaLimits) {
+    const share = limits.rootSharePercent;
+    this.connections = new UidShares('connections', limits.connections, share);
+    this.waits = new UidShares('waiting opens', limits.waits, share);
+    this.watchers = new UidShares('watchers', limits.watchers, share);
+    this.snapshots = new SlotQueue(new UidShares('List and Watch snapshots', limits.snapshots, share));
+    this.unreceivedFds = new UnreceivedFds(new UidShares('fds sent and not yet received', limits.unreceivedFds, share),
+      limits.unreceivedFds.perConnection);
+  }
+}
+
+/** The built-in defaults (src/config.ts documents each), for tests that build a daemon in-process. */
+export const DEFAULT_QUOTA_LIMITS: QuotaLimits = {
+  rootSharePercent: 25,
+  connections: { total: 1024, perUid: 256 },
+  waits: { total: 4096, perUid: 1024 },
+  watchers: { total: 256, perUid: 64 },
+  snapshots: { total: 32, perUid: 4 },
+  unreceivedFds: { total: 4096, perUid: 256, perConnection: 16 },
+};
