@@ -5,8 +5,9 @@
  * operational failure becomes an Error response and the connection goes on.
  */
 import { closeOffLoop } from '../native/index.js';
-import { describeGradually, listDevices } from './device-info.js';
+import { describeInTurns, listDevices } from './device-info.js';
 import { BrokerError, internal, invalidArgument, resourceExhausted, unsupported } from './errors.js';
+import type { FairTurns } from './fair-turns.js';
 import type { Logger } from './log.js';
 import { RequestCancelled, type Opener, type OpenTrace } from './opener.js';
 import { PacketSocket, type CloseReason, type IncomingPacket } from '../native/packet-socket.js';
@@ -40,6 +41,8 @@ export interface ConnectionContext {
   readonly watchHub: WatchHub;
   /** The per-uid shares every front-end consults (src/quotas.ts). */
   readonly quotas: Quotas;
+  /** Where List and Watch snapshots take their turns. */
+  readonly turns: FairTurns;
   readonly serverVersion: string;
   /** Called when the connection goes from idle to busy or back, and when it closes. */
   readonly onActivity: () => void;
@@ -176,10 +179,11 @@ export class Connection {
           this.ctx.registry.handlePendingUevents(); // answer with every change the kernel already announced
           const builder = new DeviceListBuilder(request.id);
           const devices = listDevices(this.ctx.registry.disks(), request.includePartitions);
-          for await (const device of describeGradually(this.ctx.registry.sysfs, devices)) {
+          const complete = await describeInTurns(this.ctx.turns, this.ctx.registry.sysfs, devices, (device) => {
             const packet = builder.add(device);
-            if (packet !== undefined && !this.socket.send(packet)) throw new RequestCancelled();
-          }
+            return packet === undefined || this.socket.send(packet);
+          }, this.closed.signal);
+          if (!complete) throw new RequestCancelled();
           this.socket.send(builder.finish());
         } finally {
           release();
@@ -201,7 +205,7 @@ export class Connection {
         const release = await this.snapshotSlot();
         try {
           this.ctx.registry.handlePendingUevents();
-          stopHub = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close());
+          stopHub = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close(), this.closed.signal);
         } finally {
           release();
         }

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { native } from '../native/index.js';
 import { defaultUnreceivedFdsTotal, parseCommandLine, USAGE, type Config } from './config.js';
+import { FairTurns } from './fair-turns.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
@@ -45,11 +46,12 @@ function run(config: Config): void {
   const privateNodes = new PrivateNodes();
   const quotas = new Quotas(quotaLimits(config));
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, waits: quotas.waits });
+  const turns = new FairTurns();
   let idle: IdleExit | undefined;
   const server: Server = new Server(
     { socketPath, inheritedFd, socketMode: 0o666, backlog: 128 },
     {
-      opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry), quotas,
+      opener, registry, log, serverVersion: VERSION, watchHub: new WatchHub(registry, turns), quotas, turns,
       limits: {
         maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
         // Reading pauses while responses wait, so at most maxInFlight fds can wait (plus

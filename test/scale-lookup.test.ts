@@ -24,6 +24,7 @@ import { Registry } from '../src/registry.js';
 import { Server } from '../src/server.js';
 import { Sysfs, type SysfsCounters } from '../src/sysfs.js';
 import { WatchHub } from '../src/watch-hub.js';
+import { FairTurns } from '../src/fair-turns.js';
 import { DEFAULT_QUOTA_LIMITS, Quotas } from '../src/quotas.js';
 import { needsRoot } from './helpers/ci.js';
 import { createLoop, type LoopFixture } from '../testkit/loop.js';
@@ -72,9 +73,10 @@ async function inProcessDaemon(t: ExecutionContext, tree: SyntheticSysfs) {
   const scanCounters = { ...sysfs.counters };
   const opener = new Opener(registry, sysfs, () => Policy.builtinDefault(), new PrivateNodes(nodes), log);
   const socketPath = join(dir, 'd.sock');
+  const turns = new FairTurns();
   const quotas = new Quotas({ ...DEFAULT_QUOTA_LIMITS, connections: { total: 16, perUid: 16 } });
   const server = new Server({ socketPath, socketMode: 0o600, backlog: 16 }, {
-    opener, registry, log, serverVersion: 'scale-test', watchHub: new WatchHub(registry), quotas,
+    opener, registry, log, serverVersion: 'scale-test', watchHub: new WatchHub(registry, turns), turns, quotas,
     limits: { maxInFlight: 16, maxQueuedPackets: 1024, maxQueuedBytes: 64 << 20, maxQueuedFds: 16, stallTimeoutMs: 30_000 },
   });
   server.start();

@@ -18,6 +18,7 @@ import { Registry } from '../src/registry.js';
 import { Server, type ServerOptions } from '../src/server.js';
 import { Sysfs } from '../src/sysfs.js';
 import { WatchHub } from '../src/watch-hub.js';
+import { FairTurns } from '../src/fair-turns.js';
 import { DEFAULT_QUOTA_LIMITS, Quotas } from '../src/quotas.js';
 import { requireRoot, rootTest } from './native-support.js';
 import { tempDir } from './systemd-support.js';
@@ -28,12 +29,13 @@ function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { soc
   const registry = new Registry(sysfs, log);
   const policy = Policy.builtinDefault();
   const privateNodes = new PrivateNodes(join(tempDir(t), 'nodes'));
+  const turns = new FairTurns();
   const quotas = new Quotas({ ...DEFAULT_QUOTA_LIMITS, connections: { total: 16, perUid: 16 } });
   const server = new Server(
     { socketMode: 0o600, backlog: 16, ...options },
     {
       opener: new Opener(registry, sysfs, () => policy, privateNodes, log), registry, log, serverVersion: 'test',
-      watchHub: new WatchHub(registry), quotas,
+      watchHub: new WatchHub(registry, turns), turns, quotas,
       limits: { maxInFlight: 4, maxQueuedPackets: 16, maxQueuedBytes: 1 << 20, maxQueuedFds: 4, stallTimeoutMs: 10_000 },
     },
   );
