@@ -4,6 +4,7 @@
  * packet, fds from the client) is logged once and costs the client its connection; an
  * operational failure becomes an Error response and the connection goes on.
  */
+import { setMaxListeners } from 'node:events';
 import { closeOffLoop } from '../native/index.js';
 import { describeInTurns, listDevices } from './device-info.js';
 import { BrokerError, internal, invalidArgument, resourceExhausted, unsupported } from './errors.js';
@@ -67,6 +68,9 @@ export class Connection {
    */
   constructor(fd: number, readonly peer: Peer, private readonly ctx: ConnectionContext, private readonly onReleased: (c: Connection) => void) {
     this.log = ctx.log.child({ peer: { uid: peer.uid, gid: peer.gid, pid: peer.pid } });
+    // Each request in flight may listen for the close (a wait, a snapshot slot): a bounded
+    // number, more than Node's default warning threshold of 10.
+    setMaxListeners(ctx.limits.maxInFlight + 2, this.closed.signal);
     const { maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs } = ctx.limits;
     this.fdAccount = ctx.quotas.unreceivedFds.account(peer.uid, () => this.socket.refreshUnreceived());
     try {

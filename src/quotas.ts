@@ -46,6 +46,13 @@ export class UidShares {
     return uid === undefined ? this.all : this.byUid.get(uid) ?? 0;
   }
 
+  /** Whether `uid` may take one more now (refusal() without the sentence). */
+  admits(uid: number): boolean {
+    const { total, perUid } = this.limits;
+    if (this.all + 1 > total) return false;
+    return uid === 0 || (this.nonRoot + 1 <= this.nonRootCap && this.used(uid) + 1 <= perUid);
+  }
+
   /** Why `uid` may not take `n` more now (a sentence for RESOURCE_EXHAUSTED), or undefined when it may. */
   refusal(uid: number, n = 1): string | undefined {
     const { total, perUid } = this.limits;
@@ -60,7 +67,7 @@ export class UidShares {
 
   /** Takes one if `uid` may; returns whether it did. */
   tryTake(uid: number): boolean {
-    if (this.refusal(uid) !== undefined) return false;
+    if (!this.admits(uid)) return false;
     this.take(uid, 1);
     return true;
   }
@@ -84,22 +91,33 @@ export class UidShares {
 }
 
 interface SlotWaiter {
-  uid: number;
-  grant(release: (() => void) | undefined): void;
+  grant(release: () => void): void;
+  /** Its request ended first; skipped (and dropped) when its turn comes. */
+  cancelled: boolean;
+}
+
+/** One uid's waiters, in order of arrival, and how many of them still wait. */
+interface UidLine {
+  waiters: SlotWaiter[];
+  live: number;
 }
 
 /**
  * A UidShares whose users wait for a slot instead of being refused: List and Watch
- * snapshots. Waiters are served in order of arrival, each as soon as its uid may take one.
+ * snapshots. Each uid's waiters are served in order of arrival, the uids in turn: a slot
+ * given back goes to the uid that has waited longest since it was last served, among those
+ * that may take one.
  */
 export class SlotQueue {
-  private readonly waiting: SlotWaiter[] = [];
+  /** Lines per uid; a Map iterates in insertion order, and a served uid moves to the end. */
+  private readonly lines = new Map<number, UidLine>();
+  private count = 0;
 
   constructor(readonly shares: UidShares) {}
 
   /** Requests waiting for a slot. */
   get queued(): number {
-    return this.waiting.length;
+    return this.count;
   }
 
   /**
@@ -108,21 +126,26 @@ export class SlotQueue {
    */
   acquire(uid: number, signal?: AbortSignal): Promise<(() => void) | undefined> {
     if (signal?.aborted) return Promise.resolve(undefined);
-    if (this.waiting.length === 0 && this.shares.tryTake(uid)) return Promise.resolve(this.releaser(uid));
+    if (!this.lines.has(uid) && this.shares.tryTake(uid)) return Promise.resolve(this.releaser(uid));
     return new Promise((resolve) => {
+      let line = this.lines.get(uid);
+      if (line === undefined) this.lines.set(uid, (line = { waiters: [], live: 0 }));
       const onAbort = (): void => {
-        const at = this.waiting.indexOf(waiter);
-        if (at >= 0) this.waiting.splice(at, 1);
+        waiter.cancelled = true;
+        this.count--;
+        if (--line!.live === 0 && this.lines.get(uid) === line) this.lines.delete(uid);
         resolve(undefined);
       };
       const waiter: SlotWaiter = {
-        uid,
+        cancelled: false,
         grant: (release) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(release);
         },
       };
-      this.waiting.push(waiter);
+      line.waiters.push(waiter);
+      line.live++;
+      this.count++;
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -137,15 +160,23 @@ export class SlotQueue {
     };
   }
 
+  /** Gives the slot just given back to the first uid in line that may take it. */
   private grantWaiting(): void {
-    for (let i = 0; i < this.waiting.length;) {
-      const waiter = this.waiting[i]!;
-      if (!this.shares.tryTake(waiter.uid)) {
-        i++;
+    for (const [uid, line] of this.lines) {
+      if (this.shares.used() >= this.shares.limits.total) return;
+      if (!this.shares.admits(uid)) continue;
+      let waiter = line.waiters.shift();
+      while (waiter !== undefined && waiter.cancelled) waiter = line.waiters.shift();
+      if (waiter === undefined) { // only cancelled ones were left (their count is settled)
+        this.lines.delete(uid);
         continue;
       }
-      this.waiting.splice(i, 1);
-      waiter.grant(this.releaser(waiter.uid));
+      this.shares.take(uid, 1);
+      this.count--;
+      this.lines.delete(uid); // served: to the end of the line, if it still waits
+      if (--line.live > 0) this.lines.set(uid, line);
+      waiter.grant(this.releaser(uid));
+      return;
     }
   }
 }
@@ -193,7 +224,7 @@ export class UnreceivedFds {
   }
 
   private shareAdmits(uid: number): boolean {
-    if (this.shares.refusal(uid) === undefined) return true;
+    if (this.shares.admits(uid)) return true;
     // Full by the counts we have: re-read the connections that make it up (at most every
     // few ms), then decide. The uid's own when its own share is what is full, else everyone's.
     const ownShareFull = uid !== 0 && this.shares.used(uid) + 1 > this.shares.limits.perUid;
@@ -204,7 +235,7 @@ export class UnreceivedFds {
       const sets = ownShareFull ? [this.refreshers.get(uid) ?? new Set<() => void>()] : [...this.refreshers.values()];
       for (const set of sets) for (const refresh of [...set]) refresh();
     }
-    return this.shares.refusal(uid) === undefined;
+    return this.shares.admits(uid);
   }
 }
 
