@@ -14,8 +14,10 @@
  * are charged to the daemon until the peer takes or drops them, which only SIOCOUTQ on
  * this end can tell. The fd is closed once SIOCOUTQ reads 0 (onReleased), or by destroy().
  */
+import { FdsInFlight, type UnreceivedFdAccount } from './fds-in-flight.js';
 import { closeOffLoop, native, POLL_DISCONNECT, POLL_PRIORITIZED, POLL_READABLE, POLL_WRITABLE, type Poller } from './index.js';
-import { SentPackets } from './sent-packets.js';
+
+export type { UnreceivedFdAccount } from './fds-in-flight.js';
 
 /** Sizes and bounds of one PacketSocket. */
 export interface PacketSocketLimits {
@@ -48,14 +50,6 @@ export interface PacketSocketLimits {
   passCredentials?: boolean;
   /** Raise the send buffer to at least this many bytes (as the kernel counts them). */
   minSendBuffer?: number;
-}
-
-/** Where one socket's unreceived fds are counted (the daemon's per-uid ledger). */
-export interface UnreceivedFdAccount {
-  /** Whether one more fd may be sent now, the socket having `unreceived` fds in flight. */
-  mayAdd(unreceived: number): boolean;
-  /** The socket's count of unreceived fds changed by `delta`. */
-  changed(delta: number): void;
 }
 
 /** What arrived in one packet. `data` is only valid during the callback. */
@@ -99,20 +93,14 @@ interface QueuedPacket {
 
 /** Packets read per readiness callback before yielding to the loop, for fairness. */
 const READ_BURST = 32;
-/** Retry delays while fds are held back, and while a shut-down socket waits for its peer. */
-const RETRY_FIRST_MS = 2;
-const RETRY_MAX_MS = 250;
-const LINGER_MAX_MS = 1000;
-/** SIOCOUTQ before and after a tracked send (native.sendTracked). */
-const outq = new Int32Array(2);
-const outqBytes = new Uint8Array(outq.buffer);
 
 export class PacketSocket {
   readonly fd: number;
   private readonly poller: Poller;
   private readonly receiveBuffer: Buffer;
   private readonly queue: QueuedPacket[] = [];
-  private readonly sent: SentPackets | undefined;
+  /** The daemon's side only. */
+  private readonly inFlight: FdsInFlight | undefined;
   private queuedBytes = 0;
   private queuedFds = 0;
   private reading = true;
@@ -120,14 +108,12 @@ export class PacketSocket {
   private released = false;
   /** The head of the queue (or the next fd) waits for the account, not for buffer space. */
   private heldBack = false;
-  private retryMs = RETRY_FIRST_MS;
   private stallTimer: NodeJS.Timeout | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(fd: number, private readonly limits: PacketSocketLimits, private readonly events: PacketSocketEvents) {
     this.fd = fd;
     this.receiveBuffer = Buffer.allocUnsafe(limits.receiveSize);
-    if (limits.unreceivedFds !== undefined) this.sent = new SentPackets();
+    if (limits.unreceivedFds !== undefined) this.inFlight = new FdsInFlight(fd, limits.unreceivedFds);
     if (limits.passCredentials) native.setPassCredentials(fd);
     if (limits.minSendBuffer !== undefined) native.ensureSendBuffer(fd, limits.minSendBuffer);
     this.poller = new native.Poller(fd, (status, ready) => this.onReady(status, ready));
@@ -146,7 +132,7 @@ export class PacketSocket {
 
   /** fds sent that the peer may not have received yet (an upper bound; 0 without an account). */
   get unreceivedFds(): number {
-    return this.sent?.fds ?? 0;
+    return this.inFlight?.count ?? 0;
   }
 
   /**
@@ -156,22 +142,14 @@ export class PacketSocket {
   fdsHeldBack(): boolean {
     if (this.closed || this.admitsFd()) return false;
     this.heldBack = true;
-    this.armRetry();
+    this.recheckLater();
     this.updateStall(false);
     return true;
   }
 
-  /** Re-reads SIOCOUTQ and forgets the packets the peer has received since. */
+  /** Re-reads SIOCOUTQ and forgets the packets the peer has received since (daemon's side). */
   refreshUnreceived(): void {
-    if (this.sent === undefined || this.released) return;
-    let unreceived = 0;
-    try {
-      unreceived = native.unreceivedBytes(this.fd);
-    } catch {
-      // A socket that cannot say holds nothing we could account for.
-    }
-    const removed = this.sent.received(unreceived);
-    if (removed > 0) this.limits.unreceivedFds!.changed(-removed);
+    this.inFlight?.refresh();
   }
 
   /**
@@ -203,7 +181,7 @@ export class PacketSocket {
       this.close({ kind: 'output-overflow' });
       return false;
     }
-    if (this.heldBack) this.armRetry();
+    if (this.heldBack) this.recheckLater();
     this.updateStall(false);
     this.updatePolling();
     return true;
@@ -233,7 +211,7 @@ export class PacketSocket {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.stallTimer);
-    clearTimeout(this.retryTimer);
+    this.inFlight?.cancel();
     this.poller.close();
     for (const packet of this.queue.splice(0)) {
       // The peer never got it; ours may be the last reference to a device, whose last
@@ -250,8 +228,10 @@ export class PacketSocket {
       } catch {
         // Not connected any more: SIOCOUTQ says when the kernel has let go.
       }
-      this.retryMs = RETRY_FIRST_MS;
-      this.armLinger();
+      this.inFlight!.whenAllReceived(() => {
+        this.release();
+        this.events.onReleased?.();
+      });
     } else {
       this.release();
     }
@@ -272,21 +252,12 @@ export class PacketSocket {
   private release(): void {
     if (this.released) return;
     this.released = true;
-    clearTimeout(this.retryTimer);
+    this.inFlight?.forget();
     native.close(this.fd);
-    const fds = this.unreceivedFds;
-    if (fds > 0) {
-      this.sent!.received(0);
-      this.limits.unreceivedFds!.changed(-fds);
-    }
   }
 
-  /** Whether the account lets one more fd go now (re-reading SIOCOUTQ if it first says no). */
   private admitsFd(): boolean {
-    const account = this.limits.unreceivedFds;
-    if (account === undefined || account.mayAdd(this.unreceivedFds)) return true;
-    this.refreshUnreceived();
-    return account.mayAdd(this.unreceivedFds);
+    return this.inFlight?.admits() ?? true;
   }
 
   /**
@@ -298,12 +269,7 @@ export class PacketSocket {
   private trySend(data: Buffer, fd: number): 'sent' | 'again' | 'held' | 'failed' {
     let sent: boolean;
     try {
-      if (this.sent === undefined) {
-        sent = native.send(this.fd, data, fd);
-      } else {
-        sent = native.sendTracked(this.fd, data, fd, outqBytes);
-        if (sent) this.recordSent(fd >= 0);
-      }
+      sent = this.inFlight === undefined ? native.send(this.fd, data, fd) : this.inFlight.send(data, fd);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ETOOMANYREFS' && fd >= 0) {
         this.heldBack = true;
@@ -317,14 +283,6 @@ export class PacketSocket {
     if (!sent) return 'again';
     if (fd >= 0) native.close(fd);
     return 'sent';
-  }
-
-  /** Books a tracked send: what the peer received meanwhile, and this packet. */
-  private recordSent(withFd: boolean): void {
-    const before = this.sent!.fds;
-    this.sent!.sent(outq[0]!, outq[1]!, withFd);
-    const delta = this.sent!.fds - before;
-    if (delta !== 0) this.limits.unreceivedFds!.changed(delta);
   }
 
   private flushQueue(): void {
@@ -345,7 +303,7 @@ export class PacketSocket {
     }
     if (this.closed) return;
     this.updatePolling();
-    if (this.heldBack) this.armRetry();
+    if (this.heldBack) this.recheckLater();
     this.updateStall(progress);
     if (this.queue.length === 0 && !this.heldBack) this.events.onDrain?.();
   }
@@ -367,44 +325,21 @@ export class PacketSocket {
     this.stallTimer.unref();
   }
 
-  /**
-   * While fds are held back nothing but the peer's reads can change that, and reads
-   * raise no event on this end: look again after a short, growing delay.
-   */
-  private armRetry(): void {
-    if (this.retryTimer !== undefined || this.closed) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      if (this.closed) return;
-      this.refreshUnreceived();
+  /** While fds are held back, only the peer's reads can change that: look again now and then. */
+  private recheckLater(): void {
+    if (this.closed) return;
+    this.inFlight?.recheck(() => {
+      if (this.closed) return false;
       if (this.queue.length > 0) {
         this.flushQueue();
-      } else if (this.admitsFd()) {
-        this.heldBack = false;
-        this.updateStall(true);
-        this.events.onDrain?.();
-      } else {
-        this.armRetry();
+        return this.heldBack && !this.closed;
       }
-      if (this.heldBack) this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
-      else this.retryMs = RETRY_FIRST_MS;
-    }, this.retryMs);
-    this.retryTimer.unref();
-  }
-
-  /** A shut-down socket: close it once the peer has received (or dropped) every fd. */
-  private armLinger(): void {
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.refreshUnreceived();
-      if (this.unreceivedFds === 0) {
-        this.release();
-        this.events.onReleased?.();
-        return;
-      }
-      this.retryMs = Math.min(this.retryMs * 2, LINGER_MAX_MS);
-      this.armLinger();
-    }, this.retryMs);
+      if (!this.admitsFd()) return true;
+      this.heldBack = false;
+      this.updateStall(true);
+      this.events.onDrain?.();
+      return false;
+    });
   }
 
   private onReady(status: number, ready: number): void {
