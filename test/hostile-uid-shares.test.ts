@@ -18,10 +18,24 @@ const HOLDER = fileURLToPath(new URL('./helpers/hostile-holder.js', import.meta.
 /** A diskseq no device will have during the test: an open of it waits its whole wait_ms. */
 const absent = (): Long => u64(highestDiskseqNow() + 1_000_000_000n);
 
-/** Runs the holder as `uid`; resolves with its outcomes once it has them; it holds on until teardown. */
+/** Holders started by a test, to be ended before it counts the daemon's fds. */
+const holders = new Map<ExecutionContext, ChildProcess[]>();
+
+/** Ends every holder `t` started (they close their connections as they exit). */
+async function endHolders(t: ExecutionContext): Promise<void> {
+  for (const child of holders.get(t) ?? []) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    const exited = once(child, 'exit');
+    child.stdin!.write('exit\n');
+    await exited;
+  }
+}
+
+/** Runs the holder as `uid`; resolves with its outcomes once it has them; it holds on until endHolders or teardown. */
 async function hold(t: ExecutionContext, socketPath: string, uid: number, mode: 'waits' | 'watches', count: number, diskseq?: Long): Promise<string[]> {
   const args = [HOLDER, socketPath, String(uid), mode, String(count), ...(diskseq ? [diskseq.toString()] : [])];
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  holders.set(t, [...(holders.get(t) ?? []), child]);
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = once(child, 'exit');
@@ -94,6 +108,7 @@ test('only a peer some allow rule matches may wait; waits have per-uid shares an
   t.timeout(90_000);
   // 32 waits in all, 12 per non-root uid, 25% (8) kept for root: non-root uids get 24.
   const daemon = await DaemonProcess.start({ worldAccessible: true, policy, extraArgs: ['--max-waiting', '32', '--max-waiting-per-uid', '12'] }, t);
+  const baseline = await daemon.stableFdCount();
   const diskseq = absent();
   t.deepEqual(tally(await hold(t, daemon.socketPath, NO_GRANT, 'waits', 14, diskseq)), { PERMISSION_DENIED: 14 },
     `uid ${NO_GRANT}, which no rule could allow a device, may not wait at all`);
@@ -113,6 +128,12 @@ test('only a peer some allow rule matches may wait; waits have per-uid shares an
   await daemon.waitForLog((l) => l.msg === 'audit' && (l as { peer?: { uid: number } }).peer?.uid === 0 && l.code === 'RESOURCE_EXHAUSTED');
   t.truthy(daemon.audits().find((a) => a.peer.uid === GRANTED[2] && a.code === 'RESOURCE_EXHAUSTED'), 'the refusals are audited');
   t.deepEqual(daemon.audits().filter((a) => a.peer.uid === 0 && a.code === 'RESOURCE_EXHAUSTED').map((a) => a.id), ['9999'], 'root was refused only its 9th');
+  await endHolders(t);
+  root.close();
+  t.is(await daemon.settleFds(baseline), baseline, `every holder gone: ${daemon.fdTargets().join('\n')}`);
+  const again = new RawClient(daemon.socketPath);
+  t.teardown(() => again.close());
+  t.is(await rootShortWait(again, diskseq), 'TIMEOUT', 'their waits ended with them');
 });
 
 test('watchers have per-uid shares and root keeps its share', async (t) => {
@@ -124,8 +145,10 @@ test('watchers have per-uid shares and root keeps its share', async (t) => {
   t.deepEqual(await hold(t, daemon.socketPath, 65534, 'watches', 4), ['synced', 'synced', 'synced', 'RESOURCE_EXHAUSTED']);
   t.deepEqual(await hold(t, daemon.socketPath, 65533, 'watches', 4), ['synced', 'synced', 'synced', 'RESOURCE_EXHAUSTED']);
   t.deepEqual(await hold(t, daemon.socketPath, 65532, 'watches', 1), ['RESOURCE_EXHAUSTED'], 'the non-root share (6) is used up');
+  const rootWatchers: RawClient[] = [];
   const watch = async (): Promise<string> => {
     const client = new RawClient(daemon.socketPath);
+    rootWatchers.push(client);
     t.teardown(() => client.close());
     await client.send(encodeRequest({ id: u64(7), watch: {} }));
     for (;;) {
@@ -135,5 +158,8 @@ test('watchers have per-uid shares and root keeps its share', async (t) => {
     }
   };
   t.deepEqual([await watch(), await watch(), await watch()], ['synced', 'synced', 'RESOURCE_EXHAUSTED'], 'root gets its 2, then all 8 are taken');
-  t.true(daemon.fdCount() >= before + 8, 'the 8 watchers hold their connections');
+  await endHolders(t);
+  for (const client of rootWatchers) client.close();
+  t.is(await daemon.settleFds(before), before, `every watcher gone: ${daemon.fdTargets().join('\n')}`);
+  t.deepEqual(await hold(t, daemon.socketPath, 65532, 'watches', 1), ['synced'], 'their slots are free again');
 });

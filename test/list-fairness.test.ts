@@ -62,6 +62,7 @@ test('an open issued during a burst of 200 connections x 16 Lists is answered be
   const loop = createLoop({}, t);
   const daemon = await DaemonProcess.start({}, t);
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'warm-up open');
+  const baseline = await daemon.stableFdCount();
   const clients: RawClient[] = [];
   t.teardown(() => clients.forEach((c) => c.close()));
   for (let i = 0; i < 200; i++) clients.push(new RawClient(daemon.socketPath));
@@ -85,4 +86,6 @@ test('an open issued during a burst of 200 connections x 16 Lists is answered be
   const after = lists.filter((a) => audits.indexOf(a) > open).length;
   t.log(`the open finished with ${after} of the 3200 Lists still to finish`);
   t.true(after > 0, 'the open was answered before the last List');
+  for (const client of clients) client.close();
+  t.is(await daemon.settleFds(baseline), baseline, 'every connection of the burst is gone');
 });
