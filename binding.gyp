@@ -12,6 +12,7 @@
         "native/probe.cc",
         "native/socket.cc",
         "native/stream-socket.cc",
+        "native/socket-state.cc",
         "native/uevent.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

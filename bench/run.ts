@@ -10,8 +10,9 @@
  * BENCH_RSS_REQUESTS (default 100000, 0 to skip) how many requests the RSS check sends;
  * BENCH_PROFILE_DIR, when set, makes the benchmarked daemon write a V8 CPU profile there.
  * Then the benchmarks with scripts of their own run: partition appears -> fd, the scan of
- * 10,000 synthetic disks, fuzz throughput, the LD_PRELOAD shim's cost, cold start, and the
- * Python client's open round trip against the TypeScript client's.
+ * 10,000 synthetic disks, fuzz throughput, the LD_PRELOAD shim's cost, cold start, the
+ * Python client's open round trip against the TypeScript client's, and an open under
+ * bursts of Lists.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -146,7 +147,7 @@ async function loadAverage(): Promise<string[]> {
  * The benchmarks that have their own scripts, run one after another as child processes
  * after the table above (BENCH_ONLY_MAIN=1 skips them).
  */
-const SCRIPTS = ['partition-appear.js', 'scan-scale.js', 'fuzz.js', 'preload-open.js', 'cold-start.js', 'python-client.js'];
+const SCRIPTS = ['partition-appear.js', 'scan-scale.js', 'fuzz.js', 'preload-open.js', 'cold-start.js', 'python-client.js', 'list-burst.js'];
 
 function runScripts(): void {
   for (const script of SCRIPTS) {

@@ -7,6 +7,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   diskseqd::InitDevice(env, exports);
   diskseqd::InitSocket(env, exports);
   diskseqd::InitStreamSocket(env, exports);
+  diskseqd::InitSocketState(env, exports);
   diskseqd::InitUevent(env, exports);
   diskseqd::InitPoller(env, exports);
   diskseqd::InitLoop(env, exports);

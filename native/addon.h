@@ -11,6 +11,8 @@ void InitDevice(Napi::Env env, Napi::Object exports);
 void InitSocket(Napi::Env env, Napi::Object exports);
 /** Stream sockets (Varlink): listen/connect, partial sends with an fd on the first byte. */
 void InitStreamSocket(Napi::Env env, Napi::Object exports);
+/** What the kernel holds for a connected socket (SIOCOUTQ, hang-up, buffers) and RLIMIT_NOFILE. */
+void InitSocketState(Napi::Env env, Napi::Object exports);
 /** The kernel uevent netlink socket. */
 void InitUevent(Napi::Env env, Napi::Object exports);
 /** The Poller class (uv_poll on this environment's loop). */

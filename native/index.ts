@@ -59,6 +59,12 @@ export interface Received {
   controlTruncated: boolean;
   /** fds that arrived in SCM_RIGHTS (received with MSG_CMSG_CLOEXEC); the caller owns them. */
   fds: number[];
+  /**
+   * An SCM_CREDENTIALS control message came with it. With SO_PASSCRED set
+   * (setPassCredentials) the kernel attaches one to every packet and never to end-of-file:
+   * bytes = 0 with credentials is a zero-length packet, without them the peer's close.
+   */
+  credentials: boolean;
 }
 
 /** SO_PEERCRED of a connected socket. */
@@ -80,6 +86,11 @@ export interface ReceivedUevent {
 export const POLL_READABLE = 1;
 export const POLL_WRITABLE = 2;
 export const POLL_DISCONNECT = 4;
+/**
+ * EPOLLPRI, which a unix socket never raises: polling for it alone still reports POLLHUP
+ * and POLLERR (epoll always does), so a socket not being read can hear its peer hang up.
+ */
+export const POLL_PRIORITIZED = 8;
 
 /**
  * Readiness of one fd through uv_poll on this environment's loop. The callback gets the
@@ -142,7 +153,8 @@ export interface NativeBinding {
   connectSeqpacket(path: string, nonblocking: boolean): number;
   /**
    * recvmsg(MSG_CMSG_CLOEXEC | MSG_DONTWAIT) into buffer with room for up to 8 fds. null on
-   * EAGAIN. bytes = 0 with no fds means the peer closed (or sent an empty packet).
+   * EAGAIN. bytes = 0 with no fds means the peer closed, or sent an empty packet: only
+   * `credentials` tells them apart, on a socket with SO_PASSCRED.
    */
   recv(fd: number, buffer: Buffer): Received | null;
   /**
@@ -151,6 +163,26 @@ export interface NativeBinding {
    * (EPIPE, ECONNRESET ...). Never closes sendFd.
    */
   send(fd: number, data: Buffer, sendFd: number): boolean;
+  /**
+   * send(), bracketed by two SIOCOUTQ reads: `outq` (at least 8 bytes) receives, as two
+   * int32 in host order, the bytes the peer had not received before and after the sendmsg
+   * (after = before when nothing was sent). Their difference is the packet's cost in the
+   * send buffer, or less if the peer received something in between. Throws like send(),
+   * including ETOOMANYREFS when the fds in flight exceed RLIMIT_NOFILE.
+   */
+  sendTracked(fd: number, data: Buffer, sendFd: number, outq: Uint8Array): boolean;
+  /** SIOCOUTQ: bytes sent on this socket that the peer has not received (0 once it closed). */
+  unreceivedBytes(fd: number): number;
+  /** shutdown(SHUT_RDWR): the peer reads what is queued, then end-of-file; it can send no more. */
+  shutdown(fd: number): void;
+  /** poll(2) without waiting reports POLLHUP: the peer closed (or shut down both ways). */
+  peerHungUp(fd: number): boolean;
+  /** Raises the send buffer to at least `bytes` as the kernel counts it; returns its size then. */
+  ensureSendBuffer(fd: number, bytes: number): number;
+  /** SO_PASSCRED, so that a zero-length packet can be told from end-of-file (Received.credentials). */
+  setPassCredentials(fd: number): void;
+  /** The soft RLIMIT_NOFILE (Infinity when unlimited): also the kernel's bound on this user's fds in flight. */
+  openFileLimit(): number;
   /** SO_PEERCRED. */
   peerCredentials(fd: number): PeerCredentials;
   /** SO_PEERGROUPS: the peer's supplementary group ids. */

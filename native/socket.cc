@@ -1,6 +1,8 @@
 // AF_UNIX SOCK_SEQPACKET sockets: one packet per message, fds in SCM_RIGHTS, peer credentials.
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -132,9 +134,10 @@ Napi::Value Recv(const Napi::CallbackInfo& info) {
   if (!ArgFd(info, 0, &fd) || !ArgBytes(info, 1, &data, &length)) return env.Undefined();
 
   iovec iov = {data, length};
+  // Room for SCM_CREDENTIALS too: with SO_PASSCRED set, the kernel puts it first.
   union {
     cmsghdr align;
-    char buffer[CMSG_SPACE(kMaxRecvFds * sizeof(int))];
+    char buffer[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(kMaxRecvFds * sizeof(int))];
   } control;
   std::memset(&control, 0, sizeof control);
   msghdr msg = {};
@@ -155,7 +158,9 @@ Napi::Value Recv(const Napi::CallbackInfo& info) {
 
   // Collect the fds first so that none can be forgotten if building the result fails.
   std::vector<int> fds;
+  bool credentials = false;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) credentials = true;
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     const unsigned char* p = CMSG_DATA(c);
@@ -175,6 +180,7 @@ Napi::Value Recv(const Napi::CallbackInfo& info) {
   result.Set("truncated", Napi::Boolean::New(env, (msg.msg_flags & MSG_TRUNC) != 0));
   result.Set("controlTruncated", Napi::Boolean::New(env, (msg.msg_flags & MSG_CTRUNC) != 0));
   result.Set("fds", fd_array);
+  result.Set("credentials", Napi::Boolean::New(env, credentials));
   if (env.IsExceptionPending()) {
     // The caller will never learn these fds: they are ours to close.
     for (int received : fds) close(received);
@@ -183,16 +189,11 @@ Napi::Value Recv(const Napi::CallbackInfo& info) {
   return result;
 }
 
-Napi::Value Send(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  uint8_t* data;
-  size_t length;
-  int32_t send_fd;
-  if (!ArgFd(info, 0, &fd) || !ArgBytes(info, 1, &data, &length) ||
-      !ArgInt(info, 2, &send_fd)) {
-    return env.Undefined();
-  }
+/**
+ * One non-blocking sendmsg of data with send_fd (when >= 0) in SCM_RIGHTS. Returns 1 when
+ * sent, 0 on EAGAIN, -1 with errno set on any other failure.
+ */
+int SendPacket(int fd, uint8_t* data, size_t length, int send_fd) {
   iovec iov = {data, length};
   union {
     cmsghdr align;
@@ -209,19 +210,73 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
-    int value = send_fd;
-    std::memcpy(CMSG_DATA(c), &value, sizeof value);
+    std::memcpy(CMSG_DATA(c), &send_fd, sizeof send_fd);
   }
   ssize_t n;
   do {
     n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+  if (n >= 0) return 1;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+}
+
+Napi::Value Send(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint8_t* data;
+  size_t length;
+  int32_t send_fd;
+  if (!ArgFd(info, 0, &fd) || !ArgBytes(info, 1, &data, &length) ||
+      !ArgInt(info, 2, &send_fd)) {
+    return env.Undefined();
+  }
+  int sent = SendPacket(fd, data, length, send_fd);
+  if (sent < 0) {
     ThrowErrno(env, errno, "sendmsg");
     return env.Undefined();
   }
-  return Napi::Boolean::New(env, true);
+  return Napi::Boolean::New(env, sent == 1);
+}
+
+/**
+ * Send, bracketed by two SIOCOUTQ reads: out (8 bytes) gets the bytes the peer had not yet
+ * received before and after the sendmsg, as two int32 in host order. Their difference is
+ * what this packet costs in the send buffer (its truesize) unless the peer received
+ * something in between, which only makes it smaller.
+ */
+Napi::Value SendTracked(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint8_t* data;
+  size_t length;
+  int32_t send_fd;
+  uint8_t* out;
+  size_t out_length;
+  if (!ArgFd(info, 0, &fd) || !ArgBytes(info, 1, &data, &length) ||
+      !ArgInt(info, 2, &send_fd) || !ArgBytes(info, 3, &out, &out_length)) {
+    return env.Undefined();
+  }
+  if (out_length < 2 * sizeof(int32_t)) {
+    Napi::RangeError::New(env, "argument 3 must hold two int32").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int32_t queued[2] = {0, 0};
+  if (ioctl(fd, SIOCOUTQ, &queued[0]) != 0) {
+    ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
+    return env.Undefined();
+  }
+  int sent = SendPacket(fd, data, length, send_fd);
+  if (sent < 0) {
+    ThrowErrno(env, errno, "sendmsg");
+    return env.Undefined();
+  }
+  queued[1] = queued[0];
+  if (sent == 1 && ioctl(fd, SIOCOUTQ, &queued[1]) != 0) {
+    ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
+    return env.Undefined();
+  }
+  std::memcpy(out, queued, sizeof queued);
+  return Napi::Boolean::New(env, sent == 1);
 }
 
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
@@ -317,6 +372,7 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, ConnectSeqpacket, "connectSeqpacket"));
   exports.Set("recv", Napi::Function::New(env, Recv, "recv"));
   exports.Set("send", Napi::Function::New(env, Send, "send"));
+  exports.Set("sendTracked", Napi::Function::New(env, SendTracked, "sendTracked"));
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("peerGroups", Napi::Function::New(env, PeerGroups, "peerGroups"));
   exports.Set("isListeningSeqpacket",

@@ -31,8 +31,18 @@ export interface Config {
   maxQueuedBytes: number;
   stallTimeoutMs: number;
   maxWaiting: number;
+  maxWaitingPerUid: number;
   maxWaitMs: number;
   maxWatchers: number;
+  maxWatchersPerUid: number;
+  maxSnapshots: number;
+  maxSnapshotsPerUid: number;
+  maxUnreceivedFds: number;
+  maxUnreceivedFdsPerUid: number;
+  /** undefined: a quarter of RLIMIT_NOFILE, read at start. */
+  maxUnreceivedFdsTotal: number | undefined;
+  /** Percent of every shared bound that only root may use. */
+  rootSharePercent: number;
   ueventBufferBytes: number;
   /** --idle-exit: exit after this many ms with no connections and no requests; undefined = never. */
   idleExitMs: number | undefined;
@@ -106,17 +116,43 @@ Options:
                            that one user cannot take every connection
   --max-in-flight N        requests worked on at once per connection (default 16);
                            beyond it the connection is not read until one finishes.
-                           A connection is not read either while responses wait for
-                           the client to read them, so at most N fds ever wait for it
+                           Nor is it read while responses wait in the daemon for the
+                           client to read them (at most N fds wait there for it), or
+                           while it may not be sent another fd (see below)
   --max-queued-bytes N     response bytes that may wait for a client before it is
                            dropped (default 4194304; a List of many devices, a watch)
   --stall-timeout-ms N     a client whose responses wait unread this long is dropped,
                            its waiting fds closed (default 10000); a slow reader is
                            slowed down, not dropped
+  --max-unreceived-fds N   fds sent to one connection that its client has not received
+                           yet (default 16). The kernel keeps such fds in the client's
+                           socket, charged to the daemon: past its RLIMIT_NOFILE no fd
+                           can be sent to anyone. At the bound the daemon sends no fd
+                           and reads no request on that connection until the client
+                           receives some; a dropped client's socket stays open (shut
+                           down) and counted until it receives or closes them
+  --max-unreceived-fds-per-uid N
+                           the same, all connections of one non-root user (default 256)
+  --max-unreceived-fds-total N
+                           the same, everyone (default: a quarter of the daemon's
+                           RLIMIT_NOFILE when it starts)
   --max-waiting N          open requests waiting (wait_ms) for a device to appear, in
-                           all (default 4096); beyond it RESOURCE_EXHAUSTED
+                           all (default 4096); beyond it RESOURCE_EXHAUSTED. Only a
+                           user some allow rule's "peer" matches may wait at all; any
+                           other gets PERMISSION_DENIED
+  --max-waiting-per-uid N  the same, one non-root user (default 1024)
   --max-wait-ms N          longer wait_ms values are cut to N (default 600000)
-  --max-watchers N         watching connections (default 256)
+  --max-watchers N         watching connections (default 256); beyond it
+                           RESOURCE_EXHAUSTED
+  --max-watchers-per-uid N the same, one non-root user (default 64)
+  --max-snapshots N        List requests and Watch snapshots being answered at once
+                           (default 32); more wait their turn, in order
+  --max-snapshots-per-uid N
+                           the same, one non-root user (default 4)
+  --root-share PERCENT     of every bound above that is shared between users (not the
+                           per-connection ones), the percentage non-root users
+                           together can never take: it is kept for root (default 25;
+                           0 to 99)
   --uevent-buffer BYTES    receive buffer of the kernel uevent socket (default
                            4194304); when it overflows the daemon rescans sysfs
   --idle-exit SECONDS      exit cleanly after SECONDS with no connections and no
@@ -154,6 +190,14 @@ const OPTIONS = {
   'max-waiting': { type: 'string' },
   'max-wait-ms': { type: 'string' },
   'max-watchers': { type: 'string' },
+  'max-waiting-per-uid': { type: 'string' },
+  'max-watchers-per-uid': { type: 'string' },
+  'max-snapshots': { type: 'string' },
+  'max-snapshots-per-uid': { type: 'string' },
+  'max-unreceived-fds': { type: 'string' },
+  'max-unreceived-fds-per-uid': { type: 'string' },
+  'max-unreceived-fds-total': { type: 'string' },
+  'root-share': { type: 'string' },
   'uevent-buffer': { type: 'string' },
   'max-connections': { type: 'string' },
   'max-in-flight': { type: 'string' },
@@ -232,8 +276,17 @@ export function parseCommandLine(argv: string[]): Command {
       maxQueuedBytes: count(values['max-queued-bytes'], '--max-queued-bytes', 4 * 1024 * 1024),
       stallTimeoutMs: count(values['stall-timeout-ms'], '--stall-timeout-ms', 10_000),
       maxWaiting: count(values['max-waiting'], '--max-waiting', 4096),
+      maxWaitingPerUid: count(values['max-waiting-per-uid'], '--max-waiting-per-uid', 1024),
       maxWaitMs: count(values['max-wait-ms'], '--max-wait-ms', 600_000),
       maxWatchers: count(values['max-watchers'], '--max-watchers', 256),
+      maxWatchersPerUid: count(values['max-watchers-per-uid'], '--max-watchers-per-uid', 64),
+      maxSnapshots: count(values['max-snapshots'], '--max-snapshots', 32),
+      maxSnapshotsPerUid: count(values['max-snapshots-per-uid'], '--max-snapshots-per-uid', 4),
+      maxUnreceivedFds: count(values['max-unreceived-fds'], '--max-unreceived-fds', 16),
+      maxUnreceivedFdsPerUid: count(values['max-unreceived-fds-per-uid'], '--max-unreceived-fds-per-uid', 256),
+      maxUnreceivedFdsTotal: values['max-unreceived-fds-total'] === undefined ? undefined
+        : count(values['max-unreceived-fds-total'], '--max-unreceived-fds-total', 0),
+      rootSharePercent: percent(values['root-share'], '--root-share', 25),
       ueventBufferBytes: count(values['uevent-buffer'], '--uevent-buffer', 4 * 1024 * 1024),
       idleExitMs: values['idle-exit'] === undefined ? undefined : parseIdleExit(values['idle-exit']),
     },
@@ -259,6 +312,22 @@ function dryRunQuestion(values: { [K in (typeof DRY_RUN_OPTIONS)[number]]?: stri
     throw new Error(`--access: expected ${ACCESS_MODES.join(', ')}, got ${JSON.stringify(access)}`);
   }
   return { uid, gid: text('gid'), groups: text('groups'), diskseq, partition, access: access as AccessMode, exclusive: values.exclusive === true };
+}
+
+/** A whole percentage below 100 (0 allowed). */
+function percent(text: string | undefined, option: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (!/^[0-9]{1,2}$/.test(text)) throw new Error(`${option}: expected a whole number from 0 to 99, got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+/**
+ * The shared bound on unreceived fds when --max-unreceived-fds-total is not given: a
+ * quarter of RLIMIT_NOFILE, since the kernel counts every fd the daemon's user has in
+ * flight — this daemon's and any other process's of the same user — against that limit.
+ */
+export function defaultUnreceivedFdsTotal(openFileLimit: number): number {
+  return Number.isFinite(openFileLimit) ? Math.max(1, Math.floor(openFileLimit / 4)) : 1 << 20;
 }
 
 function count(text: string | undefined, option: string, fallback: number): number {

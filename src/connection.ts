@@ -4,9 +4,11 @@
  * packet, fds from the client) is logged once and costs the client its connection; an
  * operational failure becomes an Error response and the connection goes on.
  */
+import { setMaxListeners } from 'node:events';
 import { closeOffLoop } from '../native/index.js';
-import { describeGradually, listDevices } from './device-info.js';
+import { describeInTurns, listDevices } from './device-info.js';
 import { BrokerError, internal, invalidArgument, resourceExhausted, unsupported } from './errors.js';
+import type { FairTurns } from './fair-turns.js';
 import type { Logger } from './log.js';
 import { RequestCancelled, type Opener, type OpenTrace } from './opener.js';
 import { PacketSocket, type CloseReason, type IncomingPacket } from '../native/packet-socket.js';
@@ -15,9 +17,10 @@ import {
   decodeRequest, DeviceListBuilder, encodeError, encodeHello, encodeOpened, encodeStatus, ProtocolViolation, type ParsedRequest,
 } from './protocol.js';
 import type { StatusReport } from './status.js';
+import type { ConnectionFdAccount, Quotas } from './quotas.js';
 import type { Registry } from './registry.js';
 import type { WatchHub } from './watch-hub.js';
-import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, PROTOCOL_VERSION } from '../proto/contract.js';
+import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL_VERSION } from '../proto/contract.js';
 
 /** Per-connection bounds. */
 export interface ConnectionLimits {
@@ -38,6 +41,10 @@ export interface ConnectionContext {
   readonly log: Logger;
   readonly limits: ConnectionLimits;
   readonly watchHub: WatchHub;
+  /** The per-uid shares every front-end consults (src/quotas.ts). */
+  readonly quotas: Quotas;
+  /** Where List and Watch snapshots take their turns. */
+  readonly turns: FairTurns;
   readonly serverVersion: string;
   /** Called when the connection goes from idle to busy or back, and when it closes. */
   readonly onActivity: () => void;
@@ -53,23 +60,43 @@ const FEATURES = ['open', 'list', 'watch', 'wait', 'status'];
 export class Connection {
   private readonly socket: PacketSocket;
   private readonly log: Logger;
+  private readonly fdAccount: ConnectionFdAccount;
   private inFlight = 0;
   /** Aborted when the connection closes: waiting requests stop waiting. */
   private readonly closed = new AbortController();
   private stopWatching: (() => void) | undefined;
+  private fdRefusalLogged = false;
 
   /**
    * Takes ownership of a connected socket fd whose peer credentials were read at accept.
-   * `onClosed` runs once, after the socket is closed.
+   * `onReleased` runs once, after the socket fd is closed: when the connection closes, or
+   * later if the peer still had fds unreceived then (docs/design.md, "Limits").
    */
-  constructor(fd: number, readonly peer: Peer, private readonly ctx: ConnectionContext, private readonly onClosed: (c: Connection) => void) {
+  constructor(fd: number, readonly peer: Peer, private readonly ctx: ConnectionContext, private readonly onReleased: (c: Connection) => void) {
     this.log = ctx.log.child({ peer: { uid: peer.uid, gid: peer.gid, pid: peer.pid } });
+    // Each request in flight may listen for the close (a wait, a snapshot slot): a bounded
+    // number, more than Node's default warning threshold of 10.
+    setMaxListeners(ctx.limits.maxInFlight + 2, this.closed.signal);
     const { maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs } = ctx.limits;
-    this.socket = new PacketSocket(fd, { receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs }, {
-      onPacket: (packet) => this.onPacket(packet),
-      onClose: (reason) => this.onClose(reason),
-      onDrain: () => this.updateReading(),
-    });
+    this.fdAccount = ctx.quotas.unreceivedFds.account(peer.uid, () => this.socket.refreshUnreceived());
+    try {
+      this.socket = new PacketSocket(fd, {
+        receiveSize: MAX_REQUEST_BYTES, maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs,
+        unreceivedFds: this.fdAccount, closeOnHangUp: true, passCredentials: true, minSendBuffer: 2 * MAX_RESPONSE_BYTES,
+      }, {
+        onPacket: (packet) => this.onPacket(packet),
+        onClose: (reason) => this.onClose(reason),
+        onReleased: () => {
+          this.fdAccount.close();
+          this.onReleased(this);
+        },
+        onDrain: () => this.updateReading(),
+        onFdRefused: (error) => this.onFdRefused(error),
+      });
+    } catch (error) {
+      this.fdAccount.close();
+      throw error;
+    }
   }
 
   /** Requests of this connection still being worked on. */
@@ -77,9 +104,17 @@ export class Connection {
     return this.inFlight > 0;
   }
 
-  /** Closes the connection (and every fd queued for it); idempotent. */
+  /**
+   * Ends the connection (every fd queued for it closed); idempotent. Its socket may stay
+   * open, shut down, while the peer still holds fds it has not received.
+   */
   close(): void {
     this.socket.close();
+  }
+
+  /** close(), and the socket closed now even if the peer still holds unreceived fds (shutdown). */
+  destroy(): void {
+    this.socket.destroy();
   }
 
   private onPacket(packet: IncomingPacket): void {
@@ -89,6 +124,7 @@ export class Connection {
         throw new ProtocolViolation(`client sent ${packet.fds.length || 'truncated'} fds`);
       }
       if (packet.truncated) throw new ProtocolViolation(`request larger than ${MAX_REQUEST_BYTES} bytes`);
+      if (packet.data.length === 0) throw new ProtocolViolation('zero-length packet');
       request = decodeRequest(packet.data);
     } catch (error) {
       // Never ours to keep. Close off the loop: a client can send the last reference to a
@@ -152,27 +188,61 @@ export class Connection {
         return;
       }
       case 'list': {
-        this.ctx.registry.handlePendingUevents(); // answer with every change the kernel already announced
-        const builder = new DeviceListBuilder(request.id);
-        const devices = listDevices(this.ctx.registry.disks(), request.includePartitions);
-        for await (const device of describeGradually(this.ctx.registry.sysfs, devices)) {
-          const packet = builder.add(device);
-          if (packet !== undefined && !this.socket.send(packet)) return;
+        const release = await this.snapshotSlot();
+        try {
+          this.ctx.registry.handlePendingUevents(); // answer with every change the kernel already announced
+          const builder = new DeviceListBuilder(request.id);
+          const devices = listDevices(this.ctx.registry.disks(), request.includePartitions);
+          const complete = await describeInTurns(this.ctx.turns, this.ctx.registry.sysfs, devices, (device) => {
+            const packet = builder.add(device);
+            return packet === undefined || this.socket.send(packet);
+          }, this.closed.signal);
+          if (!complete) throw new RequestCancelled();
+          this.socket.send(builder.finish());
+        } finally {
+          release();
         }
-        this.socket.send(builder.finish());
         return;
       }
-      case 'watch':
+      case 'watch': {
         if (this.stopWatching !== undefined) throw invalidArgument('this connection is already watching');
-        if (this.ctx.watchHub.count >= this.ctx.watchHub.maxWatchers) {
-          throw resourceExhausted(`too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
+        const { watchers } = this.ctx.quotas;
+        const refusal = watchers.refusal(this.peer.uid);
+        if (refusal !== undefined) throw resourceExhausted(refusal);
+        watchers.take(this.peer.uid, 1);
+        let stopHub: () => void = () => undefined;
+        this.stopWatching = () => { // one watch per connection, even while it starts
+          this.stopWatching = () => undefined;
+          stopHub();
+          watchers.give(this.peer.uid);
+        };
+        const release = await this.snapshotSlot();
+        try {
+          this.ctx.registry.handlePendingUevents();
+          stopHub = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close(), this.closed.signal);
+        } finally {
+          release();
         }
-        this.stopWatching = () => undefined; // one watch per connection, even while it starts
-        this.ctx.registry.handlePendingUevents();
-        this.stopWatching = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close());
-        if (this.socket.isClosed) this.stopWatching(); // closed during the snapshot
+        if (this.socket.isClosed) stopHub(); // closed during the snapshot
         return;
+      }
     }
+  }
+
+  /**
+   * Waits for one of this uid's List and Watch snapshot slots (src/quotas.ts); throws
+   * RequestCancelled when the connection closes first.
+   */
+  private async snapshotSlot(): Promise<() => void> {
+    const release = await this.ctx.quotas.snapshots.acquire(this.peer.uid, this.closed.signal);
+    if (release === undefined) throw new RequestCancelled();
+    return release;
+  }
+
+  private onFdRefused(error: Error): void {
+    if (this.fdRefusalLogged) return;
+    this.fdRefusalLogged = true;
+    this.log.warn({ err: error }, 'the kernel refuses to pass more fds for now (too many in flight for the daemon\'s user); holding them back');
   }
 
   private internal(error: unknown): BrokerError {
@@ -195,23 +265,26 @@ export class Connection {
 
   /**
    * Back-pressure: new requests are read only while fewer than maxInFlight are being
-   * worked on and no response is waiting for the client to read it. A client that sends
-   * faster than it reads is slowed down, not dropped; one that stops reading altogether is
-   * dropped by the stall timeout, its queued fds closed.
+   * worked on, no response is waiting for the client to read it, and the client (and its
+   * uid) may be sent one more fd. A client that sends faster than it reads is slowed down,
+   * not dropped; one that stops reading altogether is dropped by the stall timeout, its
+   * queued fds closed (docs/design.md, "Limits").
    */
   private updateReading(): void {
-    if (this.inFlight < this.ctx.limits.maxInFlight && !this.socket.hasQueuedOutput) this.socket.resumeReading();
-    else this.socket.pauseReading();
+    if (this.inFlight < this.ctx.limits.maxInFlight && !this.socket.hasQueuedOutput && !this.socket.fdsHeldBack()) {
+      this.socket.resumeReading();
+    } else {
+      this.socket.pauseReading();
+    }
   }
 
   private onClose(reason: CloseReason): void {
     this.closed.abort();
     this.stopWatching?.();
     if (reason.kind === 'output-overflow' || reason.kind === 'output-stalled') {
-      this.log.warn({ reason: reason.kind }, 'client does not read its responses; dropped with its queued fds');
+      this.log.warn({ reason: reason.kind, unreceivedFds: this.socket.unreceivedFds }, 'client does not read its responses; dropped with its queued fds');
     }
     else if (reason.kind === 'error') this.log.warn({ err: reason.error }, 'connection failed');
-    this.onClosed(this);
   }
 }
 

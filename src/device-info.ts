@@ -1,11 +1,14 @@
 /**
  * Describing indexed devices for List and Watch: the Device message's fields and the
- * allow-listed attributes the device can have, read from sysfs now. Not on the open path:
- * the opener reports what it verified on the fd instead. Describing thousands of devices
- * takes many sysfs reads, so it yields to the event loop between small batches: a List
- * never stalls other clients' opens.
+ * allow-listed attributes the device can have, read from sysfs. Not on the open path: the
+ * opener reports what it verified on the fd instead. A description is read once per
+ * generation of its disk (the registry bumps it on every uevent for the disk or its
+ * partitions) and at most DESCRIPTION_MAX_AGE_MS old, so a burst of Lists costs one set
+ * of sysfs reads per device. Snapshots of many devices are described in fair turns
+ * (src/fair-turns.ts): a List never stalls other clients' opens (docs/design.md, "Limits").
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
+import type { FairTurns } from './fair-turns.js';
 import type { DiskEntry, PartitionEntry } from './registry.js';
 import type { Sysfs } from './sysfs.js';
 import { ATTRIBUTE_KEYS } from '../proto/attribute-keys.js';
@@ -17,11 +20,41 @@ export interface DeviceRef {
   part?: PartitionEntry;
 }
 
-/** Devices described per turn of the event loop. */
+/** Devices described per step of a snapshot, at most (fewer when the turn's time is up). */
 const BATCH = 32;
 
-/** A snapshot of a disk (part undefined) or one of its partitions. */
+/**
+ * How long a description is served from the cache. Uevents invalidate it at once; this
+ * bounds how stale an attribute the kernel changes without a uevent can be in a List
+ * (`ro` after BLKROSET, a loop's offset or flags changed at the same size).
+ */
+export const DESCRIPTION_MAX_AGE_MS = 1000;
+
+interface CachedDescription {
+  info: DeviceInfo;
+  generation: number;
+  at: number;
+}
+
+/** Descriptions by index entry; an entry that leaves the index takes its description along. */
+const cache = new WeakMap<DiskEntry | PartitionEntry, CachedDescription>();
+
+/**
+ * A snapshot of a disk (part undefined) or one of its partitions: the cached one if it is
+ * of the disk's current generation and young enough, else read from sysfs now.
+ */
 export function describeDevice(sysfs: Sysfs, disk: DiskEntry, part?: PartitionEntry): DeviceInfo {
+  const node = part ?? disk;
+  const now = performance.now();
+  const cached = cache.get(node);
+  if (cached !== undefined && cached.generation === disk.generation && now - cached.at < DESCRIPTION_MAX_AGE_MS) return cached.info;
+  const info = readDescription(sysfs, disk, part);
+  cache.set(node, { info, generation: disk.generation, at: now });
+  return info;
+}
+
+/** The description as sysfs shows it now. */
+function readDescription(sysfs: Sysfs, disk: DiskEntry, part: PartitionEntry | undefined): DeviceInfo {
   const node = part ?? disk;
   const device = sysfs.deviceByName(node.name, part !== undefined);
   const attributes: Record<string, string> = {};
@@ -58,12 +91,28 @@ export function listDevices(disks: Iterable<DiskEntry>, includePartitions: boole
   return out;
 }
 
-/** Snapshots of `devices`, yielding to the event loop after every small batch. */
-export async function* describeGradually(sysfs: Sysfs, devices: readonly DeviceRef[]): AsyncGenerator<DeviceInfo> {
-  for (let i = 0; i < devices.length; i++) {
-    if (i > 0 && i % BATCH === 0) await nextTurn();
-    yield describeDevice(sysfs, devices[i]!.disk, devices[i]!.part);
-  }
+/**
+ * Describes `devices` in fair turns (a small batch per step, taking turns with every other
+ * snapshot) and hands each description to `sink`, which returns false to stop (its
+ * connection closed). Resolves true when every device went to the sink, false when the
+ * sink stopped or `signal` aborted.
+ */
+export async function describeInTurns(turns: FairTurns, sysfs: Sysfs, devices: readonly DeviceRef[],
+  sink: (device: DeviceInfo) => boolean, signal?: AbortSignal): Promise<boolean> {
+  let next = 0;
+  let stopped = false;
+  const done = await turns.run((deadline) => {
+    for (let n = 0; n < BATCH && next < devices.length; n++) {
+      const { disk, part } = devices[next++]!;
+      if (!sink(describeDevice(sysfs, disk, part))) {
+        stopped = true;
+        return false;
+      }
+      if (performance.now() >= deadline) break;
+    }
+    return next < devices.length;
+  }, signal);
+  return done && !stopped;
 }
 
 /**

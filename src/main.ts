@@ -5,12 +5,14 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { checkPolicy, logPolicyWarnings } from './check-policy.js';
-import { parseCommandLine, USAGE, type Config } from './config.js';
+import { defaultUnreceivedFdsTotal, parseCommandLine, USAGE, type Config } from './config.js';
+import { FairTurns } from './fair-turns.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
 import { PartitionProvenance } from './partition-provenance.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
 import { PrivateNodes } from './private-nodes.js';
+import { Quotas, type QuotaLimits } from './quotas.js';
 import { Server } from './server.js';
 import { Sysfs } from './sysfs.js';
 import { IdleExit } from './systemd/idle-exit.js';
@@ -20,7 +22,6 @@ import { startLiveRegistry } from './live-registry.js';
 import { native } from '../native/index.js';
 import { StatusView } from './status.js';
 import { WatchHub } from './watch-hub.js';
-import { ConnectionLimits } from './connection-limits.js';
 import type { createVarlink as CreateVarlink } from './varlink/start.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
@@ -52,10 +53,11 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
   const { registry, uevents, overruns } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes, provenance });
 
   const privateNodes = new PrivateNodes();
-  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
+  const quotas = new Quotas(quotaLimits(config));
+  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, waits: quotas.waits });
+  const turns = new FairTurns();
   let idle: IdleExit | undefined;
-  // One count of connections over both front-ends (src/connection-limits.ts).
-  const limits = new ConnectionLimits(config.maxConnections, config.maxConnectionsPerUid);
+  // Both front-ends count connections, waits and snapshots in the same quotas.
   const connectionLimits = {
     maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
     // Reading pauses while responses wait, so at most maxInFlight fds can wait (plus
@@ -63,16 +65,15 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
     maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxInFlight, stallTimeoutMs: config.stallTimeoutMs,
   };
   const idleNow = () => idle?.update(server.connectionCount + (varlink?.connectionCount ?? 0) === 0 && !server.busy && !varlink?.busy);
-  const watchHub = new WatchHub(registry, config.maxWatchers);
+  const watchHub = new WatchHub(registry, turns);
   const statusView = new StatusView({
     serverVersion: VERSION, registry, overruns, policy: () => policy, watchers: () => watchHub.count,
     connectionsByUid: () => server.connectionsByUid, requests: () => server.requestsByOutcome,
   });
   const server: Server = new Server(
-    { socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections,
-      maxConnectionsPerUid: config.maxConnectionsPerUid, sharedLimits: limits, backlog: 128 },
+    { socketPath, inheritedFd, socketMode: 0o666, backlog: 128 },
     {
-      opener, registry, log, serverVersion: VERSION, watchHub, status: (peer) => statusView.report(peer),
+      opener, registry, log, serverVersion: VERSION, watchHub, quotas, turns, status: (peer) => statusView.report(peer),
       limits: connectionLimits,
     },
     idleNow,
@@ -83,7 +84,7 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
     log.info('--no-varlink: closing the Varlink socket systemd passed');
     native.close(inherited.varlink);
   }
-  const varlink = createVarlink?.(config, inherited, { opener, registry, log, serverVersion: VERSION, limits, connectionLimits }, idleNow);
+  const varlink = createVarlink?.(config, inherited, { opener, registry, log, serverVersion: VERSION, quotas, turns, connectionLimits }, idleNow);
 
   process.on('SIGHUP', () => {
     try {
@@ -128,12 +129,27 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
   // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
   server.start();
   const varlinkPath = varlink?.start() ? varlink.socketPath : null;
-  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, varlink: varlinkPath, disks: registry.size, version: VERSION }, 'serving');
+  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, varlink: varlinkPath, disks: registry.size, version: VERSION, limits: quotas.limits }, 'serving');
   const status = () => `${registry.size} disks, ${server.connectionCount + (varlink?.connectionCount ?? 0)} connections, ` +
     `${server.requestsServed + (varlink?.requestsServed ?? 0)} requests served`;
   notifier.ready(status());
   notifier.startWatchdog();
   notifier.trackStatus(status);
+}
+
+/** The shared bounds of the command line (docs/design.md, "Limits"). */
+function quotaLimits(config: Config): QuotaLimits {
+  return {
+    rootSharePercent: config.rootSharePercent,
+    connections: { total: config.maxConnections, perUid: config.maxConnectionsPerUid },
+    waits: { total: config.maxWaiting, perUid: config.maxWaitingPerUid },
+    watchers: { total: config.maxWatchers, perUid: config.maxWatchersPerUid },
+    snapshots: { total: config.maxSnapshots, perUid: config.maxSnapshotsPerUid },
+    unreceivedFds: {
+      total: config.maxUnreceivedFdsTotal ?? defaultUnreceivedFdsTotal(native.openFileLimit()),
+      perUid: config.maxUnreceivedFdsPerUid, perConnection: config.maxUnreceivedFds,
+    },
+  };
 }
 
 function describeError(error: unknown): string {

@@ -16,6 +16,7 @@ import type { Logger } from './log.js';
 import type { DeviceFacts, OpenIntent, Peer, Policy } from './policy/index.js';
 import type { DiskEntry, PartitionEntry, Registry } from './registry.js';
 import type { PrivateNodes } from './private-nodes.js';
+import { UidShares } from './quotas.js';
 import type { Sysfs, SysfsDevice } from './sysfs.js';
 import type { AccessMode, DeviceInfo } from '../proto/contract.js';
 
@@ -83,8 +84,8 @@ export interface Target {
 export interface WaitLimits {
   /** Longer wait_ms values are cut to this. */
   maxWaitMs: number;
-  /** Requests that may wait at once, daemon-wide; beyond it RESOURCE_EXHAUSTED. */
-  maxWaiting: number;
+  /** Requests that may wait at once, per uid and in all (src/quotas.ts); beyond it RESOURCE_EXHAUSTED. */
+  waits: UidShares;
 }
 
 /** Open errors that mean the device went away under us. */
@@ -97,7 +98,7 @@ export class Opener {
     private readonly policy: () => Policy,
     private readonly privateNodes: PrivateNodes,
     private readonly log: Logger,
-    private readonly waitLimits: WaitLimits = { maxWaitMs: 600_000, maxWaiting: 4096 },
+    private readonly waitLimits: WaitLimits = { maxWaitMs: 600_000, waits: new UidShares('waiting opens', { total: 4096, perUid: 1024 }, 25) },
   ) {}
 
   /**
@@ -108,7 +109,7 @@ export class Opener {
    * re-reading sysfs; the second one is NOT_FOUND when X (or N) is gone, else STALE.
    */
   async open(params: OpenParams, peer: Peer, trace: OpenTrace, signal?: AbortSignal): Promise<VerifiedOpen> {
-    await this.waitUntilPresent(params, peer.uid, signal);
+    await this.waitUntilPresent(params, peer, signal);
     try {
       return await this.attempt(params, peer, trace);
     } catch (error) {
@@ -245,16 +246,28 @@ export class Opener {
    * A loop that appears *during* the wait without the flag is waited for still: attaching
    * with LOOP_SET_FD and then LOOP_SET_STATUS64 sets it a moment after the attach.
    */
-  private async waitUntilPresent(params: OpenParams, uid: number, signal: AbortSignal | undefined): Promise<void> {
+  private async waitUntilPresent(params: OpenParams, peer: Peer, signal: AbortSignal | undefined): Promise<void> {
     if (params.waitMs === 0) return;
     const disk = this.indexedDisk(params.diskseq);
     if (disk !== undefined && (params.partition === 0 || disk.partitions.has(params.partition))) return;
     if (disk !== undefined && disk.isLoop && !disk.partscan) return; // a partition of it: never served
-    if (this.registry.waiting >= this.waitLimits.maxWaiting) {
-      throw resourceExhausted(`too many waiting requests (limit ${this.waitLimits.maxWaiting})`);
+    if (disk === undefined && !this.registry.couldAppear(params.diskseq)) return; // step 1: NOT_FOUND
+    // Only a peer some rule could ever allow a device may wait, within its uid's share
+    // (docs/design.md, "Limits"): the device may not exist yet, so the peer alone decides.
+    if (!this.policy().mayEverAllow(peer)) {
+      throw permissionDenied(`no policy rule could allow uid ${peer.uid} a device, so it may not wait for one`);
     }
+    const { waits } = this.waitLimits;
+    const refusal = waits.refusal(peer.uid);
+    if (refusal !== undefined) throw resourceExhausted(refusal);
     const waitMs = Math.min(params.waitMs, this.waitLimits.maxWaitMs);
-    const failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal, uid);
+    waits.take(peer.uid, 1);
+    let failure: Awaited<ReturnType<Registry['waitFor']>>;
+    try {
+      failure = await this.registry.waitFor(params.diskseq, params.partition, waitMs, signal, peer.uid);
+    } finally {
+      waits.give(peer.uid);
+    }
     if (failure === 'timeout') {
       const now = this.registry.find(params.diskseq);
       const hint = now !== undefined && params.partition > 0 ? partscanHint(now) : '';

@@ -31,6 +31,12 @@ export interface DiskEntry {
    * kept here, so a full scan of thousands of disks reads nothing but their uevent files.
    */
   removable: boolean | undefined;
+  /**
+   * Bumped each time the registry re-reads this disk from sysfs — a uevent for it or one of
+   * its partitions, a verification mismatch, a full scan — before it reports what changed:
+   * what was cached about the disk or its partitions at an earlier generation is stale.
+   */
+  generation: number;
   /** Partitions by number. A loop device without LO_FLAGS_PARTSCAN never has any here. */
   readonly partitions: Map<number, PartitionEntry>;
 }
@@ -210,6 +216,7 @@ export class Registry {
   /** Rebuilds the whole index from sysfs, telling watchers what changed. */
   scan(): void {
     const started = performance.now();
+    for (const disk of this.byName.values()) disk.generation++;
     const seen = new Set<string>();
     const partitions: Uevent[] = [];
     const loopDisks = new Set<string>();
@@ -266,6 +273,7 @@ export class Registry {
       return;
     }
     const before = this.byName.get(name);
+    if (before !== undefined) before.generation++;
     const disk = this.replace(name, uevent === null ? undefined : this.entryFor(uevent), changeEvent);
     if (disk !== undefined) {
       const partitions: Uevent[] = [];
@@ -326,7 +334,7 @@ export class Registry {
       name: uevent.name, devname: uevent.devname, major: uevent.major, minor: uevent.minor,
       diskseq: uevent.diskseq, driver, isLoop, partitions: new Map(),
       partscan: isLoop && device.attribute('loop/partscan') === '1',
-      removable: undefined,
+      removable: undefined, generation: 0,
     };
   }
 

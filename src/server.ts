@@ -1,13 +1,15 @@
 /**
  * The listening socket: accept, read the peer's credentials once, enforce the connection
- * limit, hand each connection to a Connection. Also the orderly shutdown: stop accepting,
- * let in-flight requests finish, close every connection, unlink the socket if we made it.
+ * limits (the shared per-uid shares of src/quotas.ts), hand each connection to a
+ * Connection. A connection counts until its socket fd is closed, which for a peer still
+ * holding fds it has not received is after the connection ended (docs/design.md,
+ * "Limits"). Also the orderly shutdown: stop accepting, let in-flight requests finish,
+ * close every connection, unlink the socket if we made it.
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { closeOffLoop, native, POLL_READABLE, type Poller } from '../native/index.js';
 import { hasErrnoCode, resourceExhausted } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
-import { ConnectionLimits } from './connection-limits.js';
 import type { Peer } from './policy/index.js';
 import { encodeError } from './protocol.js';
 import { MAX_REQUEST_BYTES } from '../proto/contract.js';
@@ -21,14 +23,6 @@ export interface ServerOptions {
   inheritedFd?: number;
   /** Mode of a socket file the server creates; access is decided per peer by the policy. */
   socketMode: number;
-  maxConnections: number;
-  /** Connections one non-root uid may hold, so that one user cannot lock out the rest. */
-  maxConnectionsPerUid: number;
-  /**
-   * The counts behind both bounds when they are shared with another front-end (the
-   * Varlink socket, src/connection-limits.ts); by default the server counts on its own.
-   */
-  sharedLimits?: ConnectionLimits;
   backlog: number;
 }
 
@@ -43,24 +37,21 @@ export class Server {
   private acceptRetry: NodeJS.Timeout | undefined;
   private closing = false;
   private idleWaiters: Array<() => void> = [];
-  private readonly limits: ConnectionLimits;
 
   constructor(
     private readonly options: ServerOptions,
     private readonly ctx: Omit<ConnectionContext, 'onActivity' | 'onRequestDone'>,
     private readonly onActivity: () => void = () => undefined,
-  ) {
-    this.limits = options.sharedLimits ?? new ConnectionLimits(options.maxConnections, options.maxConnectionsPerUid);
-  }
+  ) {}
 
   /** Requests answered (or abandoned by their client) since the start. */
   requestsServed = 0;
   /** The same by op ('open', 'list', ...), then by the code of their audit line ('OK', 'NOT_FOUND', ...). */
   readonly requestsByOutcome = new Map<string, Map<string, number>>();
 
-  /** Connections open now, by peer uid, over every front-end that shares this server's limits. */
+  /** Connections open now, by peer uid, over every front-end (they share src/quotas.ts). */
   get connectionsByUid(): ReadonlyMap<number, number> {
-    return this.limits.byUid;
+    return this.ctx.quotas.connections.byUidNow();
   }
 
   /** Connections open now. */
@@ -120,7 +111,7 @@ export class Server {
         });
       });
     }
-    for (const connection of [...this.connections]) connection.close();
+    for (const connection of [...this.connections]) connection.destroy();
   }
 
   /**
@@ -239,19 +230,28 @@ export class Server {
       native.close(fd);
       return;
     }
-    const refusal = this.limits.admit(peer);
+    const shares = this.ctx.quotas.connections;
+    const refusal = shares.refusal(peer.uid);
     if (refusal !== undefined) {
       this.refuse(fd, peer, refusal);
       return;
     }
-    const connection = new Connection(fd, peer, {
-      ...this.ctx, onActivity: () => this.activity(), onRequestDone: (op, code) => this.requestDone(op, code),
-    }, (closed) => {
-      this.connections.delete(closed);
-      this.limits.release(closed.peer);
-      this.activity();
-    });
+    let connection: Connection;
+    try {
+      connection = new Connection(fd, peer, {
+        ...this.ctx, onActivity: () => this.activity(), onRequestDone: (op, code) => this.requestDone(op, code),
+      }, (released) => {
+        this.connections.delete(released);
+        shares.give(released.peer.uid);
+        this.activity();
+      });
+    } catch (error) {
+      this.ctx.log.warn({ err: error, peer }, 'could not set up the connection; closing');
+      native.close(fd);
+      return;
+    }
     this.connections.add(connection);
+    shares.take(peer.uid, 1);
     this.activity();
   }
 

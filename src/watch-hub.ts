@@ -2,10 +2,12 @@
  * Fan-out of registry changes to watching connections. Each change is described once
  * (its sysfs reads are shared by all watchers) and sent to every watcher with its own
  * request id. A watcher that stops reading is dropped by its connection's output bounds,
- * like any other client that does not read.
+ * like any other client that does not read. How many may watch is the caller's bound
+ * (src/quotas.ts); the snapshot each starts with is described in fair turns.
  */
 import type Long from 'long';
-import { describeDevice, describeGradually, listDevices } from './device-info.js';
+import { describeDevice, describeInTurns, listDevices } from './device-info.js';
+import type { FairTurns } from './fair-turns.js';
 import { encodeEvent } from './protocol.js';
 import type { DiskEntry, PartitionEntry, RegistryChange, Registry } from './registry.js';
 import { EventKind, type DeviceInfo } from '../proto/contract.js';
@@ -42,7 +44,7 @@ export class WatchHub {
    */
   private readonly lastSent = new WeakMap<DiskEntry | PartitionEntry, DeviceInfo>();
 
-  constructor(private readonly registry: Registry, readonly maxWatchers: number) {
+  constructor(private readonly registry: Registry, private readonly turns: FairTurns) {
     registry.subscribe((change) => this.publish(change));
   }
 
@@ -55,10 +57,11 @@ export class WatchHub {
    * Starts a watch: an ADDED event for every current device (partitions too), one SYNCED,
    * then live events — all with `id`. Live events are subscribed to before the snapshot
    * is taken and held back until SYNCED has been sent, so none falls between them.
-   * `drop` closes the watcher's connection if it falls too far behind. Resolves to the
-   * function that ends the watch.
+   * `drop` closes the watcher's connection if it falls too far behind; `signal` (its
+   * connection closing) ends the snapshot early. Resolves to the function that ends the
+   * watch.
    */
-  async start(id: Long, sink: WatchSink, drop: () => void): Promise<() => void> {
+  async start(id: Long, sink: WatchSink, drop: () => void, signal?: AbortSignal): Promise<() => void> {
     const watcher: Watcher = { id, held: [], sink, drop };
     this.watchers.add(watcher);
     const stop = () => {
@@ -66,16 +69,18 @@ export class WatchHub {
     };
     const devices = listDevices(this.registry.disks(), true);
     let next = 0;
-    for await (const device of describeGradually(this.registry.sysfs, devices)) {
+    const complete = await describeInTurns(this.turns, this.registry.sysfs, devices, (device) => {
+      // Devices reach the sink in order, one call each.
       const ref = devices[next++]!;
       // An entry removed while the snapshot was being sent has had its REMOVED already.
       if (ref.part === undefined ? this.registry.find(ref.disk.diskseq) === ref.disk : ref.disk.partitions.get(ref.part.partition) === ref.part) {
         this.lastSent.set(ref.part ?? ref.disk, device);
       }
-      if (!this.watchers.has(watcher) || !sink(encodeEvent(id, EventKind.EVENT_KIND_ADDED, device))) {
-        stop();
-        return stop;
-      }
+      return this.watchers.has(watcher) && sink(encodeEvent(id, EventKind.EVENT_KIND_ADDED, device));
+    }, signal);
+    if (!complete) {
+      stop();
+      return stop;
     }
     const held = watcher.held ?? [];
     watcher.held = null;

@@ -55,8 +55,10 @@ test('100,000 fuzzed packets: requests answered, violations drop only their conn
   t.is(stats.failureCount, 0);
   // Enough of each kind was sent for the run to mean something.
   t.true(stats.requests > PACKETS / 2 && stats.violations > 1000 && stats.withFd > 100 && stats.empties > 100 && stats.opened > 1000, summary(stats));
-  // Each violation is logged exactly once (an empty packet reads as end-of-file: no log).
-  t.is(await daemon.waitForCount(VIOLATION_MSG, violationsBefore + stats.violations) - violationsBefore, stats.violations);
+  // Each violation is logged exactly once, a zero-length packet too: the daemon tells it
+  // from end-of-file (docs/design.md, "Known kernel limits").
+  const logged = stats.violations + stats.empties;
+  t.is(await daemon.waitForCount(VIOLATION_MSG, violationsBefore + logged) - violationsBefore, logged);
   // ... and each request gets exactly one audit line.
   t.is(await daemon.waitForCount('audit', auditsBefore + stats.requests) - auditsBefore, stats.requests);
   t.is(daemon.count('internal error'), 0, 'no request ended in an internal error');

@@ -33,12 +33,14 @@ test('30,000 fuzzed packets from an unprivileged peer: denials answered, nothing
   t.log(`daemon before: ${describeFootprint(before)}`);
 
   const stats = await run(PACKETS, seed);
-  t.log(`${stats.packets} packets as uid ${NOBODY.uid} (${stats.requests} requests, ${stats.violations} violations) over ${stats.connections} connections; ` +
+  t.log(`${stats.packets} packets as uid ${NOBODY.uid} (${stats.requests} requests, ${stats.violations} violations, ${stats.empties} empty) over ${stats.connections} connections; ` +
     `${stats.opened} Opened; codes ${JSON.stringify(stats.codes)}; ${Math.round(stats.packets / (stats.elapsedMs / 1000))} packets/s`);
   t.deepEqual(stats.failures, [], `${stats.failureCount} failures`);
   t.true(daemon.alive, daemon.describe());
   t.true(stats.opened > 100 && (stats.codes.ERROR_CODE_PERMISSION_DENIED ?? 0) > 100, 'both grants and denials were exercised');
-  t.is(await daemon.waitForCount(VIOLATION_MSG, violationsBefore + stats.violations) - violationsBefore, stats.violations);
+  // Each violation is logged once, and so is each zero-length packet (docs/design.md, "Known kernel limits").
+  const logged = stats.violations + stats.empties;
+  t.is(await daemon.waitForCount(VIOLATION_MSG, violationsBefore + logged) - violationsBefore, logged);
   t.is(daemon.count('internal error'), 0);
 
   t.is(await checkValidOpen(daemon.socketPath, loop), undefined, 'root still opens the device');

@@ -54,13 +54,18 @@ test('each protocol violation drops only its own connection, unanswered, logged 
     t.is(await daemon.waitForCount(VIOLATION_MSG, logged + 1) - logged, 1, `${what}: logged once`);
     client.close();
   }
-  // An empty packet reads as end-of-file on SEQPACKET: the connection ends (nothing to log).
+  // An empty packet reads as end-of-file on SEQPACKET, but the credentials SO_PASSCRED
+  // attaches to every packet tell it apart: a violation, logged once, and the connection ends.
   {
+    const logged = daemon.count(VIOLATION_MSG);
     const client = new RawClient(daemon.socketPath);
     t.teardown(() => client.close());
     t.true((await client.send(Buffer.alloc(0))).sent);
     const answer = await client.next(5000);
     t.true(answer !== 'timeout' && answer.kind !== 'packet', 'an empty packet ends the connection');
+    t.is(await daemon.waitForCount(VIOLATION_MSG, logged + 1) - logged, 1, 'an empty packet: logged once');
+    t.is((await daemon.waitForLog((l) => l.msg === VIOLATION_MSG && l.reason === 'zero-length packet')).reason, 'zero-length packet');
+    client.close();
   }
   // Exactly 4096 bytes is still a request.
   t.is(outcomeOf((await ask(bystander, { id: u64(2), hello: { protocolVersion: 1 } })).response), 'hello');

@@ -24,10 +24,12 @@ import { Registry } from '../src/registry.js';
 import { Server } from '../src/server.js';
 import { Sysfs, type SysfsCounters } from '../src/sysfs.js';
 import { WatchHub } from '../src/watch-hub.js';
+import { FairTurns } from '../src/fair-turns.js';
+import { DEFAULT_QUOTA_LIMITS, Quotas } from '../src/quotas.js';
+import { needsRoot } from './helpers/ci.js';
 import { createLoop, type LoopFixture } from '../testkit/loop.js';
 import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticDisk, type SyntheticSysfs } from '../testkit/synthetic-sysfs.js';
 import { WireClient, type OpenOutcome } from '../testkit/wire-client.js';
-import { needsRoot } from './helpers/ci.js';
 
 /** A Sysfs that also records which device each read concerns (a name or major:minor). */
 class RecordingSysfs extends Sysfs {
@@ -71,8 +73,10 @@ async function inProcessDaemon(t: ExecutionContext, tree: SyntheticSysfs) {
   const scanCounters = { ...sysfs.counters };
   const opener = new Opener(registry, sysfs, () => Policy.builtinDefault(), new PrivateNodes(nodes), log);
   const socketPath = join(dir, 'd.sock');
-  const server = new Server({ socketPath, socketMode: 0o600, maxConnections: 16, maxConnectionsPerUid: 16, backlog: 16 }, {
-    opener, registry, log, serverVersion: 'scale-test', watchHub: new WatchHub(registry, 4),
+  const turns = new FairTurns();
+  const quotas = new Quotas({ ...DEFAULT_QUOTA_LIMITS, connections: { total: 16, perUid: 16 } });
+  const server = new Server({ socketPath, socketMode: 0o600, backlog: 16 }, {
+    opener, registry, log, serverVersion: 'scale-test', watchHub: new WatchHub(registry, turns), turns, quotas,
     limits: { maxInFlight: 16, maxQueuedPackets: 1024, maxQueuedBytes: 64 << 20, maxQueuedFds: 16, stallTimeoutMs: 30_000 },
   });
   server.start();

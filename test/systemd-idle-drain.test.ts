@@ -20,6 +20,8 @@ import { WatchHub } from '../src/watch-hub.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { needsRoot } from './helpers/ci.js';
+import { FairTurns } from '../src/fair-turns.js';
+import { DEFAULT_QUOTA_LIMITS, Quotas } from '../src/quotas.js';
 
 function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { socketPath: string }): Server {
   const log = createLogger('silent');
@@ -27,11 +29,13 @@ function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { soc
   const registry = new Registry(sysfs, log);
   const policy = Policy.builtinDefault();
   const privateNodes = new PrivateNodes(join(tempDir(t), 'nodes'));
+  const turns = new FairTurns();
+  const quotas = new Quotas({ ...DEFAULT_QUOTA_LIMITS, connections: { total: 16, perUid: 16 } });
   const server = new Server(
-    { socketMode: 0o600, maxConnections: 16, maxConnectionsPerUid: 16, backlog: 16, ...options },
+    { socketMode: 0o600, backlog: 16, ...options },
     {
       opener: new Opener(registry, sysfs, () => policy, privateNodes, log), registry, log, serverVersion: 'test',
-      watchHub: new WatchHub(registry, 4),
+      watchHub: new WatchHub(registry, turns), turns, quotas,
       limits: { maxInFlight: 4, maxQueuedPackets: 16, maxQueuedBytes: 1 << 20, maxQueuedFds: 4, stallTimeoutMs: 10_000 },
     },
   );

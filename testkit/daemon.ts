@@ -77,6 +77,12 @@ export interface DaemonOptions {
   readyTimeoutMs?: number;
   capture?: LogCapture;
   /**
+   * A command the daemon runs under, such as `prlimit --nofile=512:512` or `setpriv
+   * --bounding-set=...`: its argv, which the daemon's own argv follows. It must exec the
+   * daemon in place (prlimit and setpriv do), so that the pid watched is the daemon's.
+   */
+  wrapper?: string[];
+  /**
    * Variables added to the daemon's environment. It inherits this process's, without
    * systemd's LISTEN_*, NOTIFY_SOCKET and WATCHDOG_* (a test daemon is never activated).
    */
@@ -135,8 +141,12 @@ export class DaemonProcess {
     if (options.policy !== undefined) args.push('--policy', this.policyFile(options.policy));
     args.push(...(options.extraArgs ?? []));
     const diagnosis = (process.env.TEST_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-    const [node, ...argv] = daemonArgv(...args);
+    let [node, ...argv] = daemonArgv(...args);
     argv.unshift(...(options.nodeArgs ?? []), ...diagnosis);
+    if (options.wrapper !== undefined && options.wrapper.length > 0) {
+      argv = [...options.wrapper.slice(1), node!, ...argv];
+      node = options.wrapper[0]!;
+    }
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const key of SYSTEMD_VARIABLES) delete env[key];
     Object.assign(env, options.env);

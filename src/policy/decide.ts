@@ -76,6 +76,14 @@ export function peerMismatch(selector: PeerSelector, peer: Peer): SkipReason | u
   return undefined;
 }
 
+/**
+ * Whether any device could ever be allowed to `peer`: root, or some allow rule's peer part
+ * matches it. Judged on the peer alone, for requests whose device may not exist yet.
+ */
+export function mayEverAllow(rules: readonly CompiledRule[], peer: Peer): boolean {
+  return peer.uid === 0 || rules.some((rule) => rule.effect === 'allow' && peerMismatch(rule.peer, peer) === undefined);
+}
+
 /** The first device selector of `rule` that `device` fails, or undefined when all match. */
 function deviceMismatch(rule: CompiledRule, device: DeviceFacts): SkipReason | undefined {
   const d = rule.device;

@@ -7,7 +7,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, constants as fsConstants } from 'node:fs';
 import { AccountResolver, type AccountFiles } from './accounts.js';
-import { decideOpen, peerMismatch, type SkipReason } from './decide.js';
+import { decideOpen, mayEverAllow, peerMismatch, type SkipReason } from './decide.js';
 import { lintRules, type PolicyWarning } from './lint.js';
 import { parsePolicyText } from './parse-rules.js';
 import { checkPolicyPath } from './policy-path.js';
@@ -110,6 +110,15 @@ export class Policy {
     const skipped: Array<{ rule: CompiledRule; why: SkipReason }> = [];
     const decision = decideOpen(this.rules, peer, device, intent, (rule, why) => skipped.push({ rule, why }));
     return { decision, skipped };
+  }
+
+  /**
+   * Whether this policy could allow `peer` any device at all: root, or an allow rule
+   * whose peer part matches (its device part aside). A peer that it could not is refused
+   * a wait for a device that does not exist yet (docs/design.md, "Limits").
+   */
+  mayEverAllow(peer: Peer): boolean {
+    return mayEverAllow(this.rules, peer);
   }
 }
 

@@ -15,6 +15,7 @@ import { StreamSocket, type CloseReason, type StreamChunk } from '../../native/s
 import type { Logger } from '../log.js';
 import { RequestCancelled } from '../opener.js';
 import type { Peer } from '../policy/index.js';
+import type { Quotas } from '../quotas.js';
 import { auditCode, expectedMore, interfaceNotFound, invalidParameter, methodNotFound } from './errors.js';
 import { MessageFramer } from './framing.js';
 import { findMethod, invalidParameter as badParameter } from './idl.js';
@@ -43,6 +44,8 @@ export interface VarlinkLimits {
 /** What every Varlink connection shares with its listener. */
 export interface VarlinkContext {
   readonly provider: StorageProvider;
+  /** The per-uid shares both front-ends count in: here, ListVolumes' snapshot slots. */
+  readonly quotas: Quotas;
   readonly log: Logger;
   readonly limits: VarlinkLimits;
   readonly serverVersion: string;
@@ -214,9 +217,17 @@ export class VarlinkConnection {
         this.socket.send(encodeReply(reply), fd);
         return;
       }
-      case 'io.systemd.StorageProvider.ListVolumes':
-        await this.stream(this.ctx.provider.listVolumes(p));
+      case 'io.systemd.StorageProvider.ListVolumes': {
+        // A List by another name: one of this uid's snapshot slots, described in fair turns.
+        const release = await this.ctx.quotas.snapshots.acquire(this.peer.uid, this.closed.signal);
+        if (release === undefined) return; // the connection closed while it waited
+        try {
+          await this.stream(this.ctx.provider.listVolumes(p, this.closed.signal));
+        } finally {
+          release();
+        }
         return;
+      }
       case 'io.systemd.StorageProvider.ListTemplates':
         this.ctx.provider.listTemplates();
         return;

@@ -1,7 +1,7 @@
 /**
  * The Varlink socket (docs/storage-provider.md, "The socket"): accept, read the peer's
- * credentials once, apply the connection bounds shared with the SEQPACKET socket
- * (src/connection-limits.ts), hand each connection to a VarlinkConnection; and the
+ * credentials once, apply the connection shares both front-ends count in
+ * (src/quotas.ts), hand each connection to a VarlinkConnection; and the
  * orderly shutdown. Started by hand it binds its path itself — creating the parent
  * directory, replacing a stale socket file — but never takes a path a live process
  * serves: then Varlink stays off and the daemon serves SEQPACKET only.
@@ -9,9 +9,9 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { closeOffLoop, native, POLL_READABLE, type Poller } from '../../native/index.js';
-import type { ConnectionLimits } from '../connection-limits.js';
 import { hasErrnoCode } from '../errors.js';
 import type { Peer } from '../policy/index.js';
+import type { UidShares } from '../quotas.js';
 import { VarlinkConnection, type VarlinkContext } from './connection.js';
 import { encodeError, VarlinkError } from './message.js';
 
@@ -24,7 +24,8 @@ export interface VarlinkListenerOptions {
   /** Mode of a socket file the listener creates; access is decided per peer by the policy. */
   socketMode: number;
   backlog: number;
-  limits: ConnectionLimits;
+  /** The connection counts of both front-ends, per uid (src/quotas.ts). */
+  connections: UidShares;
 }
 
 /** How long accept pauses after EMFILE/ENFILE before trying again. */
@@ -174,19 +175,28 @@ export class VarlinkListener {
       native.close(fd);
       return;
     }
-    const refusal = this.options.limits.admit(peer);
+    const shares = this.options.connections;
+    const refusal = shares.refusal(peer.uid);
     if (refusal !== undefined) {
       this.refuse(fd, peer, refusal);
       return;
     }
-    const connection = new VarlinkConnection(fd, peer, {
-      ...this.ctx, onActivity: () => this.onActivity(), onRequestDone: () => this.requestsServed++,
-    }, (closed) => {
-      this.connections.delete(closed);
-      this.options.limits.release(closed.peer);
-      this.onActivity();
-    });
+    let connection: VarlinkConnection;
+    try {
+      connection = new VarlinkConnection(fd, peer, {
+        ...this.ctx, onActivity: () => this.onActivity(), onRequestDone: () => this.requestsServed++,
+      }, (closed) => {
+        this.connections.delete(closed);
+        shares.give(closed.peer.uid);
+        this.onActivity();
+      });
+    } catch (error) {
+      this.ctx.log.warn({ err: error, peer }, 'could not set up the connection; closing');
+      native.close(fd);
+      return;
+    }
     this.connections.add(connection);
+    shares.take(peer.uid, 1);
     this.onActivity();
   }
 

@@ -5,10 +5,11 @@
  * --no-varlink.
  */
 import type { Config } from '../config.js';
-import type { ConnectionLimits as ConnectionBounds } from '../connection-limits.js';
 import type { ConnectionLimits } from '../connection.js';
+import type { FairTurns } from '../fair-turns.js';
 import type { Logger } from '../log.js';
 import type { Opener } from '../opener.js';
+import type { Quotas } from '../quotas.js';
 import type { Registry } from '../registry.js';
 import { socketPathOf, type InheritedSockets } from '../systemd/socket-activation.js';
 import { VarlinkListener } from './listener.js';
@@ -21,8 +22,10 @@ export interface SharedParts {
   registry: Registry;
   log: Logger;
   serverVersion: string;
-  /** The connection counts of both front-ends. */
-  limits: ConnectionBounds;
+  /** The per-uid shares of both front-ends: connections, snapshots (src/quotas.ts). */
+  quotas: Quotas;
+  /** Where List, Watch and ListVolumes snapshots take their turns. */
+  turns: FairTurns;
   /** The per-connection bounds of the SEQPACKET connections, applied here too. */
   connectionLimits: ConnectionLimits;
 }
@@ -41,9 +44,9 @@ export function createVarlink(
   const socketPath = inheritedFd === undefined ? config.varlinkSocketPath : socketPathOf(inheritedFd) ?? config.varlinkSocketPath;
   const { maxInFlight, maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs } = shared.connectionLimits;
   return new VarlinkListener(
-    { socketPath, inheritedFd, socketMode: 0o666, backlog: 128, limits: shared.limits },
+    { socketPath, inheritedFd, socketMode: 0o666, backlog: 128, connections: shared.quotas.connections },
     {
-      provider: new StorageProvider(shared.opener, shared.registry), log: shared.log, serverVersion: shared.serverVersion,
+      provider: new StorageProvider(shared.opener, shared.registry, shared.turns), quotas: shared.quotas, log: shared.log, serverVersion: shared.serverVersion,
       limits: {
         maxMessageBytes: MAX_MESSAGE_BYTES, maxPendingCalls: maxInFlight, maxQueuedMessages: maxQueuedPackets,
         maxQueuedBytes, maxQueuedFds, stallTimeoutMs,

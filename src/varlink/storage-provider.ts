@@ -6,13 +6,14 @@
  * systemd's own block provider (storage-block) wherever it has one.
  */
 import { closeOffLoop } from '../../native/index.js';
-import { describeGradually, listDevices } from '../device-info.js';
+import { describeInTurns, listDevices } from '../device-info.js';
+import type { FairTurns } from '../fair-turns.js';
 import { BrokerError } from '../errors.js';
 import type { OpenParams, OpenTrace, Opener, VerifiedOpen } from '../opener.js';
 import { compileGlob, GlobSyntaxError } from '../policy/glob.js';
 import type { Peer } from '../policy/index.js';
 import type { Registry } from '../registry.js';
-import type { AccessMode } from '../../proto/contract.js';
+import type { AccessMode, DeviceInfo } from '../../proto/contract.js';
 import { ErrorCode } from '../../proto/contract.js';
 import {
   createNotSupported, fromBrokerError, invalidParameter, noSuchTemplate, noSuchVolume, permissionDenied, readOnlyVolume, typeNotSupported,
@@ -38,7 +39,7 @@ export interface Acquired {
 const EROFS = 30;
 
 export class StorageProvider {
-  constructor(private readonly opener: Opener, private readonly registry: Registry) {}
+  constructor(private readonly opener: Opener, private readonly registry: Registry, private readonly turns: FairTurns) {}
 
   /**
    * Acquire, in storage-block's order: the name must be a string of safe characters
@@ -93,7 +94,7 @@ export class StorageProvider {
    * diskseq order, described as List describes them (a few per turn of the event loop).
    * With nothing to list, NoSuchVolume, as storage-block's sentinel.
    */
-  async *listVolumes(parameters: Record<string, unknown>): AsyncGenerator<Record<string, unknown>> {
+  async *listVolumes(parameters: Record<string, unknown>, signal: AbortSignal): AsyncGenerator<Record<string, unknown>> {
     const pattern = parameters.matchName as string | null | undefined;
     let matches: (name: string) => boolean = () => true;
     if (typeof pattern === 'string') {
@@ -109,7 +110,11 @@ export class StorageProvider {
     const devices = listDevices(this.registry.disks(), true)
       .filter((d) => matches(volumeName(d.disk.diskseq, d.part?.partition ?? 0)));
     if (devices.length === 0) throw noSuchVolume();
-    for await (const device of describeGradually(this.registry.sysfs, devices)) {
+    // Described in fair turns with every List and Watch snapshot (src/fair-turns.ts).
+    const described: DeviceInfo[] = [];
+    const complete = await describeInTurns(this.turns, this.registry.sysfs, devices, (device) => described.push(device) > 0, signal);
+    if (!complete) return; // the connection closed
+    for (const device of described) {
       yield { name: volumeName(device.diskseq, device.partition), type: 'blk', readOnly: device.readOnly, sizeBytes: Number(device.sizeBytes) };
     }
   }
