@@ -170,7 +170,8 @@ test('README: the client-library snippets run as shown and end by themselves (ev
 test('README: as a user other than root, cryptsetup luksDump needs --disable-locks, as the README says', async (t) => {
   if (!needsRoot(t)) return;
   const f = await setup(t, (a) => ({
-    rules: [{ name: 'nobody-reads-partitions', peer: { uids: [NOBODY.uid] }, device: { names: [`${a.name}p*`] }, access: ['read-only'], loop_devices: true }],
+    // "exclusive": cryptsetup reopens {}, which a non-root peer may only under such a grant.
+    rules: [{ name: 'nobody-reads-partitions', peer: { uids: [NOBODY.uid] }, device: { names: [`${a.name}p*`] }, access: ['read-only'], exclusive: true, loop_devices: true }],
   }));
   const documented = /`(diskseq-open [^`]*--disable-locks[^`]*)`/.exec(README.replace(/\s*\n\s*/g, ' '))?.[1];
   t.truthy(documented, 'the README shows the unprivileged luksDump');

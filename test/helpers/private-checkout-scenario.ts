@@ -53,7 +53,7 @@ async function scenario(): Promise<PrivateCheckoutReport> {
 
   const peer = await runPeer(NOBODY, { socket, steps: [{ op: 'open', diskseq: loop.diskseq.toString(), readMarkerAt: 0 }] });
   const shim = run(dd[0]!, dd.slice(1), { socket, as: NOBODY });
-  const cli = await runCli([loop.diskseq.toString(), '--', 'sh', '-c', `head -c ${marker.length} {}`], { as: NOBODY, env: { DISKSEQD_SOCKET: socket } });
+  const cli = await runCli([loop.diskseq.toString(), '--', 'sh', '-c', `head -c ${marker.length} <&3`], { as: NOBODY, env: { DISKSEQD_SOCKET: socket } });
   const cliPreload = await runCli(['--preload', '--socket', socket, '--', ...dd], {
     as: NOBODY, env: { DISKSEQD_PRELOAD_LIBRARY: readableShim() },
   });
