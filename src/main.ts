@@ -5,6 +5,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { parseCommandLine, USAGE, type Config } from './config.js';
+import { native } from '../native/index.js';
+import { DeviceWork } from './device-work.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
@@ -41,7 +43,9 @@ function run(config: Config): void {
   const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes });
 
   const privateNodes = new PrivateNodes();
-  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
+  native.configureJobPool(config.maxDeviceThreads, config.deviceThreadIdleMs);
+  const work = new DeviceWork({ stallMs: config.deviceStallMs, timeoutMs: config.deviceTimeoutMs, maxPerUid: config.maxDeviceJobsPerUid }, log);
+  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting }, work);
   let idle: IdleExit | undefined;
   const server: Server = new Server(
     { socketPath, inheritedFd, socketMode: 0o666, maxConnections: config.maxConnections,
@@ -73,6 +77,9 @@ function run(config: Config): void {
     log.info({ signal }, 'shutting down');
     notifier.stopping();
     idle?.close();
+    // Requests for hung devices are answered now, not waited for; stuck threads are never
+    // joined (process.exit does not wait for them: docs/design.md, "Hung devices").
+    work.shutdown();
     void server.shutdown(SHUTDOWN_GRACE_MS).then(() => {
       uevents.close();
       privateNodes.close();

@@ -10,9 +10,8 @@
  * daemon mounted would outlive a crash, and a mount namespace unshared in a multithreaded
  * process covers only one thread.
  */
-import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeOffLoop, native, type OpenedDevice } from '../native/index.js';
 import type { AccessMode } from '../proto/contract.js';
 
 /** Group permission bits per grant; owner (root) and others get nothing. */
@@ -44,27 +43,13 @@ export class PrivateNodes {
   }
 
   /**
-   * Off the event loop, opens major:minor through a fresh node with group `gid` and the
-   * group bits of `access`, then unlinks the node. Rejects like native.openDevice.
+   * The node for one open: a fresh path in this instance's directory, and the mode it gets
+   * (group bits = the grant; owner root and others nothing). The open job (native
+   * openVerified) makes it with mknod, chown root:<peer's gid> and chmod, opens it and
+   * unlinks it, off the event loop; the fd keeps the inode.
    */
-  async open(major: number, minor: number, gid: number, access: AccessMode, flags: number): Promise<OpenedDevice> {
-    const path = join(this.dir, `n${++this.counter}`);
-    native.mknodBlock(path, 0, major, minor);
-    let opened: OpenedDevice | undefined;
-    try {
-      chownSync(path, 0, gid);
-      chmodSync(path, GROUP_MODE[access]);
-      opened = await native.openDevice(path, flags);
-      return opened;
-    } finally {
-      try {
-        unlinkSync(path);
-      } catch (error) {
-        // Never lose an fd we hold because the node could not be removed.
-        if (opened !== undefined) await closeOffLoop(opened.fd);
-        throw error;
-      }
-    }
+  node(access: AccessMode): { path: string; mode: number } {
+    return { path: `${this.dir}/n${++this.counter}`, mode: GROUP_MODE[access] };
   }
 
   /** Removes this instance's directory (at shutdown); idempotent. */
