@@ -28,3 +28,20 @@ export function rssBytes(pid: number): number {
   if (match === null) throw new Error(`no VmRSS line in /proc/${pid}/status`);
   return Number(match[1]) * 1024;
 }
+
+/** How many of the process's threads carry this name (/proc/<pid>/task/<tid>/comm). */
+export function threadCount(pid: number, name?: string): number {
+  let count = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    if (name === undefined) {
+      count++;
+      continue;
+    }
+    try {
+      if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === name) count++;
+    } catch {
+      // The thread left meanwhile.
+    }
+  }
+  return count;
+}
