@@ -22,6 +22,8 @@ import { DaemonProcess } from '../testkit/daemon.js';
 import { createLoop } from '../testkit/loop.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { compareWithFloor, median, type BrokerComparison } from './broker-compare.js';
+import { buildCPrograms } from './c-programs.js';
+import { hungDeviceRun } from './hung-device.js';
 import { ratioAtLeast, ratioAtMost, ResultTable } from './results-table.js';
 import { scaleRun, type ScaleResult } from './scale.js';
 import { inProcessAsync, inProcessSync, libraryRoundTrip, roundTrip, summarise, throughput, type Series } from './open-roundtrip.js';
@@ -84,6 +86,14 @@ async function main(): Promise<void> {
     const comparison = await compareWithFloor(loop, { rounds: ROUNDS, sequentialOpens: N, parallelOpens: 4 * N, logLevel: LOG_LEVEL });
     addFloorRows(table, comparison);
     rounds = describeRounds(comparison);
+    if (existsSync('/dev/fuse')) {
+      const hang = await hungDeviceRun(buildCPrograms(), loop, Math.min(N, 5000), LOG_LEVEL);
+      const around = (key: 'p50Us' | 'p99Us') => (hang.before[key] + hang.after[key]) / 2;
+      table.add({ figure: 'root open p50 while another loop hangs (us)', floorName: 'no hang, same run', floor: around('p50Us'), value: hang.during.p50Us });
+      table.add({ figure: 'root open p99 while another loop hangs (us)', floorName: 'no hang, same run', floor: around('p99Us'), value: hang.during.p99Us });
+    } else {
+      rounds += '\n(no /dev/fuse: the hung-device rows were not measured)';
+    }
     const startup = await startupSeries(5);
     const profileDir = process.env.BENCH_PROFILE_DIR;
     daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL, nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined });
