@@ -105,8 +105,8 @@ export interface WaitLimits {
 const GONE = ['ENOENT', 'ENXIO', 'ENODEV', 'ENOMEDIUM'];
 
 export class Opener {
-  /** Read plans of requests without `expect`, per policy snapshot: [whole disk, partition]. */
-  private readonly plans = new WeakMap<Policy, [ReadPlan, ReadPlan]>();
+  /** Read plans of requests without `expect`, per key set of a policy snapshot: [whole disk, partition]. */
+  private readonly plans = new WeakMap<ReadonlySet<string>, [ReadPlan, ReadPlan]>();
 
   constructor(
     private readonly registry: Registry,
@@ -156,7 +156,7 @@ export class Opener {
     trace.device = { name: target.node.name, major: target.node.major, minor: target.node.minor };
     const intent: OpenIntent = { access: params.access, exclusive: params.exclusive };
     this.preAuthorise(target, peer, policy, intent, trace);
-    const plan = this.readPlan(policy, params, target);
+    const plan = this.readPlan(policy.attributeKeysFor(peer), params, target);
     const job = await this.openAndCheck(target, peer, params, plan);
     // From here to the return nothing is awaited: the caller sends the fd in this turn.
     try {
@@ -194,16 +194,19 @@ export class Opener {
     if (!decision.allowed) throw permissionDenied(decision.reason);
   }
 
-  /** The attributes e and f will look at: the policy's keys and the expected ones (`partition` is always read). */
-  private readPlan(policy: Policy, params: OpenParams, target: Target): ReadPlan {
+  /**
+   * The attributes e and f will look at: the keys the policy snapshot may read for this
+   * peer, and the expected ones (`partition` is always read).
+   */
+  private readPlan(policyKeys: ReadonlySet<string>, params: OpenParams, target: Target): ReadPlan {
     const isPartition = target.part !== undefined;
     let plan: ReadPlan;
     if (params.expect.size === 0) {
-      let cached = this.plans.get(policy);
-      if (cached === undefined) this.plans.set(policy, (cached = [makePlan(policy.attributeKeys, false), makePlan(policy.attributeKeys, true)]));
+      let cached = this.plans.get(policyKeys);
+      if (cached === undefined) this.plans.set(policyKeys, (cached = [makePlan(policyKeys, false), makePlan(policyKeys, true)]));
       plan = cached[isPartition ? 1 : 0];
     } else {
-      plan = makePlan(new Set([...policy.attributeKeys, ...params.expect.keys()]), isPartition);
+      plan = makePlan(new Set([...policyKeys, ...params.expect.keys()]), isPartition);
     }
     // `removable` of the disk is read once per disk instance, at its first open.
     if (target.disk.removable !== undefined) return plan;

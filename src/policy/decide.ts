@@ -51,6 +51,20 @@ export function decideOpen(rules: readonly CompiledRule[], peer: Peer, device: D
   return { allowed: false, rule: 'default-deny', reason: `no rule allows uid ${peer.uid} to open ${device.name}${hint}` };
 }
 
+/**
+ * The attribute keys decideOpen may read for this peer: those of the rules whose peer part
+ * matches it (the others are skipped before their device part is looked at); none for uid
+ * 0, which no rule is consulted for.
+ */
+export function attributeKeysFor(rules: readonly CompiledRule[], peer: Peer): Set<string> {
+  const keys = new Set<string>();
+  if (peer.uid === 0) return keys;
+  for (const rule of rules) {
+    if (peerMatches(rule, peer)) for (const [key] of rule.device.attributes ?? []) keys.add(key);
+  }
+  return keys;
+}
+
 function peerMatches(rule: CompiledRule, peer: Peer): boolean {
   const { uids, gids, groups } = rule.peer;
   if (uids && !uids.has(peer.uid)) return false;

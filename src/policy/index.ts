@@ -8,7 +8,7 @@
 import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync, constants as fsConstants } from 'node:fs';
 import { dirname } from 'node:path';
 import { AccountResolver, type AccountFiles } from './accounts.js';
-import { decideOpen } from './decide.js';
+import { attributeKeysFor, decideOpen } from './decide.js';
 import { parsePolicyText } from './parse-rules.js';
 import { PolicyError } from './policy-error.js';
 import type { CompiledRule, Decision, DeviceFacts, OpenIntent, Peer } from './types.js';
@@ -17,6 +17,8 @@ export { DEFAULT_ACCOUNT_FILES, type AccountFiles } from './accounts.js';
 export { compileGlob, GlobSyntaxError, type Glob } from './glob.js';
 export { formatPolicyError, PolicyError } from './policy-error.js';
 export { type Decision, type DeviceFacts, type OpenIntent, type Peer } from './types.js';
+
+const NO_KEYS: ReadonlySet<string> = new Set();
 
 /** Default policy file location. */
 export const DEFAULT_POLICY_FILE = '/etc/diskseqd/policy.json';
@@ -36,6 +38,8 @@ export class Policy {
   /** The sysfs attribute keys any rule references, so the daemon reads only those. */
   readonly attributeKeys: ReadonlySet<string>;
   private readonly rules: readonly CompiledRule[];
+  /** attributeKeysFor's answers by peer credentials (bounded: cleared when full). */
+  private readonly keysByPeer = new Map<string, ReadonlySet<string>>();
 
   private constructor(rules: readonly CompiledRule[], source: string) {
     this.rules = Object.freeze([...rules]);
@@ -61,6 +65,23 @@ export class Policy {
   /** Validate policy JSON text; `source` labels error messages (usually the file path). */
   static fromJSON(text: string, source: string, options: PolicyLoadOptions = {}): Policy {
     return new Policy(parsePolicyText(text, source, new AccountResolver(options)), source);
+  }
+
+  /**
+   * The attribute keys decide() may read for this peer (a subset of attributeKeys; empty
+   * for uid 0): what the open job must read so that the decision sees every one it needs.
+   * The same peer gets the same set object back.
+   */
+  attributeKeysFor(peer: Peer): ReadonlySet<string> {
+    if (peer.uid === 0) return NO_KEYS;
+    const id = `${peer.uid}:${peer.gid}:${peer.groups.join(',')}`;
+    let keys = this.keysByPeer.get(id);
+    if (keys === undefined) {
+      if (this.keysByPeer.size >= 1024) this.keysByPeer.clear();
+      keys = attributeKeysFor(this.rules, peer);
+      this.keysByPeer.set(id, keys);
+    }
+    return keys;
   }
 
   /**
