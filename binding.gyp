@@ -8,6 +8,7 @@
         "native/errors.cc",
         "native/jobs.cc",
         "native/loop.cc",
+        "native/open-verify.cc",
         "native/poller.cc",
         "native/probe.cc",
         "native/socket.cc",

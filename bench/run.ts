@@ -1,10 +1,14 @@
 /**
  * `npm run bench` (root): runs the benchmarks against a loop device of its own and a
- * daemon on a private socket, and prints one table. Timing lives here, never in tests.
+ * daemon on a private socket, and prints the results table (bench/results-table.ts): each
+ * figure next to its floor measured in the same run, the ratio and the goal. First of all
+ * the comparison with the C floor broker (bench/broker-compare.ts). Timing lives here,
+ * never in tests.
  *
  * The open round trip is measured over both front-ends of the one daemon: protobuf on
  * SEQPACKET and io.systemd.StorageProvider.Acquire over Varlink.
  *
+ * BENCH_ROUNDS (default 3) sets the alternating rounds of the C broker comparison.
  * BENCH_N (default 10000) sets the requests per latency series; BENCH_LOG_LEVEL (default
  * info, as in production: one audit line per request) the daemon's log level;
  * BENCH_RSS_REQUESTS (default 100000, 0 to skip) how many requests the RSS check sends;
@@ -24,6 +28,10 @@ import { createLoop } from '../testkit/loop.js';
 import { VarlinkClient } from '../testkit/varlink-client.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { varlinkRoundTrip } from './varlink-roundtrip.js';
+import { compareWithFloor, median, type BrokerComparison } from './broker-compare.js';
+import { buildCPrograms } from './c-programs.js';
+import { hungDeviceRun } from './hung-device.js';
+import { ratioAtLeast, ratioAtMost, ResultTable } from './results-table.js';
 import { scaleRun, type ScaleResult } from './scale.js';
 import {
   inProcessAsync, inProcessSync, libraryRoundTrip, roundTrip, summarise, throughput, type Series,
@@ -33,7 +41,27 @@ const N = Number(process.env.BENCH_N ?? 10_000);
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
 const RSS_REQUESTS = Number(process.env.BENCH_RSS_REQUESTS ?? 100_000);
 const SCALE_DISKS = (process.env.BENCH_SCALE_DISKS ?? '10,10000').split(',').filter(Boolean).map(Number);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const MiB = 2 ** 20;
+
+/** The rows of the C broker comparison: medians over the rounds, ratios of the medians. */
+function addFloorRows(table: ResultTable, c: BrokerComparison): void {
+  const m = (runs: { p50Us: number; p99Us: number; opensPerSecond: number }[], key: 'p50Us' | 'p99Us' | 'opensPerSecond') => median(runs.map((r) => r[key]));
+  table.add({ figure: 'open p50, 1 connection, sequential (us)', floorName: 'C broker', floor: m(c.sequential.floor, 'p50Us'), value: m(c.sequential.daemon, 'p50Us'), goal: ratioAtMost(2) });
+  table.add({ figure: 'open p99, 1 connection, sequential (us)', floorName: 'C broker', floor: m(c.sequential.floor, 'p99Us'), value: m(c.sequential.daemon, 'p99Us') });
+  table.add({ figure: 'opens/s, 4 connections x 1 in flight', floorName: 'C broker', floor: m(c.parallel.floor, 'opensPerSecond'), value: m(c.parallel.daemon, 'opensPerSecond'), digits: 0, goal: ratioAtLeast(0.4) });
+  table.add({ figure: 'open p50, 4 connections x 1 in flight (us)', floorName: 'C broker', floor: m(c.parallel.floor, 'p50Us'), value: m(c.parallel.daemon, 'p50Us') });
+  table.add({ figure: 'open p99, 4 connections x 1 in flight (us)', floorName: 'C broker', floor: m(c.parallel.floor, 'p99Us'), value: m(c.parallel.daemon, 'p99Us') });
+}
+
+/** Each round's figures, so the spread behind the medians shows. */
+function describeRounds(c: BrokerComparison): string {
+  const f = (runs: { p50Us: number; opensPerSecond: number }[], key: 'p50Us' | 'opensPerSecond') => runs.map((r) => r[key].toFixed(key === 'p50Us' ? 1 : 0)).join(' ');
+  return [
+    `rounds (alternating): p50 us C broker ${f(c.sequential.floor, 'p50Us')} | diskseqd ${f(c.sequential.daemon, 'p50Us')}`,
+    `                      opens/s C broker ${f(c.parallel.floor, 'opensPerSecond')} | diskseqd ${f(c.parallel.daemon, 'opensPerSecond')}`,
+  ].join('\n');
+}
 
 /** One table row: the first cell left-aligned, the rest right-aligned (numbers to 0.1). */
 function row(cells: (string | number)[], widths: number[]): string {
@@ -61,7 +89,20 @@ async function main(): Promise<void> {
   let daemon: DaemonProcess | undefined;
   const clients: WireClient[] = [];
   const closers: (() => void)[] = [];
+  const table = new ResultTable(`diskseqd against its floors (daemon log level ${LOG_LEVEL}, medians of ${ROUNDS} alternating rounds)`);
+  let rounds = '';
   try {
+    const comparison = await compareWithFloor(loop, { rounds: ROUNDS, sequentialOpens: N, parallelOpens: 4 * N, logLevel: LOG_LEVEL });
+    addFloorRows(table, comparison);
+    rounds = describeRounds(comparison);
+    if (existsSync('/dev/fuse')) {
+      const hang = await hungDeviceRun(buildCPrograms(), loop, Math.min(N, 5000), LOG_LEVEL);
+      const around = (key: 'p50Us' | 'p99Us') => (hang.before[key] + hang.after[key]) / 2;
+      table.add({ figure: 'root open p50 while another loop hangs (us)', floorName: 'no hang, same run', floor: around('p50Us'), value: hang.during.p50Us });
+      table.add({ figure: 'root open p99 while another loop hangs (us)', floorName: 'no hang, same run', floor: around('p99Us'), value: hang.during.p99Us });
+    } else {
+      rounds += '\n(no /dev/fuse: the hung-device rows were not measured)';
+    }
     const startup = await startupSeries(5);
     const profileDir = process.env.BENCH_PROFILE_DIR;
     daemon = await DaemonProcess.start({ logLevel: LOG_LEVEL, varlink: true, nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined });
@@ -130,6 +171,7 @@ async function main(): Promise<void> {
       const [small, large] = [scale[0]!, scale[scale.length - 1]!];
       console.log(`open p50 at ${large.disks} disks / at ${small.disks} disks: ${(large.open.p50 / small.open.p50).toFixed(2)}x  (target: the same)`);
     }
+    console.log(`\n${table.render()}\n\n${rounds}`);
   } finally {
     for (const close of closers) close();
     for (const c of clients) c.close();

@@ -7,6 +7,9 @@ namespace diskseqd {
 
 /** openDevice, probeFd, probeFdSync, closeAsync, close, mknodBlock, constants. */
 void InitDevice(Napi::Env env, Napi::Object exports);
+class JobPool;
+/** openVerified: the open-and-verify job (open-verify.cc). */
+void InitOpenVerify(Napi::Env env, Napi::Object exports, JobPool* pool);
 /** SEQPACKET sockets: listen/accept/connect, recv/send with SCM_RIGHTS, peer credentials. */
 void InitSocket(Napi::Env env, Napi::Object exports);
 /** Stream sockets (Varlink): listen/connect, partial sends with an fd on the first byte. */

@@ -40,6 +40,8 @@ class OpenJob : public Job {
   // Last resort only: an fd nobody took is normally closed by Abandon, on a worker.
   ~OpenJob() override { Abandon(); }
 
+  const char* Kind() const override { return "open"; }
+
   void Run() override {
     int fd;
     do {
@@ -91,6 +93,8 @@ class ProbeJob : public Job {
  public:
   explicit ProbeJob(int fd) : fd_(fd) {}
 
+  const char* Kind() const override { return "probe"; }
+
   void Run() override { err_ = ProbeFd(fd_, &probe_); }
 
   bool Settle(Napi::Env env, napi_deferred deferred) override {
@@ -111,6 +115,8 @@ class ProbeJob : public Job {
 class CloseJob : public Job {
  public:
   explicit CloseJob(int fd) : fd_(fd) {}
+
+  const char* Kind() const override { return "close"; }
 
   void Run() override {
     // EINTR is not an error here: Linux has released the fd, retrying could close another.
@@ -220,6 +226,8 @@ Napi::Object Constants(Napi::Env env) {
 void InitDevice(Napi::Env env, Napi::Object exports) {
   JobPool* pool = CreateJobPool(env);
   if (pool == nullptr) return;
+  InitJobPool(env, exports, pool);
+  InitOpenVerify(env, exports, pool);
   exports.Set("openDevice", Napi::Function::New(env, OpenDevice, "openDevice", pool));
   exports.Set("probeFd", Napi::Function::New(env, ProbeFdAsync, "probeFd", pool));
   exports.Set("probeFdSync", Napi::Function::New(env, ProbeFdSync, "probeFdSync"));

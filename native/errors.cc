@@ -114,6 +114,14 @@ bool ArgBool(const Napi::CallbackInfo& info, size_t i, bool* out) {
   return true;
 }
 
+bool ArgBigUint64(const Napi::CallbackInfo& info, size_t i, uint64_t* out) {
+  if (info.Length() <= i || !info[i].IsBigInt()) return ThrowType(info, i, "a BigInt");
+  bool lossless = false;
+  *out = info[i].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) return ThrowType(info, i, "a BigInt in [0, 2^64)");
+  return true;
+}
+
 bool ArgBytes(const Napi::CallbackInfo& info, size_t i, uint8_t** data, size_t* length) {
   if (info.Length() <= i || !info[i].IsTypedArray() ||
       info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {

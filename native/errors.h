@@ -33,6 +33,8 @@ bool ArgInt(const Napi::CallbackInfo& info, size_t i, int32_t* out);
 bool ArgUint64(const Napi::CallbackInfo& info, size_t i, uint64_t* out);
 bool ArgString(const Napi::CallbackInfo& info, size_t i, std::string* out);
 bool ArgBool(const Napi::CallbackInfo& info, size_t i, bool* out);
+/** A BigInt in [0, 2^64) (a diskseq). */
+bool ArgBigUint64(const Napi::CallbackInfo& info, size_t i, uint64_t* out);
 /** A Buffer or other Uint8Array: its data pointer and length. */
 bool ArgBytes(const Napi::CallbackInfo& info, size_t i, uint8_t** data, size_t* length);
 

@@ -49,6 +49,39 @@ export interface OpenedDevice {
   probe: FdProbe;
 }
 
+/**
+ * What the open-and-verify job returned (openVerified). When `mismatch` is set the job found
+ * the fd to be the wrong device (steps a–d or g), closed it itself, and `fd` is -1.
+ */
+export interface VerifiedFd {
+  /** The open fd, owned by the caller from here on; -1 when the job closed it. */
+  fd: number;
+  /** The probe taken right after the open. */
+  probe: FdProbe;
+  /** What the job found wrong (a–d, or g prefixed "re-check: "), or null. */
+  mismatch: string | null;
+  /** sysfs `partition` of the opened dev_t, newline trimmed; null when absent (or not read). */
+  partition: string | null;
+  /** The attributes asked for, in order, newline trimmed; null when absent (or not read). */
+  values: (string | null)[];
+  /** The step-g probe, taken after the last sysfs read; null when the job stopped before it. */
+  last: FdProbe | null;
+}
+
+/** The job pool's state (for tests and diagnosis). */
+export interface JobPoolStats {
+  /** Threads alive: busy (a job, maybe blocked in the kernel), idle, or between jobs. */
+  threads: number;
+  busy: number;
+  idle: number;
+  /** Jobs submitted and not yet taken by a thread. */
+  queued: number;
+  threadsStarted: number;
+  maxThreads: number;
+  /** Jobs submitted since the addon loaded, by kind: open, probe, close, openVerify. */
+  submitted: Record<string, number>;
+}
+
 /** One received packet. */
 export interface Received {
   /** Bytes stored in the buffer (at most buffer.length). */
@@ -120,6 +153,28 @@ export interface NativeBinding {
    * loop) and the promise rejects.
    */
   openDevice(path: string, flags: number): Promise<OpenedDevice>;
+  /**
+   * Off the event loop, in one job (docs/design.md, "Open and verify"): open `path` with
+   * `flags | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW` — when `nodeGid` >= 0 through a private node
+   * made there first (only if sysfs lists major:minor; mknod, chown root:nodeGid, chmod
+   * nodeMode, open, unlink) — then probe the fd and check a–c (block device, st_rdev =
+   * major:minor, for `checks` & 1 a bound loop, for `checks` & 2 LO_FLAGS_PARTSCAN, size > 0,
+   * BLKGETDISKSEQ = diskseq), read `partition` of the opened dev_t and check d (= partition,
+   * or absent for 0), read each of `keys` (from the parent disk where bit i of `fromParent`
+   * is set) under `<sysfsRoot>/dev/block/MAJ:MIN/`, and probe again last (g: a–c again). A
+   * failed check closes the fd in the job and resolves with `mismatch`; a failed system
+   * call rejects with its errno (an open's, or the private node's mknod/chown/chmod/unlink).
+   */
+  openVerified(path: string, flags: number, nodeGid: number, nodeMode: number, major: number, minor: number,
+    diskseq: bigint, partition: number, checks: number, sysfsRoot: string, keys: readonly string[], fromParent: number): Promise<VerifiedFd>;
+  /**
+   * The job pool's cap on threads (two of them kept for closes, so a close never waits
+   * behind opens; threads blocked on a hung device count) and how long an idle thread
+   * beyond the last waits before it leaves.
+   */
+  configureJobPool(maxThreads: number, idleMs: number): void;
+  /** The job pool's state now. */
+  jobPoolStats(): JobPoolStats;
   /** Off the event loop: probe an fd again (no open, no close). */
   probeFd(fd: number): Promise<FdProbe>;
   /** The same probe, synchronously (for clients that re-check an fd they received). */
@@ -241,6 +296,8 @@ export interface NativeBinding {
   loopClear(loopFd: number): void;
   /** LOOP_CHANGE_FD. */
   loopChangeFd(loopFd: number, backingFd: number): void;
+  /** LOOP_CTL_REMOVE of /dev/loop<index>. */
+  loopRemove(index: number): void;
 }
 
 const require = createRequire(import.meta.url);

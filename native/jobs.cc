@@ -1,15 +1,22 @@
-// Job pool: worker threads fed by a mutex-protected queue; results reach JS through one
-// uv_async_t per environment, whose callback settles every finished job in one scope.
-// Submissions are handed to the threads once per turn of the loop (uv_check, uv_prepare).
+// Job pool: worker threads fed by two mutex-protected queues (closes first), results
+// reaching JS through one uv_async_t per environment, whose callback settles every
+// finished job in one scope. Submissions are handed to the threads once per turn of the
+// loop (uv_check, uv_prepare). Threads start on demand up to a cap and leave when idle;
+// none is ever joined: a thread blocked in the kernel on a hung device cannot be
+// cancelled, and teardown must not wait for it (docs/design.md, "Hung devices").
 #include "jobs.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <uv.h>
 
+#include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "errors.h"
@@ -18,29 +25,31 @@ namespace diskseqd {
 
 namespace {
 
-// Jobs are short (a few microseconds of open + ioctls), so one or two threads carry any
-// load on a small machine; but an open or close of a hung device can block for minutes and
-// holds its thread meanwhile. Four (libuv's default) leaves the others served while up to
-// three devices hang. Threads start only when a job finds none awake.
-constexpr int kThreads = 4;
 // The jobs need a few hundred bytes of stack; the default 8 MiB is only address space.
 constexpr size_t kStackSize = 256 * 1024;
+// Threads that only closes may use, so a close never waits behind opens.
+constexpr int kCloseReserve = 2;
+constexpr int kDefaultMaxThreads = 64;
+constexpr int kDefaultIdleMs = 10000;
 
 }  // namespace
 
 /**
- * Per-environment pool. Counting under `mu_`: every started thread is exactly one of
- * searching (awake, will look at the queue before sleeping), busy (running a job) or idle
+ * Per-environment pool. Counting under `mu_`: every live thread is exactly one of
+ * searching (awake, will look at the queues before sleeping), busy (running a job) or idle
  * (waiting on `wake_`). Jobs are queued with a wake-up only when no thread is searching:
- * the searching one takes them. A thread that takes a job and leaves more queued wakes the
- * next itself.
+ * the searching one takes them. A thread that takes a job and leaves more runnable wakes
+ * or starts the next itself, so a job blocked in the kernel holds up only its own thread.
  *
  * Waking a sleeping thread is what costs the JS thread (a futex wake and, on a VM, an
  * inter-processor interrupt: ~10 us measured, against ~1 us for the rest of a call). So
  * submissions collect in `pending_` and are queued together after the poll phase (uv_check)
  * or before the loop would block (uv_prepare): one wake-up per turn of the loop, however
- * many requests that turn handled. A job thus starts at most one turn later; it could not
- * complete earlier than the next turn anyway.
+ * many requests that turn handled.
+ *
+ * Lifetime: threads are detached and may outlive the environment (blocked on a hung
+ * device). The JS side and each live thread hold the pool; the last to let go deletes it.
+ * The addon itself is pinned in memory (RTLD_NODELETE), so no thread ever runs unloaded code.
  */
 class JobPool {
  public:
@@ -51,11 +60,15 @@ class JobPool {
   bool Start(uv_loop_t* loop);
   /** JS thread: see SubmitJob. */
   Napi::Value Submit(Napi::Env env, Job* job);
+  /** JS thread: the thread cap (closes' reserve included) and the idle time before a thread leaves. */
+  void Configure(int max_threads, int idle_ms);
+  /** JS thread: threads, queues and jobs submitted by kind. */
+  Napi::Object Stats(Napi::Env env);
 
  private:
   /** JS thread: adds job to pending_, arming the flush at the end of this turn. */
   void AddPending(Job* job);
-  /** JS thread: moves pending_ to the queue and wakes or starts a thread if none is awake. */
+  /** JS thread: moves pending_ to the queues and wakes or starts a thread if none is awake. */
   void Flush();
 
   static void* ThreadMain(void* arg);
@@ -65,17 +78,22 @@ class JobPool {
   static void OnCleanup(napi_async_cleanup_hook_handle hook, void* arg);
   static void OnClosed(uv_handle_t* handle);
 
-  /** Under mu_ (JS or worker thread): starts a thread, counted as searching. */
+  /** Under mu_ (JS or worker thread): starts a detached thread, counted as searching. */
   int StartThread();
   /** Under mu_: moves one idle thread to searching; the caller notifies after unlocking. */
   bool ClaimIdle();
+  /** Under mu_: whether a thread may take a job now. */
+  bool HasRunnable() const;
+  /** Under mu_: the next job a thread may take (closes first), or nullptr. */
+  Job* TakeRunnable(bool* counted);
+  /** Under mu_: with runnable jobs and nobody searching, wakes (true: notify) or starts a thread. */
+  bool Dispatch();
+  int OthersLimit() const { return max_threads_ > kCloseReserve ? max_threads_ - kCloseReserve : 1; }
   void Work();
   /** Worker thread, unlocked: runs, abandons or drops job; true to deliver it. */
   bool Process(Job* job, bool stopping);
   /** JS thread: settles the finished jobs in one handle scope and one callback scope. */
   void Deliver();
-  /** JS thread, at teardown once every thread has returned: join, close the uv handles. */
-  void Finish();
 
   napi_env env_;
   napi_ref resource_;
@@ -83,30 +101,38 @@ class JobPool {
   uv_async_t async_;
   uv_check_t check_;
   uv_prepare_t prepare_;
-  /** uv handles initialised and not yet closed (their close callbacks free the pool). */
+  /** uv handles initialised and not yet closed. */
   int live_handles_ = 0;
   napi_async_cleanup_hook_handle hook_ = nullptr;
 
   // JS thread only.
   size_t unsettled_ = 0;
   bool tearing_down_ = false;
-  /** A thread was started (by Submit): from then on a thread always exists. */
-  bool have_thread_ = false;
   std::vector<Job*> pending_;
   std::vector<Job*> delivering_;
+  std::vector<std::pair<const char*, double>> submitted_;
 
   std::mutex mu_;
   std::condition_variable wake_;
+  /** Closes, and finished jobs whose promise could not take what they hold: run first. */
+  std::deque<Job*> closes_;
   std::deque<Job*> queue_;
   std::vector<Job*> done_;
-  int started_ = 0;
-  int exited_ = 0;
+  int alive_ = 0;
   int searching_ = 0;
   int idle_ = 0;
+  /** Threads running a job from queue_ (not a close). */
+  int busy_others_ = 0;
   /** Wake-ups handed out by ClaimIdle and not yet taken: immune to spurious wake-ups. */
   int tokens_ = 0;
+  int max_threads_ = kDefaultMaxThreads;
+  int idle_ms_ = kDefaultIdleMs;
+  unsigned config_generation_ = 0;
+  double threads_started_ = 0;
+  /** The environment is going: nothing is delivered any more, idle threads leave. */
   bool stopping_ = false;
-  pthread_t threads_[kThreads];
+  /** The JS side has let go: the last thread to leave deletes the pool. */
+  bool js_released_ = false;
 };
 
 bool JobPool::Start(uv_loop_t* loop) {
@@ -128,20 +154,33 @@ bool JobPool::Start(uv_loop_t* loop) {
   return true;
 }
 
+void JobPool::Configure(int max_threads, int idle_ms) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    max_threads_ = max_threads;
+    idle_ms_ = idle_ms;
+    config_generation_++;
+  }
+  wake_.notify_all();  // idle threads start their wait again, with the new idle time
+}
+
 int JobPool::StartThread() {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, kStackSize);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   // Signals stay with the JS thread (Node's handlers); workers' syscalls see no EINTR storm.
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int err = pthread_create(&threads_[started_], &attr, &JobPool::ThreadMain, this);
+  pthread_t thread;
+  int err = pthread_create(&thread, &attr, &JobPool::ThreadMain, this);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   pthread_attr_destroy(&attr);
   if (err == 0) {
-    started_++;
+    alive_++;
     searching_++;
+    threads_started_++;
   }
   return err;
 }
@@ -152,6 +191,32 @@ bool JobPool::ClaimIdle() {
   searching_++;
   tokens_++;
   return true;
+}
+
+bool JobPool::HasRunnable() const {
+  return !closes_.empty() || (!queue_.empty() && busy_others_ < OthersLimit());
+}
+
+Job* JobPool::TakeRunnable(bool* counted) {
+  Job* job = nullptr;
+  *counted = false;
+  if (!closes_.empty()) {
+    job = closes_.front();
+    closes_.pop_front();
+  } else if (!queue_.empty() && busy_others_ < OthersLimit()) {
+    job = queue_.front();
+    queue_.pop_front();
+    *counted = true;
+  }
+  return job;
+}
+
+bool JobPool::Dispatch() {
+  if (searching_ != 0 || !HasRunnable()) return false;
+  if (ClaimIdle()) return true;
+  // A failed start is fine: a thread exists (Submit made sure) and gets to the jobs.
+  if (alive_ < max_threads_) StartThread();
+  return false;
 }
 
 void JobPool::AddPending(Job* job) {
@@ -169,10 +234,11 @@ void JobPool::Flush() {
   bool notify;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.insert(queue_.end(), pending_.begin(), pending_.end());
-    notify = ClaimIdle();
-    // A failed start is fine: Submit made sure one thread exists, and it gets to the jobs.
-    if (!notify && searching_ == 0 && started_ < kThreads) StartThread();
+    for (Job* job : pending_) {
+      if (job->abandoned_ || job->MustRun()) closes_.push_back(job);
+      else queue_.push_back(job);
+    }
+    notify = Dispatch();
   }
   pending_.clear();
   if (notify) wake_.notify_one();
@@ -187,6 +253,7 @@ void JobPool::OnPrepare(uv_prepare_t* prepare) {
 }
 
 void* JobPool::ThreadMain(void* arg) {
+  pthread_setname_np(pthread_self(), "diskseqd-job");  // tests and ps tell the pool's threads apart
   static_cast<JobPool*>(arg)->Work();
   return nullptr;
 }
@@ -207,21 +274,18 @@ bool JobPool::Process(Job* job, bool stopping) {
 void JobPool::Work() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {  // here this thread counts as searching
-    if (!queue_.empty()) {
-      Job* job = queue_.front();
-      queue_.pop_front();
+    bool counted;
+    if (Job* job = TakeRunnable(&counted)) {
       searching_--;
+      if (counted) busy_others_++;
       // Jobs left and nobody to look at them: this one may block for long, so hand them on.
-      bool chain = false;
-      if (!queue_.empty() && searching_ == 0) {
-        chain = ClaimIdle();
-        if (!chain && started_ < kThreads) StartThread();  // failing is fine: we come back
-      }
+      bool chain = Dispatch();
       bool stopping = stopping_;
       lock.unlock();
       if (chain) wake_.notify_one();
       bool deliver = Process(job, stopping);
       lock.lock();
+      if (counted) busy_others_--;
       if (deliver && stopping_) {
         // The environment is going: nobody will settle it; release what it holds here.
         lock.unlock();
@@ -237,32 +301,31 @@ void JobPool::Work() {
       searching_++;
       continue;
     }
-    if (stopping_) {
-      searching_--;
-      if (++exited_ == started_) uv_async_send(&async_);  // Finish may join us now
-      return;
-    }
+    if (stopping_) break;  // nothing left that must run
     searching_--;
     idle_++;
-    wake_.wait(lock, [this] { return tokens_ > 0 || stopping_; });
+    const unsigned generation = config_generation_;
+    bool woken = wake_.wait_for(lock, std::chrono::milliseconds(idle_ms_),
+                                [&] { return tokens_ > 0 || stopping_ || config_generation_ != generation; });
     if (tokens_ > 0) {
       tokens_--;  // ClaimIdle already counted us as searching
-    } else {
-      idle_--;
-      searching_++;
+      continue;
     }
+    idle_--;
+    searching_++;
+    // Idle for idle_ms_: leave, unless we are the last (the next job then starts at once).
+    if (!woken && alive_ > 1) break;
   }
+  searching_--;
+  alive_--;
+  bool last = alive_ == 0 && js_released_;
+  lock.unlock();
+  if (last) delete this;
 }
 
 void JobPool::OnAsync(uv_async_t* async) {
   JobPool* pool = static_cast<JobPool*>(async->data);
-  if (!pool->tearing_down_) return pool->Deliver();
-  bool all_exited;
-  {
-    std::lock_guard<std::mutex> lock(pool->mu_);
-    all_exited = pool->exited_ == pool->started_;
-  }
-  if (all_exited) pool->Finish();
+  if (!pool->tearing_down_) pool->Deliver();
 }
 
 void JobPool::Deliver() {
@@ -304,40 +367,57 @@ void JobPool::OnCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
   JobPool* pool = static_cast<JobPool*>(arg);
   pool->hook_ = hook;
   pool->tearing_down_ = true;
-  // Referenced, so the loop blocks (not spins) until the last worker's uv_async_send.
-  uv_ref(reinterpret_cast<uv_handle_t*>(&pool->async_));
   pool->Flush();  // unflushed closes must still run
-  bool none_running;
+  std::vector<Job*> dropped;
+  std::vector<Job*> inline_closes;
+  bool notify = false;
   {
     std::lock_guard<std::mutex> lock(pool->mu_);
     pool->stopping_ = true;
-    // Finished but never settled: their fds are closed by a worker before it exits.
+    // Finished but never settled: their fds are closed by a worker.
     for (Job* job : pool->done_) {
       job->abandoned_ = true;
-      pool->queue_.push_front(job);
+      pool->closes_.push_back(job);
     }
     pool->done_.clear();
-    none_running = pool->exited_ == pool->started_;
+    // Never started: they hold nothing, and nobody will settle them.
+    dropped.assign(pool->queue_.begin(), pool->queue_.end());
+    pool->queue_.clear();
+    if (!pool->closes_.empty() && pool->searching_ == 0) {
+      notify = pool->ClaimIdle();
+      if (!notify && pool->StartThread() != 0 && pool->alive_ == 0) {
+        inline_closes.assign(pool->closes_.begin(), pool->closes_.end());  // no thread at all
+        pool->closes_.clear();
+      }
+    }
   }
   pool->wake_.notify_all();
-  if (none_running) pool->Finish();
-}
-
-void JobPool::Finish() {
-  // Every thread has left Work(); join so none still runs addon code when it is unloaded.
-  for (int i = 0; i < started_; i++) pthread_join(threads_[i], nullptr);
-  napi_async_destroy(env_, context_);
-  napi_delete_reference(env_, resource_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), &JobPool::OnClosed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&check_), &JobPool::OnClosed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), &JobPool::OnClosed);
+  for (Job* job : dropped) delete job;
+  for (Job* job : inline_closes) {
+    if (!pool->Process(job, true)) continue;
+    job->Abandon();
+    delete job;
+  }
+  // Threads still blocked in the kernel are not waited for: they leave when their job
+  // returns, and the last one out deletes the pool (js_released_, below).
+  napi_async_destroy(pool->env_, pool->context_);
+  napi_delete_reference(pool->env_, pool->resource_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&pool->async_), &JobPool::OnClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&pool->check_), &JobPool::OnClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&pool->prepare_), &JobPool::OnClosed);
 }
 
 void JobPool::OnClosed(uv_handle_t* handle) {
   JobPool* pool = static_cast<JobPool*>(handle->data);
   if (--pool->live_handles_ > 0) return;
-  napi_remove_async_cleanup_hook(pool->hook_);  // Node may go on (and unload us)
-  delete pool;
+  napi_remove_async_cleanup_hook(pool->hook_);  // Node may go on
+  bool last;
+  {
+    std::lock_guard<std::mutex> lock(pool->mu_);
+    pool->js_released_ = true;
+    last = pool->alive_ == 0;
+  }
+  if (last) delete pool;
 }
 
 JobPool* CreateJobPool(Napi::Env env) {
@@ -345,6 +425,12 @@ JobPool* CreateJobPool(Napi::Env env) {
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
     Napi::Error::New(env, "no uv loop for this environment").ThrowAsJavaScriptException();
     return nullptr;
+  }
+  // Worker threads may outlive this environment (blocked on a hung device): the code they
+  // run must stay mapped even when Node unloads the addon with it (a Worker's teardown).
+  Dl_info self;
+  if (dladdr(reinterpret_cast<void*>(&CreateJobPool), &self) != 0 && self.dli_fname != nullptr) {
+    dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);  // a reference never closed
   }
   // The async resource of every settlement (what async_hooks sees as its trigger).
   Napi::Object resource = Napi::Object::New(env);
@@ -373,13 +459,22 @@ Napi::Value JobPool::Submit(Napi::Env env, Job* job) {
     return env.Undefined();
   }
   job->deferred_ = deferred;
+  const char* kind = job->Kind();
+  bool found = false;
+  for (auto& entry : submitted_) {
+    if (strcmp(entry.first, kind) == 0) {
+      entry.second++;
+      found = true;
+      break;
+    }
+  }
+  if (!found) submitted_.emplace_back(kind, 1);
   int err = 0;
-  if (!have_thread_) {
+  {
     // The first thread starts here, where a failure can still be reported; later ones
-    // start in Flush or Work, which may fail harmlessly. Threads only exit at teardown.
+    // start in Flush or Work, which may fail harmlessly. The last thread never leaves.
     std::lock_guard<std::mutex> lock(mu_);
-    err = StartThread();
-    have_thread_ = err == 0;
+    if (alive_ == 0) err = StartThread();
   }
   if (err == 0) {
     AddPending(job);
@@ -399,8 +494,49 @@ Napi::Value JobPool::Submit(Napi::Env env, Job* job) {
   return Napi::Value(env, promise);
 }
 
+Napi::Object JobPool::Stats(Napi::Env env) {
+  Napi::Object stats = Napi::Object::New(env);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats.Set("threads", alive_);
+    stats.Set("idle", idle_);
+    stats.Set("busy", alive_ - idle_ - searching_);
+    stats.Set("queued", static_cast<double>(queue_.size() + closes_.size() + pending_.size()));
+    stats.Set("threadsStarted", threads_started_);
+    stats.Set("maxThreads", max_threads_);
+  }
+  Napi::Object submitted = Napi::Object::New(env);
+  for (const auto& entry : submitted_) submitted.Set(entry.first, entry.second);
+  stats.Set("submitted", submitted);
+  return stats;
+}
+
 Napi::Value SubmitJob(Napi::Env env, JobPool* pool, Job* job) {
   return pool->Submit(env, job);
+}
+
+namespace {
+
+Napi::Value ConfigureJobPool(const Napi::CallbackInfo& info) {
+  int32_t max_threads, idle_ms;
+  if (!ArgInt(info, 0, &max_threads) || !ArgInt(info, 1, &idle_ms)) return info.Env().Undefined();
+  if (max_threads < kCloseReserve + 1 || idle_ms < 1) {
+    Napi::RangeError::New(info.Env(), "configureJobPool: at least 3 threads and 1 ms").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  static_cast<JobPool*>(info.Data())->Configure(max_threads, idle_ms);
+  return info.Env().Undefined();
+}
+
+Napi::Value JobPoolStats(const Napi::CallbackInfo& info) {
+  return static_cast<JobPool*>(info.Data())->Stats(info.Env());
+}
+
+}  // namespace
+
+void InitJobPool(Napi::Env env, Napi::Object exports, JobPool* pool) {
+  exports.Set("configureJobPool", Napi::Function::New(env, ConfigureJobPool, "configureJobPool", pool));
+  exports.Set("jobPoolStats", Napi::Function::New(env, JobPoolStats, "jobPoolStats", pool));
 }
 
 }  // namespace diskseqd

@@ -33,6 +33,9 @@ class Job {
    */
   virtual bool MustRun() const { return false; }
 
+  /** What the pool counts it as, for jobPoolStats() ("open", "probe", "close", ...). */
+  virtual const char* Kind() const = 0;
+
  private:
   friend class JobPool;
   napi_deferred deferred_ = nullptr;
@@ -47,6 +50,9 @@ class JobPool;
  * its teardown. Returns nullptr with a JS exception pending on failure.
  */
 JobPool* CreateJobPool(Napi::Env env);
+
+/** configureJobPool and jobPoolStats, on this environment's pool. */
+void InitJobPool(Napi::Env env, Napi::Object exports, JobPool* pool);
 
 /**
  * Takes ownership of job, queues it and returns its promise. If no worker thread exists and

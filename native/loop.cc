@@ -144,6 +144,20 @@ Napi::Value LoopChangeFd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value LoopRemove(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t index;
+  if (!ArgInt(info, 0, &index)) return env.Undefined();
+  int control = OpenRetry("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  if (control < 0) {
+    ThrowErrno(env, errno, "open", "/dev/loop-control");
+    return env.Undefined();
+  }
+  if (ioctl(control, LOOP_CTL_REMOVE, static_cast<long>(index)) != 0) ThrowErrno(env, errno, "ioctl(LOOP_CTL_REMOVE)");
+  close(control);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitLoop(Napi::Env env, Napi::Object exports) {
@@ -151,6 +165,7 @@ void InitLoop(Napi::Env env, Napi::Object exports) {
   exports.Set("loopConfigure", Napi::Function::New(env, LoopConfigure, "loopConfigure"));
   exports.Set("loopClear", Napi::Function::New(env, LoopClear, "loopClear"));
   exports.Set("loopChangeFd", Napi::Function::New(env, LoopChangeFd, "loopChangeFd"));
+  exports.Set("loopRemove", Napi::Function::New(env, LoopRemove, "loopRemove"));
 }
 
 }  // namespace diskseqd

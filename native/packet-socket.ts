@@ -9,7 +9,8 @@
  *
  * Ownership: the PacketSocket owns its socket fd from construction and closes it exactly
  * once. An fd passed to send() is owned by the PacketSocket from that call on: it is
- * closed after it has been sent, or when the queue is discarded. On the daemon's side a
+ * closed after it has been sent, or disposed of (send's `dispose`, off the loop by
+ * default) when it never is. On the daemon's side a
  * closed socket whose peer still has fds unreceived is shut down, not closed: those fds
  * are charged to the daemon until the peer takes or drops them, which only SIOCOUTQ on
  * this end can tell. The fd is closed once SIOCOUTQ reads 0 (onReleased), or by destroy().
@@ -89,7 +90,11 @@ export interface PacketSocketEvents {
 interface QueuedPacket {
   data: Buffer;
   fd: number;
+  dispose: (fd: number) => void;
 }
+
+/** How an fd that is never sent is closed by default: off the loop (a last close may block). */
+const closeUnsent = (fd: number): void => void closeOffLoop(fd);
 
 /** Packets read per readiness callback before yielding to the loop, for fairness. */
 const READ_BURST = 32;
@@ -156,24 +161,25 @@ export class PacketSocket {
    * Sends one packet, with `fd` in SCM_RIGHTS when fd >= 0 (ownership of fd passes here).
    * Queues it when the peer's receive buffer is full or the account holds fds back; closes
    * the socket when the queue bound is exceeded or the send fails. Returns false when the
-   * socket is (now) closed.
+   * socket is (now) closed. An fd that is never sent goes to `dispose` (the daemon charges
+   * its close to its disk).
    */
-  send(data: Buffer, fd = -1): boolean {
+  send(data: Buffer, fd = -1, dispose: (fd: number) => void = closeUnsent): boolean {
     if (this.closed) {
-      if (fd >= 0) void closeOffLoop(fd);
+      if (fd >= 0) dispose(fd);
       return false;
     }
     if (this.queue.length === 0 && (fd < 0 || this.admitsFd())) {
       const outcome = this.trySend(data, fd);
       if (outcome === 'sent') return true;
       if (outcome === 'failed') {
-        if (fd >= 0) void closeOffLoop(fd);
+        if (fd >= 0) dispose(fd);
         return false;
       }
     } else if (this.queue.length === 0) {
       this.heldBack = true;
     }
-    this.queue.push({ data, fd });
+    this.queue.push({ data, fd, dispose });
     this.queuedBytes += data.length;
     if (fd >= 0) this.queuedFds++;
     if (this.queue.length > this.limits.maxQueuedPackets || this.queuedBytes > this.limits.maxQueuedBytes ||
@@ -216,7 +222,7 @@ export class PacketSocket {
     for (const packet of this.queue.splice(0)) {
       // The peer never got it; ours may be the last reference to a device, whose last
       // close can flush or detach a loop device: keep it off the event loop.
-      if (packet.fd >= 0) void closeOffLoop(packet.fd);
+      if (packet.fd >= 0) packet.dispose(packet.fd);
     }
     this.queuedBytes = 0;
     this.queuedFds = 0;

@@ -55,7 +55,12 @@ interface QueuedMessage {
   offset: number;
   /** The fd still to send with the first byte, or -1. */
   fd: number;
+  /** How that fd is closed if it is never sent. */
+  dispose: (fd: number) => void;
 }
+
+/** How an fd that is never sent is closed by default: off the loop (a last close may block). */
+const closeUnsent = (fd: number): void => void closeOffLoop(fd);
 
 /** Reads per readiness callback before yielding to the loop, for fairness. */
 const READ_BURST = 16;
@@ -92,13 +97,14 @@ export class StreamSocket {
    * Sends one whole message, with `fd` on its first byte when fd >= 0 (ownership of fd
    * passes here). What the kernel does not take now is queued; the socket closes when a
    * queue bound is exceeded or a send fails. Returns false when the socket is (now) closed.
+   * An fd that is never sent goes to `dispose` (the daemon charges its close to its disk).
    */
-  send(data: Buffer, fd = -1): boolean {
+  send(data: Buffer, fd = -1, dispose: (fd: number) => void = closeUnsent): boolean {
     if (this.closed || data.length === 0) {
-      if (fd >= 0) void closeOffLoop(fd);
+      if (fd >= 0) dispose(fd);
       return !this.closed;
     }
-    const message: QueuedMessage = { data, offset: 0, fd };
+    const message: QueuedMessage = { data, offset: 0, fd, dispose };
     if (this.queue.length === 0) {
       if (!this.write(message)) return false;
       if (message.offset === data.length) return true;
@@ -138,7 +144,7 @@ export class StreamSocket {
     this.poller.close();
     for (const message of this.queue.splice(0)) {
       // Never delivered; ours may be the last reference to a device: off the event loop.
-      if (message.fd >= 0) void closeOffLoop(message.fd);
+      if (message.fd >= 0) message.dispose(message.fd);
     }
     this.queuedBytes = 0;
     this.queuedFds = 0;
@@ -161,7 +167,7 @@ export class StreamSocket {
       const fd = message.fd;
       const queued = this.queue[0] === message;
       this.close({ kind: 'error', error: error as Error });
-      if (!queued && fd >= 0) void closeOffLoop(fd);
+      if (!queued && fd >= 0) message.dispose(fd);
       return false;
     }
     if (sent > 0 && message.fd >= 0) {

@@ -44,6 +44,12 @@ export interface Config {
   /** Percent of every shared bound that only root may use. */
   rootSharePercent: number;
   ueventBufferBytes: number;
+  /** Device work (docs/design.md, "Hung devices"). */
+  deviceStallMs: number;
+  deviceTimeoutMs: number;
+  maxDeviceJobsPerUid: number;
+  maxDeviceThreads: number;
+  deviceThreadIdleMs: number;
   /** --idle-exit: exit after this many ms with no connections and no requests; undefined = never. */
   idleExitMs: number | undefined;
 }
@@ -155,6 +161,24 @@ Options:
                            0 to 99)
   --uevent-buffer BYTES    receive buffer of the kernel uevent socket (default
                            4194304); when it overflows the daemon rescans sysfs
+  --device-stall-ms N      a device job (open, close) still running after N ms
+                           (default 50) marks its disk as hanging: further opens and
+                           closes of that disk and its partitions wait, without a
+                           thread, until that job returns
+  --device-timeout-ms N    an open whose device has not answered after N ms, waiting
+                           included (default 10000), is answered TIMEOUT ("did not
+                           answer", os_errno ETIMEDOUT); its job is abandoned, and
+                           what it opens is closed when the device wakes up
+  --max-device-jobs-per-uid N
+                           device jobs one user may have running (default 16),
+                           counting jobs stuck on a hung device until they return;
+                           more wait, and time out like the above
+  --max-device-threads N   threads for device jobs (default 64, at least 3; two are
+                           kept for closes). A thread blocked in the kernel on a hung
+                           device cannot be stopped: it counts until the device wakes
+  --device-thread-idle-ms N
+                           an idle device thread exits after N ms (default 10000);
+                           one always stays
   --idle-exit SECONDS      exit cleanly after SECONDS with no connections and no
                            request in flight or waiting (for socket activation)
   --help                   show this help and exit
@@ -205,6 +229,11 @@ const OPTIONS = {
   'max-connections-per-uid': { type: 'string' },
   'stall-timeout-ms': { type: 'string' },
   'idle-exit': { type: 'string' },
+  'device-stall-ms': { type: 'string' },
+  'device-timeout-ms': { type: 'string' },
+  'max-device-jobs-per-uid': { type: 'string' },
+  'max-device-threads': { type: 'string' },
+  'device-thread-idle-ms': { type: 'string' },
   help: { type: 'boolean' },
   version: { type: 'boolean' },
 } as const;
@@ -260,6 +289,11 @@ export function parseCommandLine(argv: string[]): Command {
   if (varlinkSocketPath === '') throw new Error('--varlink-socket: empty path');
   const runtimeDir = values['runtime-dir'] ?? DEFAULT_RUNTIME_DIR;
   if (runtimeDir === '') throw new Error('--runtime-dir: empty path');
+  const deviceStallMs = count(values['device-stall-ms'], '--device-stall-ms', 50);
+  const deviceTimeoutMs = count(values['device-timeout-ms'], '--device-timeout-ms', 10_000);
+  if (deviceTimeoutMs <= deviceStallMs) throw new Error('--device-timeout-ms must be longer than --device-stall-ms');
+  const maxDeviceThreads = count(values['max-device-threads'], '--max-device-threads', 64);
+  if (maxDeviceThreads < 3) throw new Error('--max-device-threads: at least 3 (two are kept for closes)');
   return {
     kind: 'run',
     config: {
@@ -288,6 +322,11 @@ export function parseCommandLine(argv: string[]): Command {
         : count(values['max-unreceived-fds-total'], '--max-unreceived-fds-total', 0),
       rootSharePercent: percent(values['root-share'], '--root-share', 25),
       ueventBufferBytes: count(values['uevent-buffer'], '--uevent-buffer', 4 * 1024 * 1024),
+      deviceStallMs,
+      deviceTimeoutMs,
+      maxDeviceJobsPerUid: count(values['max-device-jobs-per-uid'], '--max-device-jobs-per-uid', 16),
+      maxDeviceThreads,
+      deviceThreadIdleMs: count(values['device-thread-idle-ms'], '--device-thread-idle-ms', 10_000),
       idleExitMs: values['idle-exit'] === undefined ? undefined : parseIdleExit(values['idle-exit']),
     },
   };

@@ -5,7 +5,6 @@
  * operational failure becomes an Error response and the connection goes on.
  */
 import { setMaxListeners } from 'node:events';
-import { closeOffLoop } from '../native/index.js';
 import { describeInTurns, listDevices } from './device-info.js';
 import { BrokerError, internal, invalidArgument, resourceExhausted, unsupported } from './errors.js';
 import type { FairTurns } from './fair-turns.js';
@@ -129,7 +128,7 @@ export class Connection {
     } catch (error) {
       // Never ours to keep. Close off the loop: a client can send the last reference to a
       // device whose last close flushes or detaches it.
-      for (const fd of packet.fds) void closeOffLoop(fd);
+      for (const fd of packet.fds) this.ctx.opener.work.closeSent(this.peer.uid, fd);
       if (!(error instanceof ProtocolViolation)) throw error;
       this.log.warn({ reason: error.message }, 'protocol violation; dropping connection');
       this.socket.close();
@@ -184,7 +183,7 @@ export class Connection {
       case 'open': {
         const opened = await this.ctx.opener.open(request.params, this.peer, trace, this.closed.signal);
         // Step 5: one packet with the fd; our copy is closed whatever happens (PacketSocket).
-        this.socket.send(encodeOpened(request.id, opened.device), opened.fd);
+        this.socket.send(encodeOpened(request.id, opened.device), opened.fd, opened.dispose);
         return;
       }
       case 'list': {

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { checkPolicy, logPolicyWarnings } from './check-policy.js';
 import { defaultUnreceivedFdsTotal, parseCommandLine, USAGE, type Config } from './config.js';
 import { FairTurns } from './fair-turns.js';
+import { DeviceWork } from './device-work.js';
 import { createLogger } from './log.js';
 import { Opener } from './opener.js';
 import { PartitionProvenance } from './partition-provenance.js';
@@ -54,7 +55,9 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
 
   const privateNodes = new PrivateNodes();
   const quotas = new Quotas(quotaLimits(config));
-  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, waits: quotas.waits });
+  native.configureJobPool(config.maxDeviceThreads, config.deviceThreadIdleMs);
+  const work = new DeviceWork({ stallMs: config.deviceStallMs, timeoutMs: config.deviceTimeoutMs, maxPerUid: config.maxDeviceJobsPerUid }, log);
+  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, waits: quotas.waits }, work);
   const turns = new FairTurns();
   let idle: IdleExit | undefined;
   // Both front-ends count connections, waits and snapshots in the same quotas.
@@ -103,6 +106,9 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
     notifier.stopping();
     idle?.close();
     varlink?.stopAccepting();
+    // Requests for hung devices are answered now, not waited for; stuck threads are never
+    // joined (process.exit does not wait for them: docs/design.md, "Hung devices").
+    work.shutdown();
     void Promise.all([server.shutdown(SHUTDOWN_GRACE_MS), varlink?.drain(SHUTDOWN_GRACE_MS)]).then(() => {
       uevents.close();
       privateNodes.close();

@@ -4,20 +4,27 @@
  * partition N of disk instance X and the policy allows the peer to have it; on every other
  * path the fd is closed, off the event loop.
  *
+ * One open costs one hop off the event loop: a single native job opens, probes, checks
+ * a–d, reads the sysfs attributes the request's policy snapshot and `expect` name, and
+ * probes again last (g). This module then checks a–d and g again on what the job returned
+ * and decides e and f, reading nothing more and awaiting nothing before it returns.
+ *
  * Each step returns what it established or throws: a Mismatch (this fd is not, or no
  * longer, the device the index pointed at: re-read sysfs and try once more) or a
  * BrokerError (the answer to the client).
  */
-import { closeOffLoop, native, type FdProbe, type OpenedDevice } from '../native/index.js';
+import { native, type FdProbe, type VerifiedFd } from '../native/index.js';
+import { DEFAULT_DEVICE_WORK_LIMITS, DeviceWork } from './device-work.js';
 import {
-  busy, errnoOf, expectationFailed, hasErrnoCode, internal, notFound, permissionDenied, resourceExhausted, stale, timeout, type BrokerError,
+  BrokerError, busy, errnoOf, expectationFailed, hasErrnoCode, internal, notFound, permissionDenied, resourceExhausted, stale, timeout,
 } from './errors.js';
 import type { Logger } from './log.js';
 import type { DeviceFacts, OpenIntent, Peer, Policy } from './policy/index.js';
 import type { DiskEntry, PartitionEntry, Registry } from './registry.js';
 import type { PrivateNodes } from './private-nodes.js';
 import { UidShares } from './quotas.js';
-import type { Sysfs, SysfsDevice } from './sysfs.js';
+import type { Sysfs } from './sysfs.js';
+import { readFromParent } from '../proto/attribute-keys.js';
 import type { AccessMode, DeviceInfo } from '../proto/contract.js';
 
 /** A validated open request. */
@@ -36,11 +43,12 @@ export interface OpenParams {
   waitMs: number;
 }
 
-
 /** A verified fd, owned by the caller from here on, and what it was verified to be. */
 export interface VerifiedOpen {
   fd: number;
   device: DeviceInfo;
+  /** How to close the fd if it is never delivered (off the loop, charged to its disk). */
+  dispose: (fd: number) => void;
 }
 
 /** Filled in as the request progresses, for the audit line (also on failure). */
@@ -80,11 +88,17 @@ export interface Target {
   node: DiskEntry | PartitionEntry;
 }
 
+/** The attributes the open job reads: keys, and bit i set when keys[i] is the parent disk's. */
+interface ReadPlan {
+  keys: string[];
+  fromParent: number;
+}
+
 /** Bounds on waiting for devices to appear. */
 export interface WaitLimits {
   /** Longer wait_ms values are cut to this. */
   maxWaitMs: number;
-  /** Requests that may wait at once, per uid and in all (src/quotas.ts); beyond it RESOURCE_EXHAUSTED. */
+  /** Requests that may wait at once, per uid and in all (src/quotas.ts); beyond them RESOURCE_EXHAUSTED. */
   waits: UidShares;
 }
 
@@ -92,6 +106,9 @@ export interface WaitLimits {
 const GONE = ['ENOENT', 'ENXIO', 'ENODEV', 'ENOMEDIUM'];
 
 export class Opener {
+  /** Read plans of requests without `expect`, per key set of a policy snapshot: [whole disk, partition]. */
+  private readonly plans = new WeakMap<ReadonlySet<string>, [ReadPlan, ReadPlan]>();
+
   constructor(
     private readonly registry: Registry,
     private readonly sysfs: Sysfs,
@@ -99,6 +116,8 @@ export class Opener {
     private readonly privateNodes: PrivateNodes,
     private readonly log: Logger,
     private readonly waitLimits: WaitLimits = { maxWaitMs: 600_000, waits: new UidShares('waiting opens', { total: 4096, perUid: 1024 }, 25) },
+    /** Every job that can block on a device goes through here (docs/design.md, "Hung devices"). */
+    readonly work: DeviceWork = new DeviceWork(DEFAULT_DEVICE_WORK_LIMITS, log),
   ) {}
 
   /**
@@ -109,9 +128,12 @@ export class Opener {
    * re-reading sysfs; the second one is NOT_FOUND when X (or N) is gone, else STALE.
    */
   async open(params: OpenParams, peer: Peer, trace: OpenTrace, signal?: AbortSignal): Promise<VerifiedOpen> {
-    await this.waitUntilPresent(params, peer, signal);
+    // One policy snapshot decides the whole request: the keys the job reads are chosen from
+    // it, and both decisions use it, whatever a SIGHUP reload does meanwhile.
+    const policy = this.policy();
+    await this.waitUntilPresent(params, peer, policy, signal);
     try {
-      return await this.attempt(params, peer, trace);
+      return await this.attempt(params, peer, policy, trace);
     } catch (error) {
       if (!(error instanceof Mismatch)) throw error;
       this.log.debug({ why: error.message, name: error.device }, 'verification failed; re-reading sysfs');
@@ -119,7 +141,7 @@ export class Opener {
       trace.retried = true;
     }
     try {
-      return await this.attempt(params, peer, trace);
+      return await this.attempt(params, peer, policy, trace);
     } catch (error) {
       if (!(error instanceof Mismatch)) throw error;
       this.registry.refresh(error.device);
@@ -130,16 +152,19 @@ export class Opener {
   }
 
   /** One pass of steps 1–4: a verified fd, or a Mismatch or BrokerError thrown. */
-  private async attempt(params: OpenParams, peer: Peer, trace: OpenTrace): Promise<VerifiedOpen> {
+  private async attempt(params: OpenParams, peer: Peer, policy: Policy, trace: OpenTrace): Promise<VerifiedOpen> {
     const target = this.resolve(params);
     trace.device = { name: target.node.name, major: target.node.major, minor: target.node.minor };
     const intent: OpenIntent = { access: params.access, exclusive: params.exclusive };
-    this.preAuthorise(target, peer, intent, trace);
-    const { fd, probe } = await this.openTarget(target, peer, params);
+    this.preAuthorise(target, peer, policy, intent, trace);
+    const plan = this.readPlan(policy.attributeKeysFor(peer), params, target);
+    const job = await this.openAndCheck(target, peer, params, plan);
+    // From here to the return nothing is awaited: the caller sends the fd in this turn.
     try {
-      return await this.verify(fd, probe, target, params, peer, intent, trace);
+      return this.verify(job, plan, target, params, peer, policy, intent, trace);
     } catch (error) {
-      await closeOffLoop(fd); // before the answer: an O_EXCL open must not outlive its refusal
+      // Before the answer: an O_EXCL open must not outlive its refusal.
+      if (job.fd >= 0) await this.work.close(diskKey(target.disk), target.disk.name, peer.uid, job.fd);
       throw error;
     }
   }
@@ -150,103 +175,136 @@ export class Opener {
     if (disk === undefined) throw notFound(`no disk with diskseq ${params.diskseq}`);
     if (params.partition === 0) return { disk, part: undefined, node: disk };
     const part = disk.partitions.get(params.partition);
-    if (part === undefined) throw notFound(`diskseq ${params.diskseq} (${disk.name}) has no partition ${params.partition}${partscanHint(disk)}`);
+    if (part === undefined) {
+      throw notFound(`diskseq ${params.diskseq} (${disk.name}) has no partition ${params.partition}${partscanHint(disk)}`);
+    }
     return { disk, part, node: part };
   }
 
   /**
    * Step 2: never open (let alone O_EXCL) a device for a peer that no rule could allow to
-   * have it. Judged on the candidate's attributes as sysfs shows them under its name.
+   * have it. Judged on the candidate's attributes as sysfs shows them under its name, read
+   * here only if a rule that could match this peer looks at them (never for root).
    */
-  private preAuthorise(target: Target, peer: Peer, intent: OpenIntent, trace: OpenTrace): void {
-    const candidate = deviceFacts(target, this.sysfs.deviceByName(target.node.name, target.part !== undefined), null);
-    const decision = this.policy().decide(peer, candidate, intent);
+  private preAuthorise(target: Target, peer: Peer, policy: Policy, intent: OpenIntent, trace: OpenTrace): void {
+    const candidate = this.sysfs.deviceByName(target.node.name, target.part !== undefined);
+    const facts = deviceFacts(target, (key) => candidate.attribute(key), () => candidate.attribute('ro') === '1');
+    const decision = policy.decide(peer, facts, intent);
     trace.rule = decision.rule;
     if (!decision.allowed) throw permissionDenied(decision.reason);
   }
 
   /**
-   * Step 3, off the event loop. Root gets the kernel's devtmpfs name (root can reopen any
-   * node anyway: its grant is advisory). Any other peer gets a private node that nobody
-   * but the daemon can open (step f lets the peer reopen it only with an exclusive
-   * grant), so a reopen through /dev/fd/N yields no more than was granted.
-   * Returns the fd (the caller's from here on) with the probe taken right after the open.
+   * The attributes e and f will look at: the keys the policy snapshot may read for this
+   * peer, and the expected ones (`partition` is always read).
    */
-  private async openTarget(target: Target, peer: Peer, params: OpenParams): Promise<OpenedDevice> {
-    const { node } = target;
-    const flags = openFlags(params);
+  private readPlan(policyKeys: ReadonlySet<string>, params: OpenParams, target: Target): ReadPlan {
+    const isPartition = target.part !== undefined;
+    let plan: ReadPlan;
+    if (params.expect.size === 0) {
+      let cached = this.plans.get(policyKeys);
+      if (cached === undefined) this.plans.set(policyKeys, (cached = [makePlan(policyKeys, false), makePlan(policyKeys, true)]));
+      plan = cached[isPartition ? 1 : 0];
+    } else {
+      plan = makePlan(new Set([...policyKeys, ...params.expect.keys()]), isPartition);
+    }
+    // `removable` of the disk is read once per disk instance, at its first open.
+    if (target.disk.removable !== undefined) return plan;
+    return { keys: [...plan.keys, 'removable'], fromParent: plan.fromParent | (isPartition ? 1 << plan.keys.length : 0) };
+  }
+
+  /**
+   * Step 3 and the native half of step 4, in one job off the event loop. Root gets the
+   * kernel's devtmpfs name (root can reopen any node anyway: its grant is advisory). Any
+   * other peer gets a private node that nobody but the daemon can open (step f lets the
+   * peer reopen it only with an exclusive grant), so a reopen through /dev/fd/N yields no
+   * more than was granted; the job makes it, opens it and unlinks it. Open errors become
+   * a Mismatch (gone) or the protocol's code.
+   */
+  private async openAndCheck(target: Target, peer: Peer, params: OpenParams, plan: ReadPlan): Promise<VerifiedFd> {
+    const { disk, node } = target;
+    const checks = disk.isLoop ? (params.partition > 0 ? 3 : 1) : 0; // bound loop; and LO_FLAGS_PARTSCAN
+    const { path, gid, mode } = peer.uid === 0 ? { path: `/dev/${node.devname}`, gid: -1, mode: 0 } : this.privateNodes.node();
+    const key = diskKey(disk);
     try {
-      if (peer.uid === 0) return await native.openDevice(`/dev/${node.devname}`, flags);
-      // A private node for a removed loop minor would re-create that device when opened
-      // (CONFIG_BLOCK_LEGACY_AUTOLOAD): make sure sysfs still lists this dev_t.
-      const now = this.sysfs.readUevent(node.name);
-      if (now === null || now.major !== node.major || now.minor !== node.minor) {
-        throw new Mismatch(node.name, `${node.name} is no longer ${node.major}:${node.minor} in sysfs`, 0, true);
-      }
-      return await this.privateNodes.open(node.major, node.minor, flags);
+      return await this.work.run(key, disk.name, peer.uid,
+        () => native.openVerified(path, openFlags(params), gid, mode, node.major, node.minor, params.diskseq, params.partition, checks,
+          this.sysfs.root, plan.keys, plan.fromParent),
+        (late) => {
+          // Answered TIMEOUT meanwhile: what the job opened belongs to nobody.
+          if (late.fd >= 0) void this.work.close(key, disk.name, peer.uid, late.fd);
+        });
     } catch (error) {
-      if (error instanceof Mismatch) throw error;
+      if (error instanceof BrokerError) throw error;
       if (hasErrnoCode(error, ...GONE)) throw new Mismatch(node.name, `open: ${(error as Error).message}`, errnoOf(error), true);
       throw openError(error);
     }
   }
 
   /**
-   * Step 4 on the open fd, a–g in order. Returns the verified device; throws Mismatch
-   * (a–d, g) or BrokerError (e, f). The caller closes fd when this throws.
+   * Step 4 on what the job returned, a–g in order, synchronously. Returns the verified
+   * device; throws Mismatch (a–d, g) or BrokerError (e, f). The caller closes the fd when
+   * this throws (unless the job already did: a failed a–d or g).
    */
-  private async verify(fd: number, probe: FdProbe, target: Target, params: OpenParams, peer: Peer,
-    intent: OpenIntent, trace: OpenTrace): Promise<VerifiedOpen> {
-    // a–d on the probe taken right after the open; sysfs read by the fd's own dev_t.
+  private verify(job: VerifiedFd, plan: ReadPlan, target: Target, params: OpenParams, peer: Peer, policy: Policy,
+    intent: OpenIntent, trace: OpenTrace): VerifiedOpen {
     const name = target.node.name;
-    const device = this.sysfs.deviceByDevt(probe.rdevMajor, probe.rdevMinor, target.part !== undefined);
-    checkIdentity(probe, target, params, device, name);
+    if (job.mismatch !== null) throw new Mismatch(name, job.mismatch); // the job closed the fd
+    // a–d and g again on the job's probes: never trust one side alone.
+    checkIdentity(job.probe, target, params, job.partition, name);
+    const changed = job.last === null ? 'no re-probe' : liveProblem(job.last, target, params);
+    if (changed !== undefined) throw new Mismatch(name, `re-check: ${changed}`);
+    const readOnly = job.probe.readOnly;
+    if (readOnly === null) throw internal(`${name}: BLKROGET failed`);
 
-    // e. every `expect` attribute holds when read now;
+    // e. every `expect` attribute holds as the job read it, after the open;
     const reported: Record<string, string> = {};
-    const verified = deviceFacts(target, device, probe.readOnly, reported);
-    const removable = (target.disk.removable ??= this.sysfs.deviceByName(target.disk.name, false).attribute('removable') === '1');
+    const attribute = (key: string): string | undefined => {
+      const at = key === 'partition' ? -1 : plan.keys.indexOf(key);
+      // Never "absent" for a key the job did not read: absent never matches a deny rule.
+      if (at < 0 && key !== 'partition') throw internal(`attribute ${key} was not read`);
+      const value = at < 0 ? job.partition : job.values[at]!;
+      if (value === null) return undefined;
+      reported[key] = value;
+      return value;
+    };
+    const verified = deviceFacts(target, attribute, () => readOnly);
     for (const [key, want] of params.expect) {
       const have = verified.attribute(key);
       if (have !== want) {
         throw expectationFailed(`${key} is ${have === undefined ? 'absent' : JSON.stringify(have)}, expected ${JSON.stringify(want)}`);
       }
     }
-    // f. authorise on the verified device — this decision is the one that counts.
-    const decision = this.policy().decide(peer, verified, intent);
+    // f. authorise on the verified device, with the request's policy snapshot — this
+    //    decision is the one that counts.
+    const decision = policy.decide(peer, verified, intent);
     trace.rule = decision.rule;
     if (!decision.allowed) throw permissionDenied(decision.reason);
     //    A reopen through /dev/fd/N could claim the device with O_EXCL: only a peer that
     //    may open it exclusively may reopen it (docs/design.md, "Reopening and private nodes").
-    if (peer.uid !== 0 && this.policy().grantsReopen(peer, verified, params.access)) {
-      this.privateNodes.allowReopen(fd, peer.gid, params.access);
+    if (peer.uid !== 0 && policy.grantsReopen(peer, verified, params.access)) {
+      this.privateNodes.allowReopen(job.fd, peer.gid, params.access);
     }
-
-    // g. liveness and diskseq again, after the last sysfs read, right before delivery: the
-    //    holder of a read-only loop can LOOP_CHANGE_FD it between c and here.
-    const last = await native.probeFd(fd);
-    const changed = liveProblem(last, target, params);
-    if (changed !== undefined) throw new Mismatch(name, `re-check: ${changed}`);
-
+    // g was the job's last step (checked above): nothing was read after it.
+    if (target.disk.removable === undefined) target.disk.removable = job.values[plan.keys.length - 1] === '1';
+    const key = diskKey(target.disk);
     return {
-      fd,
+      fd: job.fd,
+      dispose: (fd) => void this.work.close(key, target.disk.name, peer.uid, fd),
       device: {
         diskseq: params.diskseq, partition: params.partition, name,
-        major: probe.rdevMajor, minor: probe.rdevMinor, sizeBytes: last.size ?? 0n,
-        readOnly: verified.readOnly, removable, driver: verified.driver, attributes: reported,
+        major: job.probe.rdevMajor, minor: job.probe.rdevMinor, sizeBytes: job.last!.size ?? 0n,
+        readOnly, removable: target.disk.removable, driver: target.disk.driver, attributes: reported,
       },
     };
   }
 
   /**
    * With wait_ms: waits until X (and N) is in the index, or answers at once when it can no
-   * longer appear: an absent X at or below the highest diskseq seen, the awaited
-   * partition's disk gone, or a partition of a loop device attached without
-   * LO_FLAGS_PARTSCAN (never served; step 1 says why). The full open-and-verify follows.
-   * A loop that appears *during* the wait without the flag is waited for still: attaching
-   * with LOOP_SET_FD and then LOOP_SET_STATUS64 sets it a moment after the attach.
+   * longer appear: an absent X at or below the highest diskseq seen, or the awaited
+   * partition's disk gone. The full open-and-verify follows either way.
    */
-  private async waitUntilPresent(params: OpenParams, peer: Peer, signal: AbortSignal | undefined): Promise<void> {
+  private async waitUntilPresent(params: OpenParams, peer: Peer, policy: Policy, signal: AbortSignal | undefined): Promise<void> {
     if (params.waitMs === 0) return;
     const disk = this.indexedDisk(params.diskseq);
     if (disk !== undefined && (params.partition === 0 || disk.partitions.has(params.partition))) return;
@@ -254,7 +312,7 @@ export class Opener {
     if (disk === undefined && !this.registry.couldAppear(params.diskseq)) return; // step 1: NOT_FOUND
     // Only a peer some rule could ever allow a device may wait, within its uid's share
     // (docs/design.md, "Limits"): the device may not exist yet, so the peer alone decides.
-    if (!this.policy().mayEverAllow(peer)) {
+    if (!policy.mayEverAllow(peer)) {
       throw permissionDenied(`no policy rule could allow uid ${peer.uid} a device, so it may not wait for one`);
     }
     const { waits } = this.waitLimits;
@@ -299,12 +357,28 @@ export class Opener {
   }
 }
 
+/** The disk whose open_mutex a job on `disk` or any of its partitions takes (docs/design.md, "Hung devices"). */
+function diskKey(disk: DiskEntry): string {
+  return `${disk.major}:${disk.minor}`;
+}
+
+/** The job's read plan for `keys` (`partition` left out: the job always reads it, for d). */
+function makePlan(keys: Iterable<string>, isPartition: boolean): ReadPlan {
+  const plan: ReadPlan = { keys: [], fromParent: 0 };
+  for (const key of keys) {
+    if (key === 'partition') continue;
+    if (isPartition && readFromParent(key)) plan.fromParent |= 1 << plan.keys.length;
+    plan.keys.push(key);
+  }
+  return plan;
+}
+
 /**
- * Steps a–d on the probe taken right after the open: a block device with the resolved
- * dev_t; live (a bound loop, non-empty); diskseq X; partition N (0: not a partition).
- * Throws a Mismatch naming what is wrong.
+ * Steps a–d on the probe taken right after the open and the `partition` attribute the job
+ * read after it: a block device with the resolved dev_t; live (a bound loop, non-empty);
+ * diskseq X; partition N (0: not a partition). Throws a Mismatch naming what is wrong.
  */
-function checkIdentity(probe: FdProbe, target: Target, params: OpenParams, device: SysfsDevice, name: string): void {
+function checkIdentity(probe: FdProbe, target: Target, params: OpenParams, partition: string | null, name: string): void {
   const { node } = target;
   const { S_IFMT, S_IFBLK } = native.constants;
   if ((probe.mode & S_IFMT) !== S_IFBLK) throw new Mismatch(name, 'not a block device');
@@ -313,9 +387,7 @@ function checkIdentity(probe: FdProbe, target: Target, params: OpenParams, devic
   }
   const live = liveProblem(probe, target, params);
   if (live !== undefined) throw new Mismatch(name, live);
-  // Read after the open: an open partition cannot be deleted (BLKPG gives EBUSY).
-  const partition = device.attribute('partition');
-  if (params.partition === 0 && partition !== undefined) throw new Mismatch(name, `is partition ${partition}, expected a whole disk`);
+  if (params.partition === 0 && partition !== null) throw new Mismatch(name, `is partition ${partition}, expected a whole disk`);
   if (params.partition > 0 && partition !== String(params.partition)) {
     throw new Mismatch(name, `is partition ${partition ?? 'none'}, expected ${params.partition}`);
   }
@@ -334,24 +406,15 @@ function liveProblem(probe: FdProbe, target: Target, params: OpenParams): string
   return undefined;
 }
 
-/**
- * The policy's view of a target, its attributes read through `device` on demand.
- * `readOnly`: the fd's BLKROGET answer when there is an fd, else the `ro` attribute.
- * `reported`, when given, collects every attribute read, for the Opened response.
- */
-export function deviceFacts(target: Target, device: SysfsDevice, readOnly: boolean | null, reported?: Record<string, string>): DeviceFacts {
-  const attribute = (key: string): string | undefined => {
-    const value = device.attribute(key);
-    if (value !== undefined && reported !== undefined) reported[key] = value;
-    return value;
-  };
+/** The policy's view of a target, its attributes and read-only state as `attribute` and `readOnly` give them. */
+export function deviceFacts(target: Target, attribute: (key: string) => string | undefined, readOnly: () => boolean): DeviceFacts {
   return {
     name: target.node.name,
     partition: target.part?.partition ?? 0,
     driver: target.disk.driver,
     isLoop: target.disk.isLoop,
     get readOnly() {
-      return readOnly ?? attribute('ro') === '1';
+      return readOnly();
     },
     attribute,
   };
@@ -369,7 +432,7 @@ function openFlags(params: OpenParams): number {
   return flags;
 }
 
-/** Why a loop disk's partitions are never served, or '' (docs/design.md, "Registry", invariant 3). */
+/** Why a partition of `disk` is never served, or nothing. */
 function partscanHint(disk: DiskEntry): string {
   return disk.isLoop && !disk.partscan ? ' (loop device without LO_FLAGS_PARTSCAN: its partitions could outlive it, so they are never served)' : '';
 }

@@ -37,7 +37,14 @@ export function dryRun(policy: Policy, question: DryRunQuestion, sysfsRoot: stri
   const sysfs = new Sysfs(sysfsRoot);
   const { target, where } = findDevice(sysfs, question);
   const read: Record<string, string> = {};
-  const facts = deviceFacts(target, sysfs.deviceByName(target.node.name, target.part !== undefined), null, read);
+  const device = sysfs.deviceByName(target.node.name, target.part !== undefined);
+  const attribute = (key: string): string | undefined => {
+    const value = device.attribute(key);
+    if (value !== undefined) read[key] = value;
+    return value;
+  };
+  // No fd here: read-only as sysfs's `ro` says.
+  const facts = deviceFacts(target, attribute, () => device.attribute('ro') === '1');
   const intent = { access: question.access, exclusive: question.exclusive };
   const { decision, skipped } = policy.explain(peer, facts, intent);
   const lines = [

@@ -14,9 +14,8 @@
  * daemon mounted would outlive a crash, and a mount namespace unshared in a multithreaded
  * process covers only one thread.
  */
-import { chmodSync, fchmodSync, fchownSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, fchmodSync, fchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeOffLoop, native, type OpenedDevice } from '../native/index.js';
 import type { AccessMode } from '../proto/contract.js';
 
 /** Group permission bits per grant, for a peer that may reopen; owner (root) and others get nothing. */
@@ -48,33 +47,19 @@ export class PrivateNodes {
   }
 
   /**
-   * Off the event loop, opens major:minor through a fresh node owned by root:root with
-   * mode 000, then unlinks the node. The fd cannot be reopened by anyone without
-   * CAP_DAC_OVERRIDE until allowReopen says otherwise. Rejects like native.openDevice.
+   * The node for one open: a fresh path in this instance's directory. The open job (native
+   * openVerified) makes it with mknod, owner and group root, mode 000, opens it and
+   * unlinks it, off the event loop; the fd keeps the inode.
    */
-  async open(major: number, minor: number, flags: number): Promise<OpenedDevice> {
-    const path = join(this.dir, `n${++this.counter}`);
-    native.mknodBlock(path, 0, major, minor);
-    let opened: OpenedDevice | undefined;
-    try {
-      opened = await native.openDevice(path, flags);
-      return opened;
-    } finally {
-      try {
-        unlinkSync(path);
-      } catch (error) {
-        // Never lose an fd we hold because the node could not be removed.
-        if (opened !== undefined) await closeOffLoop(opened.fd);
-        throw error;
-      }
-    }
+  node(): { path: string; gid: number; mode: number } {
+    return { path: `${this.dir}/n${++this.counter}`, gid: 0, mode: 0 };
   }
 
   /**
-   * Lets the peer reopen `fd` (from open()) with exactly `access`: the inode's group
-   * becomes `gid` and its group bits the grant. For a peer the policy grants exclusive
-   * opens, after verification and before delivery. Changes only the private inode on
-   * devtmpfs: nothing waits on the device. Throws on failure; the caller closes fd.
+   * Lets the peer reopen a verified fd's inode with exactly `access` (through /dev/fd/N):
+   * group `gid`, group bits the grant. Only for a peer the policy lets open the device
+   * exclusively (Policy.grantsReopen), since a reopen can claim it with O_EXCL. Inode
+   * metadata on devtmpfs: no device I/O, so it runs on the event loop. Throws like fchown.
    */
   allowReopen(fd: number, gid: number, access: AccessMode): void {
     fchownSync(fd, 0, gid);

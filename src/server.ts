@@ -7,7 +7,7 @@
  * close every connection, unlink the socket if we made it.
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { closeOffLoop, native, POLL_READABLE, type Poller } from '../native/index.js';
+import { native, POLL_READABLE, type Poller } from '../native/index.js';
 import { hasErrnoCode, resourceExhausted } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
 import type { Peer } from './policy/index.js';
@@ -265,7 +265,7 @@ export class Server {
       for (let i = 0; i < 8; i++) {
         const got = native.recv(fd, scratch);
         if (got === null) break;
-        for (const passed of got.fds) void closeOffLoop(passed);
+        for (const passed of got.fds) this.ctx.opener.work.closeSent(peer.uid, passed);
       }
     } catch {
       // The peer is gone already; nothing to tell it.

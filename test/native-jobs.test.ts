@@ -128,13 +128,14 @@ console.log('submitted');
   t.deepEqual(out.stdout.trim().split('\n').sort(), ['opened', 'probed', 'submitted']);
 });
 
-test('a worker thread torn down with a job in open exits cleanly and the job closes its fd', async (t) => {
+test('a worker torn down with a job blocked in open does not wait for it; the fd is closed when the open returns', async (t) => {
   const fifo = makeFifo(t);
-  // The worker's job blocks in open(fifo); once terminate() has begun (no JS can run in
-  // the worker any more), the writer below releases it. The fd the job then holds belongs
-  // to nobody: the pool must close it, before terminate() resolves. The child checks that
-  // itself (at its exit every fd would be closed anyway): a non-blocking writer open fails
-  // with ENXIO only when no reader is left.
+  // The worker's job blocks in open(fifo) and stays blocked through terminate(): the pool
+  // never joins a thread stuck in the kernel (a hung device's would never return), so
+  // terminate() resolves first ('terminated' comes before the writer below exists). When
+  // the writer then releases the open, the fd the job got belongs to nobody: the thread
+  // closes it, after the environment is gone (the addon stays loaded for it). The child
+  // checks that: a non-blocking writer open fails with ENXIO only when no reader is left.
   const script = `
 const fs = require('fs');
 const { Worker } = require('worker_threads');
@@ -144,21 +145,80 @@ n.openDevice(process.env.FIFO, 0).then(() => console.log('resolved (unexpected)'
 n.probeFd(0).then(() => require('worker_threads').parentPort.postMessage('running'));
 \`, { eval: true, env: process.env });
 worker.on('message', async () => {
-  const terminated = worker.terminate();
   console.log('terminating');
-  await terminated;
-  try {
-    fs.closeSync(fs.openSync(process.env.FIFO, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
-    console.log('leaked');
-  } catch (error) {
-    console.log(error.code === 'ENXIO' ? 'closed' : error.code);
+  await worker.terminate();
+  console.log('terminated');
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    try {
+      fs.closeSync(fs.openSync(process.env.FIFO, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+    } catch (error) {
+      console.log(error.code === 'ENXIO' ? 'closed' : error.code);
+      return;
+    }
+    if (Date.now() > deadline) return console.log('leaked');
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 });
 `;
   const { out, exited, seen } = runChild(t, script, fifo);
-  await seen('terminating');
+  await seen('terminated');
+  t.false(out.gone, `the child exited early: ${out.stderr}`);
   const writer = await openWriter(fifo, () => out.gone);
   t.teardown(() => writer !== null && closeSync(writer));
   t.is(await exited, 0, out.stderr);
-  t.deepEqual(out.stdout.trim().split('\n'), ['terminating', 'closed']);
+  t.deepEqual(out.stdout.trim().split('\n'), ['terminating', 'terminated', 'closed']);
+});
+
+test.serial('threads grow past the old four while jobs block, closes never wait behind blocked opens, idle threads leave', async (t) => {
+  const fifo = makeFifo(t);
+  native.configureJobPool(64, 100);
+  t.teardown(() => native.configureJobPool(64, 10_000));
+  const oneLeft = async (): Promise<number> => {
+    const deadline = Date.now() + 5000;
+    while (native.jobPoolStats().threads > 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    return native.jobPoolStats().threads;
+  };
+  await native.probeFd(0); // a thread exists
+  t.is(await oneLeft(), 1, 'idle threads beyond the last leave (those of earlier tests)');
+  const before = native.jobPoolStats();
+  const blocked = Array.from({ length: 6 }, () => native.openDevice(fifo, constants.O_RDONLY));
+  const file = join(tempDir(t), 'file');
+  writeFileSync(file, 'x');
+  // Served while six threads sleep in open(fifo): a seventh thread takes it.
+  const { fd } = await native.openDevice(file, constants.O_RDONLY);
+  await native.closeAsync(fd);
+  const during = native.jobPoolStats();
+  t.true(during.threads >= 7, `threads while six jobs block: ${during.threads}`);
+  t.true(during.busy >= 6, `busy: ${during.busy}`);
+  const writer = (await openWriter(fifo))!;
+  t.teardown(() => closeSync(writer));
+  for (const opened of await Promise.all(blocked)) await native.closeAsync(opened.fd);
+  t.true(native.jobPoolStats().threadsStarted - before.threadsStarted >= 6, 'a thread started for each blocked job');
+  t.is(await oneLeft(), 1, 'idle threads beyond the last leave');
+});
+
+test.serial('the thread cap counts blocked threads and keeps two for closes', async (t) => {
+  const fifo = makeFifo(t);
+  native.configureJobPool(3, 10_000); // two of the three are for closes only
+  t.teardown(() => native.configureJobPool(64, 10_000));
+  const blocked = native.openDevice(fifo, constants.O_RDONLY);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const file = join(tempDir(t), 'file');
+  writeFileSync(file, 'x');
+  let second = false;
+  const next = native.openDevice(file, constants.O_RDONLY).then((o) => {
+    second = true;
+    return o;
+  });
+  const held = openSync(file, 'r');
+  await native.closeAsync(held); // runs on a close thread while the open thread is blocked
+  t.throws(() => readdirSync(`/proc/self/fd/${held}`), undefined, 'the close ran');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.false(second, 'the second open waits: the one thread for opens is blocked');
+  const writer = (await openWriter(fifo))!;
+  t.teardown(() => closeSync(writer));
+  await native.closeAsync((await blocked).fd);
+  await native.closeAsync((await next).fd);
+  t.true(second);
 });

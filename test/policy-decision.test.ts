@@ -229,3 +229,19 @@ test('reopen: granted exactly where an exclusive open would be (the deciding rul
   t.false(policy.grantsReopen(bob, device({ name: 'sda' }), 'read-only'));
   t.true(policy.grantsReopen(peer(0, 0), device({ name: 'sdb' }), 'read-write'), 'root always');
 });
+
+test('decision: attributeKeysFor names every key decide() may read for that peer, and no more', (t) => {
+  const policy = load(t, [
+    { name: 'alice-by-serial', peer: { uids: [UID.alice] }, device: { attributes: { 'device/serial': 'S1*' } }, access: ['read-only'] },
+    { name: 'deny-staff-dm', effect: 'deny', peer: { groups: [GID.staff] }, device: { attributes: { 'dm/name': 'secret-*' } } },
+    { name: 'anyone-by-ro', peer: {}, device: { attributes: { ro: '1' } }, access: ['read-only'] },
+  ]);
+  t.deepEqual([...policy.attributeKeysFor(alice)].sort(), ['device/serial', 'ro']);
+  t.deepEqual([...policy.attributeKeysFor(peer(UID.bob, GID.bob, [GID.staff]))].sort(), ['dm/name', 'ro']);
+  t.deepEqual([...policy.attributeKeysFor(peer(0, 0))], [], 'root: the rules are never consulted');
+  t.is(policy.attributeKeysFor(alice), policy.attributeKeysFor(alice), 'the same set for the same peer');
+  // What decide() reads for alice is within her set.
+  const read: string[] = [];
+  policy.decide(alice, { ...device(), attribute: (key: string) => (read.push(key), undefined) }, ro);
+  t.true(read.every((key) => policy.attributeKeysFor(alice).has(key)), `read ${read.join(', ')}`);
+});

@@ -35,3 +35,20 @@ export function fdFlags(fd: number, pid: number | 'self' = 'self'): number {
   if (match === null) throw new Error(`no flags in /proc/${pid}/fdinfo/${fd}`);
   return parseInt(match[1]!, 8);
 }
+
+/** How many of the process's threads carry this name (/proc/<pid>/task/<tid>/comm). */
+export function threadCount(pid: number, name?: string): number {
+  let count = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    if (name === undefined) {
+      count++;
+      continue;
+    }
+    try {
+      if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === name) count++;
+    } catch {
+      // The thread left meanwhile.
+    }
+  }
+  return count;
+}

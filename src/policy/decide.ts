@@ -77,6 +77,20 @@ export function peerMismatch(selector: PeerSelector, peer: Peer): SkipReason | u
 }
 
 /**
+ * The attribute keys decideOpen may read for this peer: those of the rules whose peer part
+ * matches it (the others are skipped before their device part is looked at); none for uid
+ * 0, which no rule is consulted for.
+ */
+export function attributeKeysFor(rules: readonly CompiledRule[], peer: Peer): Set<string> {
+  const keys = new Set<string>();
+  if (peer.uid === 0) return keys;
+  for (const rule of rules) {
+    if (peerMismatch(rule.peer, peer) === undefined) for (const [key] of rule.device.attributes ?? []) keys.add(key);
+  }
+  return keys;
+}
+
+/**
  * Whether any device could ever be allowed to `peer`: root, or some allow rule's peer part
  * matches it. Judged on the peer alone, for requests whose device may not exist yet.
  */

@@ -7,7 +7,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, constants as fsConstants } from 'node:fs';
 import { AccountResolver, type AccountFiles } from './accounts.js';
-import { decideOpen, mayEverAllow, peerMismatch, type SkipReason } from './decide.js';
+import { attributeKeysFor, decideOpen, mayEverAllow, peerMismatch, type SkipReason } from './decide.js';
 import { lintRules, type PolicyWarning } from './lint.js';
 import { parsePolicyText } from './parse-rules.js';
 import { checkPolicyPath } from './policy-path.js';
@@ -21,6 +21,8 @@ export { formatPolicyError, PolicyError } from './policy-error.js';
 export { type PolicyWarning } from './lint.js';
 export { type SkipReason } from './decide.js';
 export { type CompiledRule, type Decision, type DeviceFacts, type OpenIntent, type Peer, type PeerSelector } from './types.js';
+
+const NO_KEYS: ReadonlySet<string> = new Set();
 
 /** Default policy file location. */
 export const DEFAULT_POLICY_FILE = '/etc/diskseqd/policy.json';
@@ -44,6 +46,8 @@ export class Policy {
   /** The rules in order (read-only), for the policy dry run. */
   readonly rules: readonly CompiledRule[];
   private readonly statusViewers: readonly PeerSelector[];
+  /** attributeKeysFor's answers by peer credentials (bounded: cleared when full). */
+  private readonly keysByPeer = new Map<string, ReadonlySet<string>>();
 
   private constructor(rules: readonly CompiledRule[], source: string, statusViewers: readonly PeerSelector[] = []) {
     this.rules = Object.freeze([...rules]);
@@ -72,6 +76,23 @@ export class Policy {
   static fromJSON(text: string, source: string, options: PolicyLoadOptions = {}): Policy {
     const { rules, statusViewers } = parsePolicyText(text, source, new AccountResolver(options));
     return new Policy(rules, source, statusViewers);
+  }
+
+  /**
+   * The attribute keys decide() may read for this peer (a subset of attributeKeys; empty
+   * for uid 0): what the open job must read so that the decision sees every one it needs.
+   * The same peer gets the same set object back.
+   */
+  attributeKeysFor(peer: Peer): ReadonlySet<string> {
+    if (peer.uid === 0) return NO_KEYS;
+    const id = `${peer.uid}:${peer.gid}:${peer.groups.join(',')}`;
+    let keys = this.keysByPeer.get(id);
+    if (keys === undefined) {
+      if (this.keysByPeer.size >= 1024) this.keysByPeer.clear();
+      keys = attributeKeysFor(this.rules, peer);
+      this.keysByPeer.set(id, keys);
+    }
+    return keys;
   }
 
   /**

@@ -10,7 +10,6 @@
  * client its connection; an operational failure is an error reply and the connection goes
  * on.
  */
-import { closeOffLoop } from '../../native/index.js';
 import { StreamSocket, type CloseReason, type StreamChunk } from '../../native/stream-socket.js';
 import type { Logger } from '../log.js';
 import { RequestCancelled } from '../opener.js';
@@ -100,7 +99,7 @@ export class VarlinkConnection {
     if (this.doomed) return;
     if (chunk.fds.length > 0 || chunk.controlTruncated) {
       // Never ours to keep; off the loop: it may be the last reference to a device.
-      for (const fd of chunk.fds) void closeOffLoop(fd);
+      for (const fd of chunk.fds) this.ctx.provider.closeSent(this.peer.uid, fd);
       // The kernel ends a read right after the bytes that carried fds, gluing earlier ones
       // in front: the fds came with the last message that starts in this read. What came
       // before it is still answered.
@@ -211,10 +210,10 @@ export class VarlinkConnection {
         this.socket.send(encodeReply(describeInterface(p.interface as string)));
         return;
       case 'io.systemd.StorageProvider.Acquire': {
-        const { reply, fd } = await this.ctx.provider.acquire(p, this.peer, audit, this.closed.signal);
+        const { reply, fd, dispose } = await this.ctx.provider.acquire(p, this.peer, audit, this.closed.signal);
         // docs/design.md, "Open and verify", step 5: the fd rides on the reply's first byte;
         // our copy is closed once sent, or with the queue (StreamSocket).
-        this.socket.send(encodeReply(reply), fd);
+        this.socket.send(encodeReply(reply), fd, dispose);
         return;
       }
       case 'io.systemd.StorageProvider.ListVolumes': {

@@ -5,7 +5,6 @@
  * the same registry listing and device descriptions, in the same batches. Answers follow
  * systemd's own block provider (storage-block) wherever it has one.
  */
-import { closeOffLoop } from '../../native/index.js';
 import { describeInTurns, listDevices } from '../device-info.js';
 import type { FairTurns } from '../fair-turns.js';
 import { BrokerError } from '../errors.js';
@@ -34,6 +33,8 @@ export interface AcquireAudit extends OpenTrace {
 export interface Acquired {
   reply: Record<string, unknown>;
   fd: number;
+  /** How the fd is closed if it is never sent (charged to its disk: docs/design.md, "Hung devices"). */
+  dispose: (fd: number) => void;
 }
 
 const EROFS = 30;
@@ -83,7 +84,7 @@ export class StorageProvider {
     }
     if (!opened.device.readOnly) return acquired(opened, false);
     // The device turned read-only after the check above: this fd may not be written.
-    await closeOffLoop(opened.fd);
+    opened.dispose(opened.fd);
     if (wanted === false) throw readOnlyVolume();
     audit.fallback = 'read-only';
     return this.open(volume, 'read-only', peer, audit, signal);
@@ -119,6 +120,11 @@ export class StorageProvider {
     }
   }
 
+  /** Closes an fd a client sent (never ours to keep), charged to its uid (src/device-work.ts). */
+  closeSent(uid: number, fd: number): void {
+    this.opener.work.closeSent(uid, fd);
+  }
+
   /** ListTemplates: there are none (matchName is accepted and changes nothing). */
   listTemplates(): never {
     throw noSuchTemplate();
@@ -151,7 +157,7 @@ export class StorageProvider {
     audit.fallback = 'read-only-probe';
     try {
       const probe = await this.openVerified(volume, 'read-only', peer, audit, signal);
-      await closeOffLoop(probe.fd);
+      probe.dispose(probe.fd);
       return readOnlyVolume();
     } catch (error) {
       if (error instanceof BrokerError && error.code === ErrorCode.ERROR_CODE_PERMISSION_DENIED) return permissionDenied();
@@ -169,7 +175,7 @@ export class StorageProvider {
 }
 
 function acquired(opened: VerifiedOpen, readOnly: boolean): Acquired {
-  return { reply: { fileDescriptorIndex: 0, type: 'blk', readOnly }, fd: opened.fd };
+  return { reply: { fileDescriptorIndex: 0, type: 'blk', readOnly }, fd: opened.fd, dispose: opened.dispose };
 }
 
 /** A refusal as a Varlink error; anything else (a bug, a cancellation) as it is. */
