@@ -1,7 +1,10 @@
-// diskseq-open --list, --list --json and --watch: the table, a multi-packet list joined
-// into one valid JSON document, one JSON line per watch event; against the scripted fake
-// daemon, and (root) the real one listing the test's own devices.
+// diskseq-open --list, --list --json and --watch: the lsblk-style table (human sizes,
+// partitions drawn under their disk, -n, -b, -o), a multi-packet list joined into one JSON
+// document in lsblk's {blockdevices: [...]} shape, one JSON line per watch event; against
+// the scripted fake daemon, and (root) the real one listing the test's own devices. (The
+// same columns checked against lsblk itself: cli-list-lsblk.test.ts.)
 import anyTest from 'ava';
+import Long from 'long';
 import { ErrorCode, EventKind } from '../proto/contract.js';
 import { createLoop } from '../testkit/loop.js';
 import { startBroker } from './helpers/broker.js';
@@ -11,30 +14,62 @@ import { serveOne, startFakeDaemon, wireDevice } from './helpers/fake-daemon.js'
 
 const test = anyTest.serial;
 
-test('--list --json prints the joined multi-packet list as valid JSON, partitions included', async (t) => {
+test('--list --json prints the joined multi-packet list in lsblk\'s shape, partitions as children', async (t) => {
   const daemon = startFakeDaemon(t);
   const cli = runCli(['--list', '--json', '--socket', daemon.socketPath]);
   const request = await serveOne(daemon, (r) => {
-    daemon.respond(r, { devices: { devices: [wireDevice(18446744073709551615n)], more: true } });
-    daemon.respond(r, { devices: { devices: [wireDevice(3n, 1, { attributes: { partition: '1' } }), wireDevice(3n)] } });
+    daemon.respond(r, { devices: { devices: [wireDevice(18446744073709551615n, 0, { name: 'sda', driver: 'sd', major: 8 })], more: true } });
+    daemon.respond(r, { devices: { devices: [wireDevice(3n, 1, { name: 'fake3p1', attributes: { partition: '1' } }),
+      wireDevice(3n, 0, { attributes: { 'loop/backing_file': '/srv/vm.img' } })] } });
   });
   t.true(request.request.list?.includePartitions);
   const result = await cli;
   t.is(result.code, 0, result.stderr);
-  const devices = JSON.parse(result.stdout) as Array<{ diskseq: string; partition: number; attributes: object }>;
-  t.deepEqual(devices.map((d) => [d.diskseq, d.partition]), [['3', 0], ['3', 1], ['18446744073709551615', 0]]);
-  t.deepEqual(devices[1]!.attributes, { partition: '1' });
+  // The diskseq is a JSON number with all its digits, as lsblk writes numbers.
+  t.regex(result.stdout, /"diskseq": 18446744073709551615,/);
+  const parsed = JSON.parse(result.stdout) as { blockdevices: Array<Record<string, unknown> & { children?: Array<Record<string, unknown>> }> };
+  t.deepEqual(Object.keys(parsed), ['blockdevices']);
+  t.deepEqual(parsed.blockdevices.map((d) => d['name']), ['fake3', 'sda']);
+  t.deepEqual(parsed.blockdevices[0], {
+    name: 'fake3', diskseq: 3, partn: null, device: '3', 'maj:min': '7:0', rm: false, size: '1M', ro: false, type: 'loop',
+    'back-file': '/srv/vm.img',
+    children: [{ name: 'fake3p1', diskseq: 3, partn: 1, device: '3p1', 'maj:min': '7:0', rm: false, size: '1M', ro: false, type: 'part', 'back-file': null }],
+  });
+  t.like(parsed.blockdevices[1], { name: 'sda', device: '18446744073709551615', type: 'disk', size: '1M' });
+  t.false('children' in parsed.blockdevices[1]!);
 });
 
-test('--list prints a table', async (t) => {
+test('--list --json --bytes gives sizes as numbers; -o chooses the keys', async (t) => {
   const daemon = startFakeDaemon(t);
-  const cli = runCli(['--list', '--socket', daemon.socketPath]);
-  await serveOne(daemon, (r) => daemon.respond(r, { devices: { devices: [wireDevice(3n, 2, { name: 'loop9p2', major: 259, minor: 4 })] } }));
+  const cli = runCli(['-lJb', '-o', 'name,size,diskseq', '--socket', daemon.socketPath]);
+  await serveOne(daemon, (r) => daemon.respond(r, { devices: { devices: [wireDevice(9n, 0, { sizeBytes: Long.fromString('274877906944', true) })] } }));
   const result = await cli;
   t.is(result.code, 0, result.stderr);
-  const lines = result.stdout.trimEnd().split('\n');
-  t.regex(lines[0]!, /^DEVICE\s+NAME\s+MAJ:MIN\s+SIZE\s+RO\s+RM\s+DRIVER$/);
-  t.regex(lines[1]!, /^3p2\s+loop9p2\s+259:4\s+1048576\s+0\s+0\s+loop$/);
+  t.deepEqual(JSON.parse(result.stdout), { blockdevices: [{ name: 'fake9', size: 274877906944, diskseq: 9 }] });
+});
+
+test('--list prints a table like lsblk: human sizes, partitions drawn under their disk', async (t) => {
+  const daemon = startFakeDaemon(t);
+  const cli = runCli(['--list', '--socket', daemon.socketPath], { env: { LANG: 'C.UTF-8', LC_ALL: '' } });
+  await serveOne(daemon, (r) => daemon.respond(r, { devices: { devices: [
+    wireDevice(3n, 2, { name: 'loop9p2', major: 259, minor: 4, sizeBytes: Long.fromString('1572864', true) }),
+    wireDevice(3n, 0, { name: 'loop9', major: 7, minor: 9, sizeBytes: Long.fromString('274877906944', true), attributes: { 'loop/backing_file': '/srv/vm.img' } }),
+    wireDevice(3n, 1, { name: 'loop9p1', major: 259, minor: 3, readOnly: true }),
+  ] } }));
+  const result = await cli;
+  t.is(result.code, 0, result.stderr);
+  // runCli keeps stdout byte for byte (latin1); the box drawing is UTF-8.
+  t.is(Buffer.from(result.stdout, 'latin1').toString('utf8'), [
+    'NAME      DEVICE MAJ:MIN RM SIZE RO TYPE BACK-FILE',
+    'loop9     3          7:9  0 256G  0 loop /srv/vm.img',
+    '├─loop9p1 3p1      259:3  0   1M  1 part',
+    '└─loop9p2 3p2      259:4  0 1.5M  0 part',
+    '',
+  ].join('\n'));
+  // ASCII outside a UTF-8 locale, as lsblk draws it; -n drops the header; -b gives bytes.
+  const ascii = runCli(['-lnb', '-o', 'NAME,SIZE', '--socket', daemon.socketPath], { env: { LANG: 'C', LC_ALL: '' } });
+  await serveOne(daemon, (r) => daemon.respond(r, { devices: { devices: [wireDevice(3n, 0, { name: 'loop9' }), wireDevice(3n, 1, { name: 'loop9p1' })] } }));
+  t.is((await ascii).stdout, 'loop9     1048576\n`-loop9p1 1048576\n');
 });
 
 test('--watch prints one JSON line per event; UNSUPPORTED ends it with exit 1', async (t) => {

@@ -1,7 +1,8 @@
 // diskseq-open --preload -- COMMAND: COMMAND runs with the shim prepended to LD_PRELOAD —
 // the package's own build/Release/libdiskseq-preload.so, or the copy DISKSEQD_PRELOAD_LIBRARY
-// names — or, when the library is missing, one clear line and exit 1. (The shim at work
-// under the wrapper, with real tools and the real daemon: preload-tools.test.ts.)
+// names — or, when the library is missing, one clear line and exit 125 (diskseq-open's own
+// failure, in a form that runs COMMAND). (The shim at work under the wrapper, with real
+// tools and the real daemon: preload-tools.test.ts.)
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
@@ -19,7 +20,7 @@ test('--preload without the shim built fails clearly, or runs COMMAND with it pr
     t.is(result.code, 0, result.stderr);
     t.is(result.stdout, SHIM_PATH);
   } else {
-    t.is(result.code, 1);
+    t.is(result.code, 125);
     t.regex(result.stderr, /^diskseq-open: the preload library \S+libdiskseq-preload\.so is missing/);
   }
 });
@@ -37,7 +38,7 @@ test('DISKSEQD_PRELOAD_LIBRARY names the library --preload prepends, and a missi
 
   const missing = join(tempDir(t, 'diskseqd-cli-preload-'), 'absent.so');
   const refused = await runCli(['--preload', '--', 'touch', join(missing, '..', 'ran')], { env: { DISKSEQD_PRELOAD_LIBRARY: missing } });
-  t.is(refused.code, 1);
+  t.is(refused.code, 125);
   t.is(refused.stderr, `diskseq-open: the preload library ${missing} is missing (from DISKSEQD_PRELOAD_LIBRARY)\n`);
   t.false(existsSync(join(missing, '..', 'ran')), 'COMMAND was not run');
 });

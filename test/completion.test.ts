@@ -4,15 +4,16 @@
 // serves now — through DISKSEQD_SOCKET or the --socket on the line.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ATTRIBUTE_KEYS } from '../proto/attribute-keys.js';
 import { COLUMNS } from '../client/list-format.js';
 import { startBroker } from './helpers/broker.js';
-import { needsRoot } from './helpers/ci.js';
+import { cannotRun, needsRoot } from './helpers/ci.js';
+import { cliOnPath, runCli } from './helpers/cli.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { createLoop } from '../testkit/loop.js';
-import { CLI_SCRIPT, REPO_ROOT } from '../testkit/repo.js';
+import { REPO_ROOT } from '../testkit/repo.js';
 
 const SCRIPT = join(REPO_ROOT, 'client', 'completion', 'diskseq-open.bash');
 const HELPERS = '/usr/share/bash-completion/bash_completion';
@@ -34,13 +35,9 @@ function complete(words: string[], options: { helpers: boolean; env?: NodeJS.Pro
 for (const helpers of [false, true]) {
   const mode = helpers ? 'with bash-completion' : 'without bash-completion';
 
-  test(`completion (${mode}): options, columns, attribute keys and COMMAND`, (t) => {
-    if (helpers && !existsSync(HELPERS)) {
-      if (process.env.CI === 'true') t.fail(`${HELPERS} is missing (Debian: bash-completion)`);
-      else t.pass(`SKIPPED: ${HELPERS} is missing`);
-      return;
-    }
-    const help = execFileSync(process.execPath, [CLI_SCRIPT, '--help'], { encoding: 'utf8' });
+  test(`completion (${mode}): options, columns, attribute keys and COMMAND`, async (t) => {
+    if (helpers && !existsSync(HELPERS)) return cannotRun(t, `${HELPERS} is missing (apt-get install bash-completion)`);
+    const help = (await runCli(['--help'])).stdout;
     const offered = complete(['diskseq-open', '-'], { helpers });
     // The options --help describes: the lines that start with one (not its examples).
     const options = [...help.matchAll(/^ {2,6}(?:-[a-zA-Z], )?(--[a-z][a-z-]+)/gm)].map((m) => m[1]!);
@@ -60,15 +57,10 @@ for (const helpers of [false, true]) {
 
   test(`completion (${mode}): DEVICEs are the diskseqs served now, from DISKSEQD_SOCKET or --socket on the line`, async (t) => {
     if (!needsRoot(t)) return;
-    if (helpers && !existsSync(HELPERS)) {
-      if (process.env.CI === 'true') t.fail(`${HELPERS} is missing (Debian: bash-completion)`);
-      return;
-    }
+    if (helpers && !existsSync(HELPERS)) return cannotRun(t, `${HELPERS} is missing (apt-get install bash-completion)`);
     const loop = createLoop({ sizeMiB: 8, partitionsMiB: [2], partscan: true }, t);
     const { daemon } = await startBroker(t);
-    const bin = join(tempDir(t, 'diskseqd-completion-'), 'bin');
-    mkdirSync(bin);
-    writeFileSync(join(bin, 'diskseq-open'), `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI_SCRIPT)} "$@"\n`, { mode: 0o755 });
+    const bin = cliOnPath(join(tempDir(t, 'diskseqd-completion-'), 'bin'));
     const prefix = `${loop.diskseq}`.slice(0, -1);
     const viaEnv = complete(['diskseq-open', '--rw', prefix], { helpers, bin, env: { DISKSEQD_SOCKET: daemon.socketPath } });
     t.true(viaEnv.includes(`${loop.diskseq}`), viaEnv.join(' '));

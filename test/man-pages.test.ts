@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { ATTRIBUTE_KEYS } from '../proto/attribute-keys.js';
 import { Policy } from '../src/policy/index.js';
 import { accountFiles } from './helpers/policy-fixtures.js';
-import { CLI_SCRIPT, DAEMON_SCRIPT, REPO_ROOT } from '../testkit/repo.js';
+import { DAEMON_SCRIPT, REPO_ROOT } from '../testkit/repo.js';
+import { runCli } from './helpers/cli.js';
 
 const PAGES = { 'diskseq-open': '1', diskseqd: '8', 'diskseqd-policy': '5' } as const;
 
@@ -37,8 +38,8 @@ test('the three pages are built, with their name and section, and package.json l
   t.true(pkg.files.includes('dist/man/'));
 });
 
-test('diskseq-open(1) has every option of --help, short forms, the exit statuses and the environment', (t) => {
-  const help = execFileSync(process.execPath, [CLI_SCRIPT, '--help'], { encoding: 'utf8' });
+test('diskseq-open(1) has every option of --help, short forms, the exit statuses and the environment', async (t) => {
+  const help = (await runCli(['--help'])).stdout;
   const text = page('diskseq-open');
   const options = longOptions(help);
   t.true(options.length >= 20, options.join(' '));

@@ -5,17 +5,18 @@
 // /dev/loop4 the kernel name and node of 42, /srv/vm.img its backing file. The library
 // snippets must also end by themselves: a client or watch left open keeps node running.
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
-import { cliEnv, runCli } from './helpers/cli.js';
+import { cliEnv, cliOnPath, runCli } from './helpers/cli.js';
+import { runProcess, type RunResult } from './helpers/process.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { createLoop, type LoopFixture } from '../testkit/loop.js';
 import { makeExt4, makeLuks } from '../testkit/preload.js';
-import { CLI_SCRIPT, REPO_ROOT } from '../testkit/repo.js';
+import { REPO_ROOT } from '../testkit/repo.js';
 import { NOBODY } from '../testkit/reachable.js';
 import { writePolicy } from './helpers/policy-e2e-support.js';
 
@@ -52,10 +53,7 @@ async function setup(t: ExecutionContext, policyFor?: (a: LoopFixture) => object
   const b = createLoop({ sizeMiB: 40 }, t);
   const policy = policyFor === undefined ? undefined : writePolicy(join(dir, 'policy.json'), policyFor(a));
   const { daemon } = await startBroker(t, policy === undefined ? {} : { policy, worldAccessible: true });
-  const bin = join(dir, 'bin');
-  mkdirSync(bin, { mode: 0o755 });
-  writeFileSync(join(bin, 'diskseq-open'), `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI_SCRIPT)} "$@"\n`, { mode: 0o755 });
-  return { a, b, socket: daemon.socketPath, bin };
+  return { a, b, socket: daemon.socketPath, bin: cliOnPath(join(dir, 'bin')) };
 }
 
 /** The README's names, mapped onto the fixture's devices. */
@@ -71,32 +69,10 @@ function localise(text: string, f: Fixture): string {
   });
 }
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs a shell line with the fixture's diskseq-open first on PATH; `until`: SIGINT once stdout matches it. */
-function sh(f: Fixture, line: string, until?: RegExp): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env = cliEnv({ DISKSEQD_SOCKET: f.socket, PATH: `${f.bin}:${process.env.PATH ?? '/usr/bin:/bin'}`, LANG: 'C.UTF-8' });
-    const child = spawn('sh', ['-c', until === undefined ? line : `exec ${line}`], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('latin1').on('data', (chunk: string) => {
-      stdout += chunk;
-      if (until?.test(stdout)) child.kill('SIGINT');
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+function sh(f: Fixture, line: string, until?: RegExp): Promise<RunResult> {
+  const env = cliEnv({ DISKSEQD_SOCKET: f.socket, PATH: `${f.bin}:${process.env.PATH ?? '/usr/bin:/bin'}`, LANG: 'C.UTF-8' });
+  return runProcess(['sh', '-c', until === undefined ? line : `exec ${line}`], { env, timeoutMs: 60_000, interruptWhen: until });
 }
 
 function head(path: string, bytes: number): Buffer {
@@ -146,20 +122,8 @@ test('README: the client-library snippets run as shown and end by themselves (ev
     const js = ts.transpileModule(localise(snippet, f), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
     const file = join(dir, `snippet-${i}.mjs`);
     writeFileSync(file, js);
-    const result = await new Promise<Run>((resolve, reject) => {
-      const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv({ DISKSEQD_SOCKET: f.socket }) });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-      // Node exits only once every handle is closed: a client or watch left open is a timeout.
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      child.once('error', reject);
-      child.once('close', (code, signal) => {
-        clearTimeout(timer);
-        resolve({ code, signal, stdout, stderr });
-      });
-    });
+    // Node exits only once every handle is closed: a client or watch left open is a timeout.
+    const result = await runProcess([process.execPath, file], { env: cliEnv({ DISKSEQD_SOCKET: f.socket }), timeoutMs: 15_000 });
     t.is(result.signal, null, `snippet ${i} did not end by itself: ${result.stdout}${result.stderr}`);
     t.is(result.code, 0, `snippet ${i}: ${result.stderr}`);
     t.regex(result.stdout, i === 0 ? new RegExp(`^${f.a.partitionName(1)} \\d+n?\\n`) : new RegExp(`"diskseq":"${f.a.diskseq}"`), `snippet ${i}`);

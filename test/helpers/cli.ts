@@ -4,6 +4,8 @@
  * all that bin/diskseq-open.js runs) as root and drops privileges before main connects —
  * the daemon sees the peer, and the peer never needs to read the checkout.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CLI_MODULE, cliArgv } from '../../testkit/repo.js';
 import type { PeerIdentity } from '../../testkit/reachable.js';
 import { peerArgv } from './peer.js';
@@ -36,4 +38,15 @@ export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 export function runCli(args: string[], options: CliOptions = {}): Promise<RunResult> {
   const argv = options.as === undefined ? cliArgv(...args) : peerArgv(options.as, CLI_MODULE, args);
   return runProcess(argv, { env: cliEnv(options.env), timeoutMs: options.timeoutMs, cwd: options.as === undefined ? undefined : '/' });
+}
+
+/**
+ * Makes `dir` (created, mode 0755) hold a `diskseq-open` that runs this checkout's, for
+ * tests that run it as a shell or bash completion would: by name, from PATH. Returns `dir`.
+ */
+export function cliOnPath(dir: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const exec = cliArgv().map((word) => JSON.stringify(word)).join(' ');
+  writeFileSync(join(dir, 'diskseq-open'), `#!/bin/sh\nexec ${exec} "$@"\n`, { mode: 0o755 });
+  return dir;
 }

@@ -118,9 +118,18 @@ export async function serveOne(daemon: FakeDaemon, answer: (request: FakeRequest
   return request;
 }
 
-/** Answers the next request with an Opened for `loop` and an fd of it (opened non-exclusively). */
+/** Answers the next request with an Opened for `loop` and an fd of it (openLoopFd). */
 export function serveLoop(daemon: FakeDaemon, loop: TestLoop): Promise<FakeRequest> {
-  return serveOne(daemon, (r) => daemon.respond(r, { opened: { device: loopWireDevice(loop) } }, openSync(loop.path, 'r')));
+  return serveOne(daemon, (r) => daemon.respond(r, { opened: { device: loopWireDevice(loop) } }, openLoopFd(loop)));
+}
+
+/**
+ * A new read-only fd of `loop`, for `daemon.respond(..., openLoopFd(loop))`: the connection
+ * owns it from then on and closes it once sent. Never O_EXCL, even when the request asked
+ * for --exclusive: the fake daemon only passes fds, it does not hold claims.
+ */
+export function openLoopFd(loop: TestLoop): number {
+  return openSync(loop.path, 'r');
 }
 
 /** A wire Device for tests. */

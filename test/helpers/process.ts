@@ -19,6 +19,8 @@ export interface RunProcessOptions {
   cwd?: string;
   /** SIGKILL after this long (default 15 s); the result then has signal SIGKILL. */
   timeoutMs?: number;
+  /** SIGINT once stdout so far matches this: for a program that runs until interrupted (--watch). */
+  interruptWhen?: RegExp;
 }
 
 /** Runs `argv` and resolves with its exit status and output (rejects only when it cannot start). */
@@ -28,7 +30,10 @@ export function runProcess(argv: string[], options: RunProcessOptions = {}): Pro
     const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env, cwd: options.cwd });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('latin1').on('data', (c: string) => (stdout += c));
+    child.stdout.setEncoding('latin1').on('data', (c: string) => {
+      stdout += c;
+      if (options.interruptWhen?.test(stdout)) child.kill('SIGINT');
+    });
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 15_000);
     child.once('error', (error) => {

@@ -88,7 +88,7 @@ def test_a_stale_diskseq_never_starts_qemu(daemon, make_loop, qemu_binary, workd
                                        "-add-fd", "fd=3,set=1",
                                        "-blockdev", "driver=host_device,node-name=disk0,filename=/dev/fdset/1,read-only=on"),
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 125, done  # diskseq-open failed; COMMAND never ran
+    assert done.returncode == 125, done  # diskseq-open's own failure: QEMU never started
     assert "NOT_FOUND" in done.stderr or "STALE" in done.stderr, done.stderr
     assert not os.path.exists(qmp_path), "QEMU ran"
 
