@@ -4,7 +4,7 @@
  * error, never silently ignored.
  */
 import { parseArgs } from 'node:util';
-import { LOG_LEVELS } from './log.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from './log-format.js';
 import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { parseIdleExit } from './systemd/idle-exit.js';
 import { DEFAULT_SOCKET_PATH } from '../proto/contract.js';
@@ -16,6 +16,8 @@ export interface Config {
   policyFile: string;
   policyFileGiven: boolean;
   logLevel: string;
+  /** --log-format; undefined: text on a terminal, json otherwise. */
+  logFormat: LogFormat | undefined;
   sysfsRoot: string;
   maxConnections: number;
   maxConnectionsPerUid: number;
@@ -39,13 +41,18 @@ export type Command =
 
 export const USAGE = `Usage: diskseqd [OPTION]...
 Hands out block device file descriptors by diskseq, verified on the fd, over a
-SOCK_SEQPACKET Unix socket. Runs as root; logs JSON lines (one audit line per
-request) to standard output.
+SOCK_SEQPACKET Unix socket. Runs as root; logs one line per record (one audit
+line per request) to standard output, never blocking on it: lines that do not
+fit a 4 MiB backlog are dropped and counted.
 
 Options:
   --socket PATH            listen on PATH (default ${DEFAULT_SOCKET_PATH}); a stale
                            socket file nobody serves is replaced
   --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info; audit lines are info)
+  --log-format FORMAT      json (one JSON object per line) or text (one readable
+                           line per record); default text on a terminal, else json.
+                           Under systemd each line starts with its syslog priority
+                           (<3> error, <4> warn, <6> info), so journalctl -p works
   --policy FILE            who may open what (default ${DEFAULT_POLICY_FILE}; when
                            that file does not exist: root may open anything, everyone
                            else is denied). SIGHUP reloads it; a bad new file is logged
@@ -93,6 +100,7 @@ export function parseCommandLine(argv: string[]): Command {
     options: {
       socket: { type: 'string' },
       'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
       'sysfs-root': { type: 'string' },
       policy: { type: 'string' },
       'check-policy': { type: 'string' },
@@ -116,6 +124,10 @@ export function parseCommandLine(argv: string[]): Command {
   if (values['check-policy'] !== undefined) return { kind: 'check-policy', file: values['check-policy'] };
   const logLevel = values['log-level'] ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new Error(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
+  const logFormat = values['log-format'];
+  if (logFormat !== undefined && !(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw new Error(`--log-format: expected ${LOG_FORMATS.join(' or ')}, got ${JSON.stringify(logFormat)}`);
+  }
   const socketPath = values.socket ?? DEFAULT_SOCKET_PATH;
   if (socketPath === '') throw new Error('--socket: empty path');
   return {
@@ -125,6 +137,7 @@ export function parseCommandLine(argv: string[]): Command {
       policyFile: values.policy ?? DEFAULT_POLICY_FILE,
       policyFileGiven: values.policy !== undefined,
       logLevel,
+      logFormat: logFormat as LogFormat | undefined,
       sysfsRoot: values['sysfs-root'] ?? '/sys',
       maxConnections: count(values['max-connections'], '--max-connections', 1024),
       maxConnectionsPerUid: count(values['max-connections-per-uid'], '--max-connections-per-uid', 256),

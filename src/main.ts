@@ -29,7 +29,9 @@ function loadPolicy(config: Config): Policy {
 }
 
 function run(config: Config): void {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, { format: config.logFormat });
+  // Whatever way the process ends, what waits for standard output is written (bounded in time).
+  process.on('exit', () => log.flush());
   const inheritedFd = inheritedListener() ?? undefined; // throws on a wrong kind of fd: exit 1
   // An inherited socket is where systemd bound it, whatever --socket says.
   const socketPath = inheritedFd === undefined ? config.socketPath : socketPathOf(inheritedFd) ?? config.socketPath;
@@ -77,6 +79,7 @@ function run(config: Config): void {
       uevents.close();
       privateNodes.close();
       log.info('stopped');
+      log.flush();
       process.exit(0);
     });
   };
@@ -99,7 +102,8 @@ function run(config: Config): void {
   // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
   server.start();
   log.info({ socket: socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
-  const status = () => `${registry.size} disks, ${server.connectionCount} connections, ${server.requestsServed} requests served`;
+  const status = () => `${registry.size} disks, ${server.connectionCount} connections, ${server.requestsServed} requests served` +
+    (log.dropped > 0 ? `, ${log.dropped} log lines dropped` : '');
   notifier.ready(status());
   notifier.startWatchdog();
   notifier.trackStatus(status);

@@ -1,7 +1,7 @@
 /**
  * The one way tests and benchmarks run the real daemon: bin/diskseqd.js as a child process
  * on a private socket, always with the node flags of its shebang line, watched from
- * outside (its fds and RSS in /proc, its pino log lines). Always stopped in teardown
+ * outside (its fds and RSS in /proc, its JSON log lines). Always stopped in teardown
  * (SIGTERM, then SIGKILL after a timeout) and, as a safety net, at process exit.
  *
  * How the log is captured (`capture`):
@@ -25,8 +25,8 @@ import { onExit, sleep, type TeardownHost } from './cleanup.js';
 import { fdCount, fdTargets, rssBytes } from './proc.js';
 import { daemonArgv } from './repo.js';
 
-/** One parsed pino line (a line that is not JSON becomes { msg: '(not JSON)', text }). */
-export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
+/** One parsed log line (a line that is not JSON becomes { msg: '(not JSON)', text }). */
+export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
 
 /** The audit line the daemon writes once per request. */
 export interface AuditLine extends LogLine {
