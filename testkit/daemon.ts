@@ -1,5 +1,5 @@
 /**
- * The one way tests and benchmarks run the real daemon: bin/diskseqd.js as a child process
+ * The one way tests and benchmarks run the real daemon: bin/diskseqd.cjs as a child process
  * on a private socket, always with the node flags of its shebang line, watched from
  * outside (its fds and RSS in /proc, its JSON log lines). Always stopped in teardown
  * (SIGTERM, then SIGKILL after a timeout) and, as a safety net, at process exit.

@@ -1,7 +1,7 @@
 /**
  * Where things are in this checkout, for tests and benchmarks: the repository root, the two
  * programs and the LD_PRELOAD shim, and how to start the daemon exactly as its users do
- * (node with the flags of bin/diskseqd.js's shebang line).
+ * (node with the flags of bin/diskseqd.cjs's shebang line).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The daemon's program. */
-export const DAEMON_SCRIPT = join(REPO_ROOT, 'bin', 'diskseqd.js');
+export const DAEMON_SCRIPT = join(REPO_ROOT, 'bin', 'diskseqd.cjs');
 
 /** The CLI's program (a thin wrapper around dist/client/cli.js's main). */
 export const CLI_SCRIPT = join(REPO_ROOT, 'bin', 'diskseq-open.js');
@@ -23,13 +23,13 @@ export const CLI_MODULE = join(REPO_ROOT, 'dist', 'client', 'cli.js');
 export const SHIM_PATH = join(REPO_ROOT, 'build', 'Release', 'libdiskseq-preload.so');
 
 /**
- * The node flags of bin/diskseqd.js's `#!/usr/bin/env -S node ...` line: tests and
+ * The node flags of bin/diskseqd.cjs's `#!/usr/bin/env -S node ...` line: tests and
  * benchmarks run the daemon the way users run it (the flags change its memory use).
  */
 export const SHEBANG_NODE_FLAGS: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
   .split(/\s+/).filter((word) => word.startsWith('--'));
 
-/** argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.js. */
+/** argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.cjs. */
 export function daemonArgv(...args: string[]): string[] {
   return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...args];
 }

@@ -121,7 +121,7 @@ export function runProcess(argv: string[], options: { as?: PeerIdentity; env?: N
   });
 }
 
-/** argv running bin/diskseqd.js with `args` (and its shebang's node flags). */
+/** argv running bin/diskseqd.cjs with `args` (and its shebang's node flags). */
 export const diskseqdArgv = daemonArgv;
 
 /** argv running bin/diskseq-open.js with `args`. */
