@@ -142,6 +142,7 @@ export class Connection {
         return;
       }
       case 'list': {
+        await this.ctx.registry.indexed(); // the first scan: every bound disk, before the snapshot
         this.ctx.registry.handlePendingUevents(); // answer with every change the kernel already announced
         const builder = new DeviceListBuilder(request.id);
         const devices = listDevices(this.ctx.registry.disks(), request.includePartitions);
@@ -158,6 +159,7 @@ export class Connection {
           throw resourceExhausted(`too many watchers (limit ${this.ctx.watchHub.maxWatchers})`);
         }
         this.stopWatching = () => undefined; // one watch per connection, even while it starts
+        await this.ctx.registry.indexed();
         this.ctx.registry.handlePendingUevents();
         this.stopWatching = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close());
         if (this.socket.isClosed) this.stopWatching(); // closed during the snapshot

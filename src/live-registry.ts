@@ -12,6 +12,8 @@ import { UeventListener } from './uevents.js';
 export interface LiveRegistry {
   registry: Registry;
   uevents: UeventListener;
+  /** Resolves once the first scan is complete. */
+  scanned: Promise<void>;
 }
 
 /** Options of a live registry. */
@@ -20,9 +22,14 @@ export interface LiveRegistryOptions {
   ueventBufferBytes: number;
   /** Called after each overrun, once the rescan is done (for tests and logs). */
   onOverrun?: () => void;
+  /**
+   * Scan in the background (Registry.startInitialScan) instead of before returning: the
+   * daemon then serves while it runs. `scanned` resolves when it is done.
+   */
+  background?: boolean;
 }
 
-/** Subscribes to uevents, scans sysfs, and handles what arrived meanwhile. */
+/** Subscribes to uevents, scans sysfs (or starts to), and handles what arrived meanwhile. */
 export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegistryOptions): LiveRegistry {
   let registry: Registry | undefined;
   const uevents = new UeventListener({
@@ -38,7 +45,8 @@ export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegist
     },
   }, log, options.ueventBufferBytes);
   registry = new Registry(sysfs, log, () => uevents.drain());
+  if (options.background) return { registry, uevents, scanned: registry.startInitialScan() };
   registry.scan();
   uevents.drain();
-  return { registry, uevents };
+  return { registry, uevents, scanned: Promise.resolve() };
 }

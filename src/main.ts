@@ -40,7 +40,8 @@ function run(config: Config): void {
   log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
 
   const sysfs = new Sysfs(config.sysfsRoot);
-  const { registry, uevents } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes });
+  // The first scan runs while the daemon serves (docs/design.md, "Registry": the first scan).
+  const { registry, uevents, scanned } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes, background: true });
 
   const privateNodes = new PrivateNodes();
   const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, maxWaiting: config.maxWaiting });
@@ -101,12 +102,13 @@ function run(config: Config): void {
   // default action and leave requests unanswered and the socket file behind. For the same
   // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
   server.start();
-  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, disks: registry.size, version: VERSION }, 'serving');
+  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, version: VERSION }, 'serving');
   const status = () => `${registry.size} disks, ${server.connectionCount} connections, ${server.requestsServed} requests served` +
     (log.dropped > 0 ? `, ${log.dropped} log lines dropped` : '');
   notifier.ready(status());
   notifier.startWatchdog();
   notifier.trackStatus(status);
+  void scanned.then(() => notifier.status(status()));
 }
 
 function describeError(error: unknown): string {

@@ -108,6 +108,8 @@ export class Opener {
    * re-reading sysfs; the second one is NOT_FOUND when X (or N) is gone, else STALE.
    */
   async open(params: OpenParams, peer: Peer, trace: OpenTrace, signal?: AbortSignal): Promise<VerifiedOpen> {
+    // Never absent for a device the first scan has not reached yet (docs/design.md, "Registry").
+    if (this.registry.scanPending(params.diskseq, params.partition)) await this.registry.indexed();
     await this.waitUntilPresent(params, signal);
     try {
       return await this.attempt(params, peer, trace);

@@ -5,7 +5,9 @@
  *
  * Lookups never scan. diskseq only grows, so an X at or below the highest diskseq seen
  * that is not in the index is absent for good; only an X above it can still appear. Full
- * rescans happen at start and after a uevent overrun, never because a client asked.
+ * rescans happen at start and after a uevent overrun, never because a client asked. The
+ * start's scan runs while the daemon already serves (startInitialScan): an X it has not
+ * reached yet is never answered absent.
  */
 import type { Logger } from './log.js';
 import type { Sysfs, Uevent } from './sysfs.js';
@@ -61,6 +63,13 @@ interface Waiter {
   settle(failure: WaitFailure | null): void;
 }
 
+/** Kernel names of loop devices: only these can be told unbound by one stat. */
+const LOOP_NAME = /^loop[0-9]+$/;
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
 export class Registry {
   private readonly byDiskseq = new Map<bigint, DiskEntry>();
   private readonly byName = new Map<string, DiskEntry>();
@@ -70,6 +79,10 @@ export class Registry {
   private readonly listeners = new Set<(change: RegistryChange) => void>();
   private waiterCount = 0;
   private highest = 0n;
+  /** While the initial scan indexes bound disks: resolves when every one is indexed. */
+  private indexing: Promise<void> | undefined;
+  /** While the initial scan runs at all (the highest diskseq is known only at its end). */
+  private scanning: Promise<void> | undefined;
 
   /**
    * @param drainEvents reads pending uevents before a miss is answered, so a device the
@@ -160,6 +173,108 @@ export class Registry {
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /**
+   * Whether an answer about (diskseq, partition) must wait for the initial scan: it runs,
+   * and that disk (or partition) is not indexed yet. Then `indexed()` says when to look.
+   */
+  scanPending(diskseq: bigint, partition: number): boolean {
+    if (this.indexing === undefined) return false;
+    const disk = this.byDiskseq.get(diskseq);
+    return disk === undefined || (partition > 0 && !disk.partitions.has(partition));
+  }
+
+  /** Resolves once the initial scan has indexed every bound disk (at once when it has). */
+  indexed(): Promise<void> {
+    return this.indexing ?? Promise.resolve();
+  }
+
+  /** Resolves once the initial scan is complete, the highest diskseq included. */
+  scanned(): Promise<void> {
+    return this.scanning ?? Promise.resolve();
+  }
+
+  /**
+   * The first scan, for a daemon that already accepts connections (docs/design.md,
+   * "Registry": the first scan). It yields to the event loop every `chunk` devices, so
+   * requests are read meanwhile; a lookup that misses waits for indexed() before it is
+   * answered, a hit is served at once. Unbound loop devices — on a host with test churn,
+   * thousands of them — cost one stat each (no `loop/` directory in sysfs): their uevent
+   * files, read only for the highest diskseq (which decides whether a wait_ms can still be
+   * met), are read after every bound disk is indexed. Entries that uevents made meanwhile
+   * are newer than the scan's view and stay; the index starts empty, so nothing is removed.
+   */
+  startInitialScan(chunk = 256): Promise<void> {
+    let indexed!: () => void;
+    this.indexing = new Promise((resolve) => {
+      indexed = resolve;
+    });
+    this.scanning = this.initialScan(chunk, () => {
+      this.indexing = undefined;
+      indexed();
+    }).finally(() => {
+      this.indexing = undefined;
+      indexed();
+      this.scanning = undefined;
+      this.wakeWaiters();
+    });
+    return this.scanning;
+  }
+
+  private async initialScan(chunk: number, onIndexed: () => void): Promise<void> {
+    const started = performance.now();
+    const partitions: Uevent[] = [];
+    const unboundLoops: string[] = [];
+    let step = 0;
+    const next = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    const pause = async (): Promise<void> => {
+      if (++step % chunk === 0) await next();
+    };
+    await next(); // the caller goes on to serve first
+    for (const name of this.sysfs.listBlockDevices()) {
+      await pause();
+      if (LOOP_NAME.test(name) && !this.sysfs.loopBound(name)) {
+        unboundLoops.push(name);
+        continue;
+      }
+      const uevent = this.sysfs.readUevent(name);
+      if (uevent === null) continue;
+      if (uevent.isPartition) partitions.push(uevent);
+      else if (!this.byName.has(name)) this.replace(name, this.entryFor(uevent), false);
+    }
+    const found = new Map<string, Uevent[]>();
+    for (const uevent of partitions) {
+      await pause();
+      const parent = this.sysfs.parentOf(uevent.name);
+      if (parent === null) continue;
+      let list = found.get(parent);
+      if (list === undefined) found.set(parent, (list = []));
+      list.push(uevent);
+    }
+    for (const [name, list] of found) {
+      const disk = this.byName.get(name);
+      if (disk !== undefined) this.syncPartitions(disk, [...list, ...this.currentPartitions(disk)]);
+    }
+    const indexedMs = performance.now() - started;
+    onIndexed();
+    this.wakeWaiters();
+    for (const name of unboundLoops) {
+      await pause();
+      const diskseq = this.sysfs.readUevent(name)?.diskseq;
+      if (diskseq != null && diskseq > this.highest) this.highest = diskseq;
+    }
+    this.log.info({
+      disks: this.byDiskseq.size, unboundLoops: unboundLoops.length,
+      indexedMs: round(indexedMs), ms: round(performance.now() - started),
+    }, 'sysfs scanned');
+  }
+
+  /** A disk's indexed partitions as uevents, so that an admit-only sync keeps them. */
+  private currentPartitions(disk: DiskEntry): Uevent[] {
+    return [...disk.partitions.values()].map((p) => ({
+      name: p.name, devname: p.devname, major: p.major, minor: p.minor, isPartition: true, diskseq: disk.diskseq, partition: p.partition,
+    }));
   }
 
   /** Rebuilds the whole index from sysfs, telling watchers what changed. */
