@@ -197,20 +197,22 @@ export class Registry {
 
   /**
    * The first scan, for a daemon that already accepts connections (docs/design.md,
-   * "Registry": the first scan). It yields to the event loop every `chunk` devices, so
-   * requests are read meanwhile; a lookup that misses waits for indexed() before it is
-   * answered, a hit is served at once. Unbound loop devices — on a host with test churn,
-   * thousands of them — cost one stat each (no `loop/` directory in sysfs): their uevent
-   * files, read only for the highest diskseq (which decides whether a wait_ms can still be
-   * met), are read after every bound disk is indexed. Entries that uevents made meanwhile
-   * are newer than the scan's view and stay; the index starts empty, so nothing is removed.
+   * "Registry": the first scan). It yields to the event loop every `sliceMs`, so requests
+   * are read meanwhile; a lookup that misses waits for indexed() before it is
+   * answered, a hit is served at once. Only devices with a size are indexed first (one read
+   * of /proc/partitions names them; on a synthetic tree an unbound loop device costs one
+   * stat, as it has no `loop/` directory): on a host with test churn thousands of unbound
+   * loops sit in sysfs. Their uevent files, read only for the highest diskseq (which
+   * decides whether a wait_ms can still be met), are read after every disk is indexed.
+   * Entries that uevents made meanwhile are newer than the scan's view and stay; the index
+   * starts empty, so nothing is removed.
    */
-  startInitialScan(chunk = 256): Promise<void> {
+  startInitialScan(sliceMs = 2): Promise<void> {
     let indexed!: () => void;
     this.indexing = new Promise((resolve) => {
       indexed = resolve;
     });
-    this.scanning = this.initialScan(chunk, () => {
+    this.scanning = this.initialScan(sliceMs, () => {
       this.indexing = undefined;
       indexed();
     }).finally(() => {
@@ -222,20 +224,29 @@ export class Registry {
     return this.scanning;
   }
 
-  private async initialScan(chunk: number, onIndexed: () => void): Promise<void> {
+  private async initialScan(sliceMs: number, onIndexed: () => void): Promise<void> {
     const started = performance.now();
     const partitions: Uevent[] = [];
-    const unboundLoops: string[] = [];
-    let step = 0;
-    const next = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    const empty: string[] = [];
+    let sliceStart = 0;
+    const next = async (): Promise<void> => {
+      await new Promise((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    };
+    // Requests are read between slices: a slice ends after `sliceMs`.
     const pause = async (): Promise<void> => {
-      if (++step % chunk === 0) await next();
+      if (performance.now() - sliceStart >= sliceMs) await next();
     };
     await next(); // the caller goes on to serve first
-    for (const name of this.sysfs.listBlockDevices()) {
+    // The real /sys: /proc/partitions names the devices that have a size, in one read;
+    // everything else (unbound loops, empty drives) is read after indexing. Otherwise one
+    // stat tells an unbound loop device.
+    const nonEmpty = this.sysfs.nonEmptyBlockDevices();
+    const candidates = nonEmpty ?? this.sysfs.listBlockDevices();
+    for (const name of candidates) {
       await pause();
-      if (LOOP_NAME.test(name) && !this.sysfs.loopBound(name)) {
-        unboundLoops.push(name);
+      if (nonEmpty === undefined && LOOP_NAME.test(name) && !this.sysfs.loopBound(name)) {
+        empty.push(name);
         continue;
       }
       const uevent = this.sysfs.readUevent(name);
@@ -259,13 +270,17 @@ export class Registry {
     const indexedMs = performance.now() - started;
     onIndexed();
     this.wakeWaiters();
-    for (const name of unboundLoops) {
+    if (nonEmpty !== undefined) {
+      const seen = new Set(nonEmpty);
+      for (const name of this.sysfs.listBlockDevices()) if (!seen.has(name)) empty.push(name);
+    }
+    for (const name of empty) {
       await pause();
       const diskseq = this.sysfs.readUevent(name)?.diskseq;
       if (diskseq != null && diskseq > this.highest) this.highest = diskseq;
     }
     this.log.info({
-      disks: this.byDiskseq.size, unboundLoops: unboundLoops.length,
+      disks: this.byDiskseq.size, emptyDevices: empty.length,
       indexedMs: round(indexedMs), ms: round(performance.now() - started),
     }, 'sysfs scanned');
   }
