@@ -23,7 +23,7 @@ import { createInterface } from 'node:readline';
 import { native } from '../native/index.js';
 import { onExit, sleep, type TeardownHost } from './cleanup.js';
 import { fdCount, fdTargets, rssBytes } from './proc.js';
-import { daemonArgv } from './repo.js';
+import { DAEMON_SCRIPT, daemonArgv, SHEBANG_ENV } from './repo.js';
 
 /** One parsed log line (a line that is not JSON becomes { msg: '(not JSON)', text }). */
 export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
@@ -61,6 +61,12 @@ export interface DaemonOptions {
   /** How long to wait for the daemon to serve (default 10 s). */
   readyTimeoutMs?: number;
   capture?: LogCapture;
+  /**
+   * Exec bin/diskseqd.cjs itself, through its shebang line, exactly as the installed
+   * command starts (nodeArgs then go in NODE_OPTIONS): for measurements of the daemon as
+   * shipped. Otherwise this node runs it with the shebang's flags and environment.
+   */
+  throughShebang?: boolean;
   /**
    * Variables added to the daemon's environment. It inherits this process's, without
    * systemd's LISTEN_*, NOTIFY_SOCKET and WATCHDOG_* (a test daemon is never activated).
@@ -113,23 +119,32 @@ export class DaemonProcess {
     if (options.policy !== undefined) args.push('--policy', this.policyFile(options.policy));
     args.push(...(options.extraArgs ?? []));
     const diagnosis = (process.env.TEST_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-    const [node, ...argv] = daemonArgv(...args);
-    argv.unshift(...(options.nodeArgs ?? []), ...diagnosis);
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const key of SYSTEMD_VARIABLES) delete env[key];
+    let node: string;
+    let argv: string[];
+    if (options.throughShebang) {
+      [node, argv] = [DAEMON_SCRIPT, args];
+      const extra = [...(options.nodeArgs ?? []), ...diagnosis].join(' ');
+      if (extra !== '') env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} ${extra}`.trim();
+    } else {
+      [node, ...argv] = daemonArgv(...args) as [string, ...string[]];
+      argv.unshift(...(options.nodeArgs ?? []), ...diagnosis);
+      Object.assign(env, SHEBANG_ENV);
+    }
     Object.assign(env, options.env);
 
     if (this.capture === 'file') {
       const out = openSync(this.logFile, 'a');
       const err = openSync(this.stderrFile, 'a');
       try {
-        this.child = spawn(node!, argv, { stdio: ['ignore', out, err], env });
+        this.child = spawn(node, argv, { stdio: ['ignore', out, err], env });
       } finally {
         closeSync(out);
         closeSync(err);
       }
     } else {
-      this.child = spawn(node!, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
+      this.child = spawn(node, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
       createInterface({ input: this.child.stdout! }).on('line', (text) => this.onLine(text));
       this.child.stderr!.on('data', (chunk: Buffer) => {
         this.stderrText += chunk.toString();

@@ -29,6 +29,10 @@ export const SHIM_PATH = join(REPO_ROOT, 'build', 'Release', 'libdiskseq-preload
 export const SHEBANG_NODE_FLAGS: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
   .split(/\s+/).filter((word) => word.startsWith('--'));
 
+/** The NAME=VALUE words of that line: environment `env -S` gives the daemon (MALLOC_ARENA_MAX). */
+export const SHEBANG_ENV: Readonly<Record<string, string>> = Object.fromEntries(readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
+  .split(/\s+/).filter((word) => /^[A-Z_][A-Z0-9_]*=/.test(word)).map((word) => [word.slice(0, word.indexOf('=')), word.slice(word.indexOf('=') + 1)]));
+
 /** argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.cjs. */
 export function daemonArgv(...args: string[]): string[] {
   return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...args];
