@@ -1,118 +1,286 @@
 /**
- * Cold start: from exec of bin/diskseqd.js to READY=1 on NOTIFY_SOCKET, as systemd sees it
- * (target: at most 1.5x the bare-Node floor below, measured in the same run). Each run
- * starts a fresh daemon on its own socket, waits for READY=1, stops it with SIGTERM and
- * waits for its exit before the next run.
+ * Startup, as users wait for it: the daemon started through its bin's shebang, exactly as
+ * the package installs it. Per run, interleaved with the floors (medians of RUNS, default 10):
  *
- * The floor, measured in the same run and interleaved with the daemon runs: a Node process
- * that does nothing but load unix-dgram and send READY=1. On a loaded 2-core machine
- * absolute times drift a lot; daemon/floor is the figure to compare between runs.
+ * - `node -e 0`: exec -> exit, Node's own start;
+ * - floor: a bare Node process that loads unix-dgram and sends READY=1 (exec -> READY=1);
+ * - `diskseqd --version`: exec -> exit, Node plus loading all of the daemon's code;
+ * - the daemon: exec -> accepting (a client that connects as early as it can gets its
+ *   HelloReply), exec -> READY=1, exec -> the first Opened of a loop device of the bench's
+ *   own (requested on that first connection), and the first scan's own times from its
+ *   'sysfs scanned' line;
+ * - socket activation: systemd-socket-activate holds the socket; a client connects and
+ *   asks for an open; the connection execs the daemon: connect -> Opened.
  *
- * Run: npm run build && node dist/bench/cold-start.js [RUNS]   (default 10; prints JSON)
+ * Run at the host's own device count and again with BENCH_MANY_LOOPS (default 5000) more
+ * unbound loop devices made with LOOP_CTL_ADD (bench/many-loop-devices.ts; removed after,
+ * whatever happens). BENCH_COMPARE_DAEMON=/path/to/another/bin/diskseqd.cjs adds that
+ * daemon's exec -> accepting and exec -> READY=1 to the same interleaved runs (e.g. an older
+ * checkout, for a before/after in one run).
+ *
+ * Run: npm run build && node dist/bench/cold-start.js [RUNS]   (root; prints a table)
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, watch } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { loadavg, tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { native } from '../native/index.js';
+import { createLoop, type LoopFixture } from '../testkit/loop.js';
 import { DAEMON_SCRIPT } from '../testkit/repo.js';
+import { WireClient } from '../testkit/wire-client.js';
+import { createManyLoopDevices } from './many-loop-devices.js';
 
 interface DgramSocket {
   bind(path: string): void;
   close(): void;
   on(event: 'message', listener: (buf: Buffer) => void): void;
 }
-const unixDgram = createRequire(import.meta.url)('unix-dgram') as { createSocket(type: 'unix_dgram'): DgramSocket };
-
-/** Milliseconds from spawn() to READY=1 for each run, and their median. */
-export interface Timings {
-  runs: number[];
-  medianMs: number;
-  minMs: number;
-  maxMs: number;
-}
-
-/** The daemon's timings, the bare-Node floor's, and the ratio of the medians. */
-export interface ColdStartResult {
-  daemon: Timings;
-  nodeFloor: Timings;
-  ratio: number;
-}
+const require = createRequire(import.meta.url);
+const unixDgram = require('unix-dgram') as { createSocket(type: 'unix_dgram'): DgramSocket };
 
 const FLOOR_SCRIPT = `
 process.on('SIGTERM', () => process.exit(0));
-const d = require(${JSON.stringify(createRequire(import.meta.url).resolve('unix-dgram'))});
+const d = require(${JSON.stringify(require.resolve('unix-dgram'))});
 const s = d.createSocket('unix_dgram');
 const b = Buffer.from('READY=1');
 s.send(b, 0, b.length, process.env.NOTIFY_SOCKET, () => s.close());
 setInterval(() => {}, 1000);`;
 
-/** Starts the daemon `runs` times and measures exec -> READY=1. */
-export async function coldStart(runs = 10): Promise<ColdStartResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-cold-start-'));
-  const notifyPath = join(dir, 'notify.sock');
-  const notify = unixDgram.createSocket('unix_dgram');
-  let onReady: (() => void) | undefined;
-  notify.on('message', (buf) => {
-    if (buf.toString().split('\n').includes('READY=1')) onReady?.();
+/** One series' samples in milliseconds. */
+type Samples = Record<string, number[]>;
+
+/** What one configuration (a device count) gave: medians per series, and the host's block devices. */
+export interface StartupResult {
+  blockDevices: number;
+  medians: Record<string, number>;
+}
+
+const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length === 0 ? NaN : sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  for (const key of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'JOURNAL_STREAM']) delete env[key];
+  return env;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
   });
-  notify.bind(notifyPath);
-  const daemon: number[] = [];
-  const floor: number[] = [];
-  const setOnReady = (cb: () => void): void => { onReady = cb; };
+}
+
+/** exec -> exit of a command, in ms. */
+async function execToExit(command: string, args: string[]): Promise<number> {
+  const t0 = now();
+  const child = spawn(command, args, { stdio: 'ignore', env: cleanEnv() });
+  await exited(child);
+  if (child.exitCode !== 0) throw new Error(`${command} ${args.join(' ')} exited ${child.exitCode}`);
+  return now() - t0;
+}
+
+/** Resolves with the time a READY=1 datagram arrives on the notify socket (set per run). */
+class ReadyListener {
+  private waiting: ((at: number) => void) | undefined;
+  private readonly socket = unixDgram.createSocket('unix_dgram');
+
+  constructor(readonly path: string) {
+    this.socket.on('message', (buf) => {
+      if (buf.toString().split('\n').includes('READY=1')) this.waiting?.(now());
+    });
+    this.socket.bind(path);
+  }
+
+  next(): Promise<number> {
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+    });
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+/**
+ * Connects as soon as the socket exists: told by inotify (fs.watch on its directory), with
+ * a slow poll as a fallback. Polling every millisecond would take the daemon's CPU on a
+ * loaded two-core machine and slow what is measured.
+ */
+async function connectEarly(socketPath: string, child: ChildProcess, deadlineMs = 30_000): Promise<WireClient> {
+  const deadline = now() + deadlineMs;
+  const name = basename(socketPath);
+  let wake: (() => void) | undefined;
+  const watcher = watch(dirname(socketPath), (_event, file) => {
+    if (file === name) wake?.();
+  });
   try {
-    for (let i = 0; i < runs; i++) {
-      const socketPath = join(dir, `d${i}.sock`);
-      // Through the script's own shebang (and its Node flags), as systemd starts it.
-      daemon.push(await oneStart(DAEMON_SCRIPT,
-        ['--socket', socketPath, '--runtime-dir', join(dir, `run${i}`), '--log-level', 'warn', '--no-varlink'], notifyPath, setOnReady));
-      floor.push(await oneStart(process.execPath, ['-e', FLOOR_SCRIPT], notifyPath, setOnReady));
+    for (;;) {
+      try {
+        return WireClient.connect(socketPath);
+      } catch {
+        if (child.exitCode !== null || now() > deadline) throw new Error(`daemon did not listen on ${socketPath}`);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, 20);
+        });
+      }
     }
   } finally {
-    notify.close();
+    watcher.close();
+  }
+}
+
+/** One direct start: exec -> accepting, -> READY=1, -> first Opened; and the scan's times. */
+async function daemonStart(script: string, socketPath: string, ready: ReadyListener, loop: LoopFixture | undefined, samples: Samples, label: string): Promise<void> {
+  const t0 = now();
+  const readyAt = ready.next();
+  // An older daemon may not know them. A private runtime directory, and never the machine's
+  // default Varlink path.
+  const newArgs = script === DAEMON_SCRIPT ? ['--log-format', 'json', '--runtime-dir', `${socketPath}.run`, '--no-varlink'] : [];
+  const child = spawn(script, ['--socket', socketPath, '--log-level', 'info', ...newArgs], {
+    stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv({ NOTIFY_SOCKET: ready.path }),
+  });
+  let log = '';
+  child.stdout!.on('data', (c: Buffer) => {
+    log += c.toString();
+  });
+  try {
+    const client = await connectEarly(socketPath, child);
+    try {
+      const hello = client.hello().then(() => now());
+      const opened = loop === undefined ? undefined : client.open({ diskseq: loop.diskseq }).then((o) => {
+        const at = now();
+        if (!o.ok) throw new Error(`first open failed: ${o.code} ${o.message}`);
+        native.close(o.fd);
+        return at;
+      });
+      (samples[`${label}: exec -> accepting (HelloReply)`] ??= []).push((await hello) - t0);
+      if (opened) (samples[`${label}: exec -> first Opened`] ??= []).push((await opened) - t0);
+      (samples[`${label}: exec -> READY=1`] ??= []).push((await readyAt) - t0);
+    } finally {
+      client.close();
+    }
+    for (let i = 0; i < 2000 && !log.includes('"sysfs scanned"'); i++) await new Promise((r) => setTimeout(r, 5));
+    const scanned = /"msg":"sysfs scanned"/.test(log) ? JSON.parse(log.split('\n').find((l) => l.includes('"sysfs scanned"'))!) : undefined;
+    if (scanned) {
+      (samples[`${label}: first scan, bound disks indexed (daemon's own figure)`] ??= []).push(scanned.indexedMs);
+      (samples[`${label}: first scan, complete (daemon's own figure)`] ??= []).push(scanned.ms);
+    }
+  } finally {
+    child.kill('SIGTERM');
+    await exited(child);
+  }
+}
+
+/** One socket activation: connect + open request -> Opened, the connection exec'ing the daemon. */
+async function activatedStart(socketPath: string, loop: LoopFixture, samples: Samples): Promise<void> {
+  const activator = spawn('systemd-socket-activate', ['--seqpacket', '-l', socketPath, DAEMON_SCRIPT, '--socket', socketPath, '--runtime-dir', `${socketPath}.run`, '--no-varlink', '--log-level', 'warn'], {
+    stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv(),
+  });
+  let stderr = '';
+  activator.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  try {
+    while (!stderr.includes('Listening on')) {
+      if (activator.exitCode !== null) throw new Error(`systemd-socket-activate exited: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const t0 = now();
+    const client = WireClient.connect(socketPath);
+    try {
+      const outcome = await client.open({ diskseq: loop.diskseq });
+      const elapsed = now() - t0;
+      if (!outcome.ok) throw new Error(`open after activation failed: ${outcome.code} ${outcome.message}`);
+      native.close(outcome.fd);
+      (samples['socket activation: connect -> first Opened'] ??= []).push(elapsed);
+    } finally {
+      client.close();
+    }
+  } finally {
+    activator.kill('SIGTERM');
+    await exited(activator);
+  }
+}
+
+/** All series, interleaved, `runs` times. */
+export async function startupRuns(runs: number, loop: LoopFixture | undefined): Promise<StartupResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'diskseqd-cold-start-'));
+  const ready = new ReadyListener(join(dir, 'notify.sock'));
+  const samples: Samples = {};
+  const compare = process.env.BENCH_COMPARE_DAEMON;
+  const activate = loop !== undefined && existsSync('/usr/bin/systemd-socket-activate');
+  try {
+    for (let i = 0; i < runs; i++) {
+      (samples['node -e 0: exec -> exit'] ??= []).push(await execToExit(process.execPath, ['-e', '0']));
+      const floorT0 = now();
+      const floorReady = ready.next();
+      const floor = spawn(process.execPath, ['-e', FLOOR_SCRIPT], { stdio: 'ignore', env: cleanEnv({ NOTIFY_SOCKET: ready.path }) });
+      (samples['floor (Node + unix-dgram + READY=1): exec -> READY=1'] ??= []).push((await floorReady) - floorT0);
+      floor.kill('SIGTERM');
+      await exited(floor);
+      (samples['diskseqd --version: exec -> exit (loads all its code)'] ??= []).push(await execToExit(DAEMON_SCRIPT, ['--version']));
+      await daemonStart(DAEMON_SCRIPT, join(dir, `d${i}.sock`), ready, loop, samples, 'daemon');
+      if (compare) await daemonStart(compare, join(dir, `c${i}.sock`), ready, loop, samples, `compared (${compare})`);
+      if (activate) await activatedStart(join(dir, `a${i}.sock`), loop!, samples);
+    }
+  } finally {
+    ready.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  const d = timings(daemon);
-  const f = timings(floor);
-  return { daemon: d, nodeFloor: f, ratio: round(d.medianMs / f.medianMs) };
+  const medians: Record<string, number> = {};
+  for (const [name, values] of Object.entries(samples)) medians[name] = median(values);
+  return { blockDevices: readdirSync('/sys/class/block').length, medians };
 }
 
-function timings(times: number[]): Timings {
-  const sorted = [...times].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const medianMs = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  return { runs: times.map(round), medianMs: round(medianMs), minMs: round(sorted[0]), maxMs: round(sorted[sorted.length - 1]) };
+/** Prints one configuration's table, with the ratios the goals are stated in. */
+export function printStartup(result: StartupResult, runs: number): void {
+  const m = result.medians;
+  const node = m['node -e 0: exec -> exit']!;
+  const floor = m['floor (Node + unix-dgram + READY=1): exec -> READY=1']!;
+  console.log(`\nstartup with ${result.blockDevices} block devices in /sys/class/block (medians of ${runs}, ms; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')})`);
+  for (const [name, value] of Object.entries(m)) {
+    const ratios = name.includes('first scan') ? '' : `   ${(value / node).toFixed(2)}x node -e 0   ${(value / floor).toFixed(2)}x floor`;
+    console.log(`  ${name.padEnd(72)} ${value.toFixed(1).padStart(8)}${ratios}`);
+  }
+  const accepting = m['daemon: exec -> accepting (HelloReply)']!;
+  console.log(`  goal: exec -> accepting <= 1.5x node -e 0: ${(accepting / node).toFixed(2)}x ${accepting / node <= 1.5 ? '(met)' : '(NOT met)'}`);
 }
 
-function oneStart(command: string, args: string[], notifyPath: string, setOnReady: (cb: () => void) => void): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, NOTIFY_SOCKET: notifyPath };
-    for (const key of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'WATCHDOG_USEC', 'WATCHDOG_PID']) delete env[key];
-    const start = process.hrtime.bigint();
-    const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    let elapsed: number | undefined;
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const timeout = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    setOnReady(() => {
-      elapsed = Number(process.hrtime.bigint() - start) / 1e6;
-      child.kill('SIGTERM');
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timeout);
-      if (elapsed !== undefined && code === 0) resolve(elapsed);
-      else reject(new Error(`daemon ended (code ${code}, signal ${signal}) before READY=1: ${stderr}`));
-    });
-  });
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the startup benchmark needs root (loop devices)');
+  const runs = Number(process.argv[2] ?? process.env.BENCH_STARTUP_RUNS ?? 10);
+  const many = Number(process.env.BENCH_MANY_LOOPS ?? 5000);
+  const loop = createLoop({});
+  try {
+    printStartup(await startupRuns(runs, loop), runs);
+    if (many > 0) {
+      const devices = await createManyLoopDevices(many);
+      try {
+        console.log(`\n(${devices.created} unbound loop devices added with LOOP_CTL_ADD)`);
+        printStartup(await startupRuns(runs, loop), runs);
+      } finally {
+        await devices.remove();
+        console.log(`(removed them again: ${readdirSync('/sys/class/block').length} block devices now)`);
+      }
+    }
+  } finally {
+    loop.cleanup();
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const runs = Number(process.argv[2] ?? 10);
-  const result = await coldStart(runs);
-  console.log(JSON.stringify({ bench: 'cold-start', node: process.version, what: 'exec -> READY=1', ...result }));
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
 }

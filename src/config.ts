@@ -4,7 +4,7 @@
  * error, never silently ignored.
  */
 import { parseArgs } from 'node:util';
-import { LOG_LEVELS } from './log.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from './log-format.js';
 import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { parseIdleExit } from './systemd/idle-exit.js';
 import { ACCESS_MODES, DEFAULT_SOCKET_PATH, type AccessMode } from '../proto/contract.js';
@@ -22,6 +22,8 @@ export interface Config {
   policyFile: string;
   policyFileGiven: boolean;
   logLevel: string;
+  /** --log-format; undefined: text on a terminal, json otherwise. */
+  logFormat: LogFormat | undefined;
   sysfsRoot: string;
   /** Where state that must outlive a restart (until reboot) is kept: loop partitions' provenance. */
   runtimeDir: string;
@@ -80,8 +82,9 @@ export type Command =
 
 export const USAGE = `Usage: diskseqd [OPTION]...
 Hands out block device file descriptors by diskseq, verified on the fd, over a
-SOCK_SEQPACKET Unix socket. Runs as root; logs JSON lines (one audit line per
-request) to standard output.
+SOCK_SEQPACKET Unix socket. Runs as root; logs one line per record (one audit
+line per request) to standard output, never blocking on it: lines that do not
+fit a 4 MiB backlog are dropped and counted.
 
 Options:
   --socket PATH            listen on PATH (default ${DEFAULT_SOCKET_PATH}); a stale
@@ -93,6 +96,10 @@ Options:
                            runs without Varlink
   --no-varlink             do not serve Varlink (not even a socket systemd passed)
   --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info; audit lines are info)
+  --log-format FORMAT      json (one JSON object per line) or text (one readable
+                           line per record); default text on a terminal, else json.
+                           Under systemd each line starts with its syslog priority
+                           (<3> error, <4> warn, <6> info), so journalctl -p works
   --policy FILE            who may open what (default ${DEFAULT_POLICY_FILE}; when
                            that file does not exist: root may open anything, everyone
                            else is denied). SIGHUP reloads it; a bad new file is logged
@@ -201,6 +208,7 @@ const OPTIONS = {
   'varlink-socket': { type: 'string' },
   'no-varlink': { type: 'boolean' },
   'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
   'sysfs-root': { type: 'string' },
   'runtime-dir': { type: 'string' },
   policy: { type: 'string' },
@@ -282,6 +290,10 @@ export function parseCommandLine(argv: string[]): Command {
   if (dryRunOptions.length > 0) throw new Error(`--${dryRunOptions[0]} is only valid with --check-policy FILE (the policy dry run)`);
   const logLevel = values['log-level'] ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new Error(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
+  const logFormat = values['log-format'];
+  if (logFormat !== undefined && !(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw new Error(`--log-format: expected ${LOG_FORMATS.join(' or ')}, got ${JSON.stringify(logFormat)}`);
+  }
   const socketPath = values.socket ?? DEFAULT_SOCKET_PATH;
   if (socketPath === '') throw new Error('--socket: empty path');
   if (values['no-varlink'] && values['varlink-socket'] !== undefined) throw new Error('--no-varlink and --varlink-socket exclude each other');
@@ -302,6 +314,7 @@ export function parseCommandLine(argv: string[]): Command {
       policyFile: values.policy ?? DEFAULT_POLICY_FILE,
       policyFileGiven: values.policy !== undefined,
       logLevel,
+      logFormat: logFormat as LogFormat | undefined,
       sysfsRoot: values['sysfs-root'] ?? '/sys',
       runtimeDir,
       maxConnections: count(values['max-connections'], '--max-connections', 1024),

@@ -189,6 +189,7 @@ export class Connection {
       case 'list': {
         const release = await this.snapshotSlot();
         try {
+          await this.ctx.registry.indexed(); // the first scan: every bound disk, before the snapshot
           this.ctx.registry.handlePendingUevents(); // answer with every change the kernel already announced
           const builder = new DeviceListBuilder(request.id);
           const devices = listDevices(this.ctx.registry.disks(), request.includePartitions);
@@ -217,6 +218,7 @@ export class Connection {
         };
         const release = await this.snapshotSlot();
         try {
+          await this.ctx.registry.indexed(); // the first scan: every bound disk, before the snapshot
           this.ctx.registry.handlePendingUevents();
           stopHub = await this.ctx.watchHub.start(request.id, (packet) => this.socket.send(packet), () => this.close(), this.closed.signal);
         } finally {

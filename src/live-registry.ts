@@ -21,6 +21,8 @@ export interface LiveRegistry {
   registry: Registry;
   uevents: UeventListener;
   overruns: Readonly<OverrunStats>;
+  /** Resolves once the first scan is complete. */
+  scanned: Promise<void>;
 }
 
 /** Options of a live registry. */
@@ -31,9 +33,14 @@ export interface LiveRegistryOptions {
   onOverrun?: () => void;
   /** Where loop partitions' provenance is kept (default: in memory only). */
   provenance?: PartitionProvenance;
+  /**
+   * Scan in the background (Registry.startInitialScan) instead of before returning: the
+   * daemon then serves while it runs. `scanned` resolves when it is done.
+   */
+  background?: boolean;
 }
 
-/** Subscribes to uevents, scans sysfs, and handles what arrived meanwhile. */
+/** Subscribes to uevents, scans sysfs (or starts to), and handles what arrived meanwhile. */
 export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegistryOptions): LiveRegistry {
   let registry: Registry | undefined;
   const overruns: OverrunStats = { count: 0, lastAt: undefined };
@@ -56,7 +63,8 @@ export function startLiveRegistry(sysfs: Sysfs, log: Logger, options: LiveRegist
     },
   }, log, options.ueventBufferBytes);
   registry = new Registry(sysfs, log, () => uevents.drain(), options.provenance);
+  if (options.background) return { registry, uevents, overruns, scanned: registry.startInitialScan() };
   registry.scan();
   uevents.drain();
-  return { registry, uevents, overruns };
+  return { registry, uevents, overruns, scanned: Promise.resolve() };
 }

@@ -37,7 +37,9 @@ function loadPolicy(config: Config): Policy {
 }
 
 function run(config: Config, createVarlink: typeof CreateVarlink | undefined): void {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, { format: config.logFormat });
+  // Whatever way the process ends, what waits for standard output is written (bounded in time).
+  process.on('exit', () => log.flush());
   const inherited = inheritedListeners(); // throws on a wrong kind of fd: exit 1
   const inheritedFd = inherited?.seqpacket;
   // An inherited socket is where systemd bound it, whatever --socket says.
@@ -51,7 +53,10 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
   // Before the first scan: what earlier instances learned about loop partitions (throws,
   // exit 1, when the directory is not the daemon's alone).
   const provenance = PartitionProvenance.inDirectory(config.runtimeDir, log);
-  const { registry, uevents, overruns } = startLiveRegistry(sysfs, log, { ueventBufferBytes: config.ueventBufferBytes, provenance });
+  // The first scan runs while the daemon serves (docs/design.md, "Registry": the first scan).
+  const { registry, uevents, overruns, scanned } = startLiveRegistry(sysfs, log, {
+    ueventBufferBytes: config.ueventBufferBytes, provenance, background: true,
+  });
 
   const privateNodes = new PrivateNodes();
   const quotas = new Quotas(quotaLimits(config));
@@ -113,6 +118,7 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
       uevents.close();
       privateNodes.close();
       log.info('stopped');
+      log.flush();
       process.exit(0);
     });
   };
@@ -135,12 +141,14 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
   // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
   server.start();
   const varlinkPath = varlink?.start() ? varlink.socketPath : null;
-  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, varlink: varlinkPath, disks: registry.size, version: VERSION, limits: quotas.limits }, 'serving');
+  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, varlink: varlinkPath, version: VERSION, limits: quotas.limits }, 'serving');
   const status = () => `${registry.size} disks, ${server.connectionCount + (varlink?.connectionCount ?? 0)} connections, ` +
-    `${server.requestsServed + (varlink?.requestsServed ?? 0)} requests served`;
+    `${server.requestsServed + (varlink?.requestsServed ?? 0)} requests served` +
+    (log.dropped > 0 ? `, ${log.dropped} log lines dropped` : '');
   notifier.ready(status());
   notifier.startWatchdog();
   notifier.trackStatus(status);
+  void scanned.then(() => notifier.status(status()));
 }
 
 /** The shared bounds of the command line (docs/design.md, "Limits"). */

@@ -128,6 +128,8 @@ export class Opener {
    * re-reading sysfs; the second one is NOT_FOUND when X (or N) is gone, else STALE.
    */
   async open(params: OpenParams, peer: Peer, trace: OpenTrace, signal?: AbortSignal): Promise<VerifiedOpen> {
+    // Never absent for a device the first scan has not reached yet (docs/design.md, "Registry").
+    if (this.registry.scanPending(params.diskseq, params.partition)) await this.registry.indexed();
     // One policy snapshot decides the whole request: the keys the job reads are chosen from
     // it, and both decisions use it, whatever a SIGHUP reload does meanwhile.
     const policy = this.policy();

@@ -6,7 +6,7 @@
  * daemon — and judged on the attributes the daemon's pre-authorisation reads, with the
  * same keys and parent-disk rules (src/opener.ts, deviceFacts). No device is opened.
  */
-import { pino } from 'pino';
+import { createLogger } from './log.js';
 import type { DryRunQuestion } from './config.js';
 import { deviceFacts, type Target } from './opener.js';
 import { AccountResolver, type CompiledRule, type DeviceFacts, type Peer, type Policy, type SkipReason } from './policy/index.js';
@@ -114,7 +114,7 @@ function resolveId(text: string, kind: 'user' | 'group', accounts: AccountResolv
  * the daemon would not serve it (the NOT_FOUND it would answer).
  */
 function findDevice(sysfs: Sysfs, question: DryRunQuestion): { target: Target; where: string } {
-  const registry = new Registry(sysfs, pino({ level: 'silent' }));
+  const registry = new Registry(sysfs, createLogger('silent'));
   registry.scan();
   const { diskseq, partition } = question;
   const disk = registry.find(diskseq);

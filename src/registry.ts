@@ -5,7 +5,9 @@
  *
  * Lookups never scan. diskseq only grows, so an X at or below the highest diskseq seen
  * that is not in the index is absent for good; only an X above it can still appear. Full
- * rescans happen at start and after a uevent overrun, never because a client asked.
+ * rescans happen at start and after a uevent overrun, never because a client asked. The
+ * start's scan runs while the daemon already serves (startInitialScan): an X it has not
+ * reached yet is never answered absent.
  */
 import type { Logger } from './log.js';
 import { PartitionProvenance } from './partition-provenance.js';
@@ -85,6 +87,13 @@ export interface ScanInfo {
   us: number;
 }
 
+/** Kernel names of loop devices: only these can be told unbound by one stat. */
+const LOOP_NAME = /^loop[0-9]+$/;
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
 export class Registry {
   private readonly byDiskseq = new Map<bigint, DiskEntry>();
   private readonly byName = new Map<string, DiskEntry>();
@@ -94,7 +103,11 @@ export class Registry {
   private readonly listeners = new Set<(change: RegistryChange) => void>();
   private waiterCount = 0;
   private highest = 0n;
-  private scanned: ScanInfo | undefined;
+  private lastFullScan: ScanInfo | undefined;
+  /** While the initial scan indexes bound disks: resolves when every one is indexed. */
+  private indexing: Promise<void> | undefined;
+  /** While the initial scan runs at all (the highest diskseq is known only at its end). */
+  private scanning: Promise<void> | undefined;
 
   /**
    * @param drainEvents reads pending uevents before a miss is answered, so a device the
@@ -131,7 +144,7 @@ export class Registry {
 
   /** The last full scan (at start, then after each uevent overrun); undefined before the first. */
   get lastScan(): ScanInfo | undefined {
-    return this.scanned;
+    return this.lastFullScan;
   }
 
   /**
@@ -213,6 +226,138 @@ export class Registry {
     });
   }
 
+  /**
+   * Whether an answer about (diskseq, partition) must wait for the initial scan: it runs,
+   * and that disk (or partition) is not indexed yet. Then `indexed()` says when to look.
+   */
+  scanPending(diskseq: bigint, partition: number): boolean {
+    if (this.indexing === undefined) return false;
+    const disk = this.byDiskseq.get(diskseq);
+    return disk === undefined || (partition > 0 && !disk.partitions.has(partition));
+  }
+
+  /** Resolves once the initial scan has indexed every bound disk (at once when it has). */
+  indexed(): Promise<void> {
+    return this.indexing ?? Promise.resolve();
+  }
+
+  /** Resolves once the initial scan is complete, the highest diskseq included. */
+  scanned(): Promise<void> {
+    return this.scanning ?? Promise.resolve();
+  }
+
+  /**
+   * The first scan, for a daemon that already accepts connections (docs/design.md,
+   * "Registry": the first scan). It yields to the event loop every `sliceMs`, so requests
+   * are read meanwhile; a lookup that misses waits for indexed() before it is
+   * answered, a hit is served at once. Only devices with a size are indexed first (one read
+   * of /proc/partitions names them; on a synthetic tree an unbound loop device costs one
+   * stat, as it has no `loop/` directory): on a host with test churn thousands of unbound
+   * loops sit in sysfs. Their uevent files, read only for the highest diskseq (which
+   * decides whether a wait_ms can still be met), are read after every disk is indexed.
+   * Entries that uevents made meanwhile are newer than the scan's view and stay; the index
+   * starts empty, so nothing is removed.
+   */
+  startInitialScan(sliceMs = 2): Promise<void> {
+    let indexed!: () => void;
+    this.indexing = new Promise((resolve) => {
+      indexed = resolve;
+    });
+    this.scanning = this.initialScan(sliceMs, () => {
+      this.indexing = undefined;
+      indexed();
+    }).finally(() => {
+      this.indexing = undefined;
+      indexed();
+      this.scanning = undefined;
+      this.wakeWaiters();
+    });
+    return this.scanning;
+  }
+
+  private async initialScan(sliceMs: number, onIndexed: () => void): Promise<void> {
+    const started = performance.now();
+    const partitions: Uevent[] = [];
+    const empty: string[] = [];
+    let sliceStart = 0;
+    const next = async (): Promise<void> => {
+      await new Promise((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    };
+    // Requests are read between slices: a slice ends after `sliceMs`.
+    const pause = async (): Promise<void> => {
+      if (performance.now() - sliceStart >= sliceMs) await next();
+    };
+    await next(); // the caller goes on to serve first
+    // The real /sys: /proc/partitions names the devices that have a size, in one read;
+    // everything else (unbound loops, empty drives) is read after indexing. Otherwise one
+    // stat tells an unbound loop device.
+    const nonEmpty = this.sysfs.nonEmptyBlockDevices();
+    const candidates = nonEmpty ?? this.sysfs.listBlockDevices();
+    const loopDisks = new Set<string>();
+    for (const name of candidates) {
+      await pause();
+      if (nonEmpty === undefined && LOOP_NAME.test(name) && !this.sysfs.loopBound(name)) {
+        empty.push(name);
+        continue;
+      }
+      const uevent = this.sysfs.readUevent(name);
+      if (uevent === null) continue;
+      if (uevent.isPartition) {
+        partitions.push(uevent);
+        continue;
+      }
+      const driver = this.sysfs.driverOf(uevent.major);
+      if (driver === 'loop') loopDisks.add(name);
+      if (!this.byName.has(name)) this.replace(name, this.entryFor(uevent, driver), false);
+    }
+    const found = new Map<string, Uevent[]>();
+    const loopPartitions = new Map<string, bigint | null>(); // name -> sysfs inode
+    for (const uevent of partitions) {
+      await pause();
+      const parent = this.sysfs.parentOf(uevent.name);
+      if (parent === null) continue;
+      let list = found.get(parent);
+      if (list === undefined) found.set(parent, (list = []));
+      list.push(uevent);
+      // As in scan(): every loop disk's, bound or not (an unbound one was not read above,
+      // but its kernel name says what it is).
+      if (loopDisks.has(parent) || LOOP_NAME.test(parent)) loopPartitions.set(uevent.name, this.observeLoopPartition(uevent));
+    }
+    // Partitions that uevents indexed meanwhile keep their provenance too.
+    this.provenance.retainOnly(new Set([...loopPartitions.keys(), ...this.partitionOwner.keys()]));
+    for (const [name, list] of found) {
+      const disk = this.byName.get(name);
+      if (disk === undefined) continue;
+      const admit = disk.isLoop ? (u: Uevent) => this.provenance.allows(u.name, loopPartitions.get(u.name) ?? null, disk.diskseq) : undefined;
+      this.syncPartitions(disk, [...list, ...this.currentPartitions(disk)], admit);
+    }
+    this.provenance.save();
+    const indexedMs = performance.now() - started;
+    onIndexed();
+    this.wakeWaiters();
+    if (nonEmpty !== undefined) {
+      const seen = new Set(nonEmpty);
+      for (const name of this.sysfs.listBlockDevices()) if (!seen.has(name)) empty.push(name);
+    }
+    for (const name of empty) {
+      await pause();
+      const diskseq = this.sysfs.readUevent(name)?.diskseq;
+      if (diskseq != null && diskseq > this.highest) this.highest = diskseq;
+    }
+    this.log.info({
+      disks: this.byDiskseq.size, emptyDevices: empty.length,
+      indexedMs: round(indexedMs), ms: round(performance.now() - started),
+    }, 'sysfs scanned');
+  }
+
+  /** A disk's indexed partitions as uevents, so that an admit-only sync keeps them. */
+  private currentPartitions(disk: DiskEntry): Uevent[] {
+    return [...disk.partitions.values()].map((p) => ({
+      name: p.name, devname: p.devname, major: p.major, minor: p.minor, isPartition: true, diskseq: disk.diskseq, partition: p.partition,
+    }));
+  }
+
   /** Rebuilds the whole index from sysfs, telling watchers what changed. */
   scan(): void {
     const started = performance.now();
@@ -253,7 +398,7 @@ export class Registry {
     }
     this.provenance.save();
     const us = Math.round((performance.now() - started) * 1000);
-    this.scanned = { at: Date.now(), us };
+    this.lastFullScan = { at: Date.now(), us };
     this.log.debug({ disks: this.byDiskseq.size, ms: us / 1000 }, 'sysfs scan');
     this.wakeWaiters();
   }

@@ -47,6 +47,29 @@ export class Sysfs {
    */
   constructor(readonly root = '/sys', private readonly procDevices = '/proc/devices') {}
 
+  /**
+   * Names of the block devices with a non-zero size, from /proc/partitions (which leaves
+   * out empty devices, unbound loops among them) in one read: undefined when the root is
+   * not the real /sys, which that file describes, or when it cannot be read. Only a device
+   * with a size can ever verify (docs/design.md, "Open and verify", step b).
+   */
+  nonEmptyBlockDevices(): string[] | undefined {
+    if (this.root !== '/sys') return undefined;
+    let text: string;
+    try {
+      text = readFileSync('/proc/partitions', 'latin1');
+    } catch {
+      return undefined;
+    }
+    const names: string[] = [];
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // major minor #blocks name; sysfs spells a '/' in a kernel name as '!'.
+      if (fields.length === 4 && fields[2] !== '0') names.push(fields[3]!.replace(/\//g, '!'));
+    }
+    return names;
+  }
+
   /** Names of every block device (disks and partitions) sysfs lists now. */
   listBlockDevices(): string[] {
     this.counters.directoryListings++;
@@ -58,6 +81,15 @@ export class Sysfs {
     this.counters.ueventReads++;
     const text = readOptional(join(this.root, 'class', 'block', name, 'uevent'));
     return text === undefined ? null : parseUevent(name, text);
+  }
+
+  /**
+   * Whether loop device `name` is bound: sysfs has its `loop/` directory only while it is
+   * (one stat, where reading its uevent and then `loop/backing_file` costs five calls).
+   */
+  loopBound(name: string): boolean {
+    this.counters.attributeReads++;
+    return statSync(join(this.root, 'class', 'block', name, 'loop'), { throwIfNoEntry: false }) !== undefined;
   }
 
   /**

@@ -7,16 +7,19 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import test, { type ExecutionContext } from 'ava';
-import { pino } from 'pino';
+import { createLogger, type Logger } from '../src/log.js';
 import { MAX_ENTRIES, PartitionProvenance } from '../src/partition-provenance.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { daemonArgv } from '../testkit/repo.js';
 import { needsRoot } from './helpers/ci.js';
 
 /** A logger whose lines the test can read. */
-function capturingLog(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
+function capturingLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
-  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const log = createLogger('info', {
+    format: 'json', journal: false,
+    sink: { write: (line) => void lines.push(JSON.parse(line) as Record<string, unknown>), flush: () => 0, dropped: 0, backlogBytes: 0 },
+  });
   return { log, lines };
 }
 

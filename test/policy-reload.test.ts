@@ -138,7 +138,7 @@ test('SIGHUP: a broken file is logged and the old policy stays; a fixed file the
   });
   const failed = await reload(daemon);
   t.regex(String(failed.msg), /^policy reload failed; the old policy stays in force/, JSON.stringify(failed));
-  t.is(failed.level, 50, 'logged as an error');
+  t.is(failed.level, 'error', 'logged as an error');
   t.regex(String(failed.error), new RegExp(`^${esc(path)}: rule "broken-v2": field "access\\[0\\]": unknown access mode "rw"`), JSON.stringify(failed));
   t.deepEqual(await nobodyOpens(), { outcome: 'OK', rule: 'nobody-reads-v1', marker: loop.image.diskMarker }, 'the old policy is still in force');
   t.is(daemon.exit, undefined, 'the daemon keeps running');

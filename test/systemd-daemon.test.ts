@@ -1,5 +1,5 @@
 /**
- * The real daemon (bin/diskseqd.js) as systemd runs it: socket-activated, talking to a
+ * The real daemon (bin/diskseqd.cjs) as systemd runs it: socket-activated, talking to a
  * NOTIFY_SOCKET, exiting when idle. Every daemon is a child process on a private socket,
  * killed in teardown if a test leaves it running.
  */

@@ -5,7 +5,7 @@
  *
  * verify insists that ExecStart's binary exists; the unit names `diskseqd`, which only a
  * global install provides. So the test verifies copies in a temporary directory whose
- * ExecStart runs this checkout's bin/diskseqd.js with this Node instead; every other line
+ * ExecStart runs this checkout's bin/diskseqd.cjs with this Node instead; every other line
  * is verified as shipped.
  */
 import test, { type ExecutionContext } from 'ava';
@@ -33,7 +33,7 @@ function testableCopies(t: ExecutionContext): { dir: string; service: string } {
   const dir = tempDir(t);
   const shipped = /^ExecStart=diskseqd /m;
   t.regex(service, shipped, 'ExecStart names the installed binary');
-  const local = service.replace(shipped, `ExecStart=${process.execPath} ${join(REPO_ROOT, 'bin/diskseqd.js')} `);
+  const local = service.replace(shipped, `ExecStart=${process.execPath} ${join(REPO_ROOT, 'bin/diskseqd.cjs')} `);
   t.not(local, service);
   writeFileSync(join(dir, 'diskseqd.service'), local);
   writeFileSync(join(dir, 'diskseqd.socket'), socket);

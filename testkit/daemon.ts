@@ -1,7 +1,7 @@
 /**
- * The one way tests and benchmarks run the real daemon: bin/diskseqd.js as a child process
+ * The one way tests and benchmarks run the real daemon: bin/diskseqd.cjs as a child process
  * on a private socket, always with the node flags of its shebang line, watched from
- * outside (its fds and RSS in /proc, its pino log lines). Always stopped in teardown
+ * outside (its fds and RSS in /proc, its JSON log lines). Always stopped in teardown
  * (SIGTERM, then SIGKILL after a timeout) and, as a safety net, at process exit.
  *
  * How the log is captured (`capture`):
@@ -25,10 +25,10 @@ import { createInterface } from 'node:readline';
 import { native } from '../native/index.js';
 import { onExit, sleep, type ExitHook, type TeardownHost } from './cleanup.js';
 import { fdCount, fdTargets, rssBytes } from './proc.js';
-import { daemonArgv } from './repo.js';
+import { DAEMON_SCRIPT, daemonArgv, SHEBANG_ENV } from './repo.js';
 
-/** One parsed pino line (a line that is not JSON becomes { msg: '(not JSON)', text }). */
-export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
+/** One parsed log line (a line that is not JSON becomes { msg: '(not JSON)', text }). */
+export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
 
 /** The audit line the daemon writes once per request. */
 export interface AuditLine extends LogLine {
@@ -82,6 +82,12 @@ export interface DaemonOptions {
    * daemon in place (prlimit and setpriv do), so that the pid watched is the daemon's.
    */
   wrapper?: string[];
+  /**
+   * Exec bin/diskseqd.cjs itself, through its shebang line, exactly as the installed
+   * command starts (nodeArgs then go in NODE_OPTIONS): for measurements of the daemon as
+   * shipped. Otherwise this node runs it with the shebang's flags and environment.
+   */
+  throughShebang?: boolean;
   /**
    * Variables added to the daemon's environment. It inherits this process's, without
    * systemd's LISTEN_*, NOTIFY_SOCKET and WATCHDOG_* (a test daemon is never activated).
@@ -141,27 +147,37 @@ export class DaemonProcess {
     if (options.policy !== undefined) args.push('--policy', this.policyFile(options.policy));
     args.push(...(options.extraArgs ?? []));
     const diagnosis = (process.env.TEST_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-    let [node, ...argv] = daemonArgv(...args);
-    argv.unshift(...(options.nodeArgs ?? []), ...diagnosis);
-    if (options.wrapper !== undefined && options.wrapper.length > 0) {
-      argv = [...options.wrapper.slice(1), node!, ...argv];
-      node = options.wrapper[0]!;
-    }
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const key of SYSTEMD_VARIABLES) delete env[key];
+    let node: string;
+    let argv: string[];
+    if (options.throughShebang) {
+      // daemonArgv's rule too: never the machine's default Varlink path.
+      [node, argv] = [DAEMON_SCRIPT, this.varlinkPath === undefined ? [...args, '--no-varlink'] : args];
+      const extra = [...(options.nodeArgs ?? []), ...diagnosis].join(' ');
+      if (extra !== '') env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} ${extra}`.trim();
+    } else {
+      [node, ...argv] = daemonArgv(...args) as [string, ...string[]];
+      argv.unshift(...(options.nodeArgs ?? []), ...diagnosis);
+      Object.assign(env, SHEBANG_ENV);
+    }
+    if (options.wrapper !== undefined && options.wrapper.length > 0) {
+      argv = [...options.wrapper.slice(1), node, ...argv];
+      node = options.wrapper[0]!;
+    }
     Object.assign(env, options.env);
 
     if (this.capture === 'file') {
       const out = openSync(this.logFile, 'a');
       const err = openSync(this.stderrFile, 'a');
       try {
-        this.child = spawn(node!, argv, { stdio: ['ignore', out, err], env });
+        this.child = spawn(node, argv, { stdio: ['ignore', out, err], env });
       } finally {
         closeSync(out);
         closeSync(err);
       }
     } else {
-      this.child = spawn(node!, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
+      this.child = spawn(node, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
       createInterface({ input: this.child.stdout! }).on('line', (text) => this.onLine(text));
       this.child.stderr!.on('data', (chunk: Buffer) => {
         this.stderrText += chunk.toString();

@@ -1,7 +1,7 @@
 /**
  * Where things are in this checkout, for tests and benchmarks: the repository root, the two
  * programs and the LD_PRELOAD shim, and how to start the daemon exactly as its users do
- * (node with the flags of bin/diskseqd.js's shebang line).
+ * (node with the flags of bin/diskseqd.cjs's shebang line).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { onExit } from './cleanup.js';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The daemon's program. */
-export const DAEMON_SCRIPT = join(REPO_ROOT, 'bin', 'diskseqd.js');
+export const DAEMON_SCRIPT = join(REPO_ROOT, 'bin', 'diskseqd.cjs');
 
 /** The CLI's program (a thin wrapper around dist/client/cli.js's main). */
 export const CLI_SCRIPT = join(REPO_ROOT, 'bin', 'diskseq-open.js');
@@ -25,11 +25,15 @@ export const CLI_MODULE = join(REPO_ROOT, 'dist', 'client', 'cli.js');
 export const SHIM_PATH = join(REPO_ROOT, 'build', 'Release', 'libdiskseq-preload.so');
 
 /**
- * The node flags of bin/diskseqd.js's `#!/usr/bin/env -S node ...` line: tests and
+ * The node flags of bin/diskseqd.cjs's `#!/usr/bin/env -S node ...` line: tests and
  * benchmarks run the daemon the way users run it (the flags change its memory use).
  */
 export const SHEBANG_NODE_FLAGS: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
   .split(/\s+/).filter((word) => word.startsWith('--'));
+
+/** The NAME=VALUE words of that line: environment `env -S` gives the daemon (MALLOC_ARENA_MAX). */
+export const SHEBANG_ENV: Readonly<Record<string, string>> = Object.fromEntries(readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
+  .split(/\s+/).filter((word) => /^[A-Z_][A-Z0-9_]*=/.test(word)).map((word) => [word.slice(0, word.indexOf('=')), word.slice(word.indexOf('=') + 1)]));
 
 /**
  * A --runtime-dir of its own for one test daemon: `run` in a fresh 0700 directory, removed
@@ -43,7 +47,7 @@ export function privateRuntimeDir(): string {
 }
 
 /**
- * argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.js,
+ * argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.cjs,
  * a private --runtime-dir unless `args` name one, and --no-varlink unless `args` choose a
  * Varlink path (--varlink-socket) themselves: the daemon's default Varlink path and runtime
  * directory are shared by every daemon on this machine, so no daemon a test or benchmark

@@ -9,10 +9,10 @@
  */
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
-import type { BaseLogger } from 'pino';
+import type { Logger } from '../log.js';
 
-/** The part of a pino logger the notifier uses. */
-export type NotifyLog = Pick<BaseLogger, 'warn'>;
+/** The part of a logger the notifier uses. */
+export type NotifyLog = Pick<Logger, 'warn'>;
 
 /** Where and how to notify; everything defaults to the real process. */
 export interface NotifierOptions {

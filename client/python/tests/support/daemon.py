@@ -1,4 +1,4 @@
-"""The real daemon (bin/diskseqd.js) on a private socket in a temp dir, started with the
+"""The real daemon (bin/diskseqd.cjs) on a private socket in a temp dir, started with the
 node flags of its shebang line, its JSON log lines collected. Never the default socket, and
 no Varlink listener and a private --runtime-dir (their defaults are one per host)."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(os.environ.get("DISKSEQD_REPO_ROOT") or Path(__file__).resolve().parents[4])
 NODE = os.environ.get("DISKSEQD_NODE") or shutil.which("node") or "node"
-DAEMON_SCRIPT = REPO_ROOT / "bin" / "diskseqd.js"
+DAEMON_SCRIPT = REPO_ROOT / "bin" / "diskseqd.cjs"
 CLI_SCRIPT = REPO_ROOT / "bin" / "diskseq-open.js"
 
 
