@@ -14,11 +14,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from './helpers/ci.js';
 import { runProcess, type RunResult } from './helpers/process.js';
-import { daemonArgv } from '../testkit/repo.js';
+import { DAEMON_SCRIPT, daemonArgv, SHEBANG_NODE_FLAGS } from '../testkit/repo.js';
 
 /** Runs the daemon with `args` to its end; `notRoot`: in a fresh user namespace (see above). */
 function daemon(args: string[], options: { notRoot?: boolean } = {}): Promise<RunResult> {
-  const argv = daemonArgv(...args);
+  // Usage errors are judged on `args` alone: none of daemonArgv's private defaults around them.
+  const argv = options.notRoot ? daemonArgv(...args) : [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...args];
   return runProcess(options.notRoot ? ['unshare', '--user', '--', ...argv] : argv, { timeoutMs: 30_000 });
 }
 

@@ -17,6 +17,8 @@ const field = (flag: string): string => flag.slice(2).replace(/-([a-z])/g, (_, c
 /** Where a flag's value is not its config field of the same name, or not in the same unit. */
 const FIELD: Record<string, keyof Config> = { '--root-share': 'rootSharePercent' };
 const UNIT: Record<string, number> = { s: 1000, MiB: 1 << 20 };
+/** A value each flag accepts alone (1, unless its bounds rule it out). */
+const SAMPLE: Record<string, string> = { '--device-timeout-ms': '1000', '--max-device-threads': '3' };
 
 test('every flag of the Limits table is accepted and in --help, with the default the table says', (t) => {
   const mentions = [...table.matchAll(/(?:(\d+)\s*(s|MiB|%)?[^`|(]*\()?`(--[a-z-]+)`/g)];
@@ -25,7 +27,7 @@ test('every flag of the Limits table is accepted and in --help, with the default
     t.true(USAGE.includes(`  ${flag!} `), `${flag} is described by --help`);
     const name = FIELD[flag!] ?? field(flag!);
     t.true(name in defaults, `${flag} is an option of the daemon (${name})`);
-    t.notThrows(() => parseCommandLine([flag!, '1']), `${flag} takes a value`);
+    t.notThrows(() => parseCommandLine([flag!, SAMPLE[flag!] ?? '1']), `${flag} takes a value`);
     if (number === undefined) continue;
     const value = Number(number) * (unit !== undefined && unit !== '%' ? UNIT[unit]! : 1);
     t.is(defaults[name as keyof Config], value, `${flag}: the table says ${number}${unit ?? ''}`);
