@@ -9,24 +9,12 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { native } from '../native/index.js';
 import { readMarker } from '../testkit/image.js';
-import { createLoop } from '../testkit/loop.js';
+import { createLoop, deletePartitions } from '../testkit/loop.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
 
 const PARTITIONS = 32;
 
-/** partx --delete, retried briefly while the daemon may still be closing its copies (EBUSY). */
-async function deleteAll(devPath: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      execFileSync('partx', ['--delete', devPath], { stdio: 'pipe' });
-      return;
-    } catch (error) {
-      if (attempt >= 50) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-}
 const ROUNDS = 5;
 
 test('waits for 32 partitions added by one partx --add all get their own partition', async (t) => {
@@ -59,7 +47,7 @@ test('waits for 32 partitions added by one partx --add all get their own partiti
         native.close(outcome.fd);
       }
     }
-    await deleteAll(loop.devPath);
+    deletePartitions(loop.devPath);
     // Make the daemon see the removals before the next round's waits.
     const gone = await client.open({ diskseq: absent });
     t.is(gone.ok ? 'fd' : gone.code, 'NOT_FOUND');

@@ -51,7 +51,8 @@ test('--wait for a partition of a loop already attached without LO_FLAGS_PARTSCA
 
 test('a loop attached without LO_FLAGS_PARTSCAN while its partition is awaited: the TIMEOUT says why', async (t) => {
   if (!needsRoot(t)) return;
-  const { client } = await startBroker(t);
+  // 32 waits and a hello on one connection: more than the default 16 requests in flight.
+  const { client } = await startBroker(t, { extraArgs: ['--max-in-flight', '64'] });
   // The next attach takes the next diskseq, unless the machine attaches others meanwhile:
   // wait for partition 1 of each of the next 32. Long enough for the attach to be indexed
   // first on a busy machine (checked below), since the hint is about what is indexed then.

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import { native } from '../native/index.js';
 import { diskseqd } from '../proto/gen/diskseqd.js';
-import { createLoop, readOnlyChangeableLoop, reattachOrReplace } from '../testkit/loop.js';
+import { createLoop, deletePartitions, readOnlyChangeableLoop, reattachOrReplace } from '../testkit/loop.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { startBroker } from './helpers/broker.js';
 import { needsRoot } from './helpers/ci.js';
@@ -157,7 +157,7 @@ test('watch: snapshot, one SYNCED, then attach, partitions, detach, re-attach an
   ]);
 
   // Detach (partitions deleted first): everything REMOVED under the old diskseq.
-  execFileSync('partx', ['--delete', loop.devPath], { stdio: 'pipe' });
+  deletePartitions(loop.devPath);
   t.true(loop.detach(), 'detached');
   await step('detach', [
     { kind: 'REMOVED', name: loop.partitionName(1), diskseq: first, partition: 1 },

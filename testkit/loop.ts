@@ -47,6 +47,24 @@ function run(cmd: string, args: string[]): void {
   }
 }
 
+/**
+ * partx --delete of every partition of `devPath`, retried for up to `waitMs`: the kernel
+ * refuses (EBUSY) while any fd of a partition is open, and the daemon closes its own copies
+ * of delivered and refused fds off the event loop, a moment after the client has its answer.
+ */
+export function deletePartitions(devPath: string, waitMs = 5000): void {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      run('partx', ['--delete', devPath]);
+      return;
+    } catch (error) {
+      if (Date.now() >= deadline) throw error;
+      sleepSync(20);
+    }
+  }
+}
+
 /** One loop device this process claimed, attached to a file it created. */
 export class LoopFixture {
   /** N of /dev/loopN. */
@@ -144,7 +162,7 @@ export class LoopFixture {
   detach(waitMs = 5000): boolean {
     if (this.holderFd < 0) return true;
     if (this.partitionsAdded) {
-      run('partx', ['--delete', this.devPath]);
+      deletePartitions(this.devPath);
       this.partitionsAdded = false;
     }
     try {
@@ -190,7 +208,7 @@ export class LoopFixture {
       if (this.holderFd >= 0) {
         if (this.partitionsAdded) {
           try {
-            run('partx', ['--delete', this.devPath]);
+            deletePartitions(this.devPath);
           } catch (error) {
             console.error(`loop fixture cleanup: ${(error as Error).message}`);
           }
