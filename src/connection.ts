@@ -178,6 +178,7 @@ export class Connection {
         return;
       case 'status':
         if (this.ctx.status === undefined) throw unsupported('this server does not serve status requests');
+        await this.ctx.registry.scanned(); // counts from the complete first scan, not part of it
         this.socket.send(encodeStatus(request.id, this.ctx.status(this.peer)));
         return;
       case 'open': {

@@ -8,14 +8,16 @@ import { checkPolicy, logPolicyWarnings } from './check-policy.js';
 import { defaultUnreceivedFdsTotal, parseCommandLine, USAGE, type Config } from './config.js';
 import { FairTurns } from './fair-turns.js';
 import { DeviceWork } from './device-work.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { Opener } from './opener.js';
 import { PartitionProvenance } from './partition-provenance.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
 import { PrivateNodes } from './private-nodes.js';
 import { Quotas, type QuotaLimits } from './quotas.js';
 import { Server } from './server.js';
+import type { Registry } from './registry.js';
 import { Sysfs } from './sysfs.js';
+import type { UeventListener } from './uevents.js';
 import { IdleExit } from './systemd/idle-exit.js';
 import { Notifier } from './systemd/notify.js';
 import { inheritedListeners, socketPathOf } from './systemd/socket-activation.js';
@@ -23,6 +25,7 @@ import { startLiveRegistry } from './live-registry.js';
 import { native } from '../native/index.js';
 import { StatusView } from './status.js';
 import { WatchHub } from './watch-hub.js';
+import type { VarlinkListener } from './varlink/listener.js';
 import type { createVarlink as CreateVarlink } from './varlink/start.js';
 
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
@@ -36,7 +39,40 @@ function loadPolicy(config: Config): Policy {
   return Policy.fromFile(config.policyFile);
 }
 
+/** The daemon's parts, wired together by assemble() and not started yet. */
+interface Daemon {
+  log: Logger;
+  notifier: Notifier;
+  /** The policy in force; SIGHUP replaces it, each request keeps the one it started with. */
+  policy: { current: Policy };
+  registry: Registry;
+  uevents: UeventListener;
+  /** Resolves when the first scan (run while serving) is complete. */
+  scanned: Promise<void>;
+  privateNodes: PrivateNodes;
+  quotas: Quotas;
+  work: DeviceWork;
+  server: Server;
+  varlink: VarlinkListener | undefined;
+  socketPath: string;
+  inherited: boolean;
+  /** Set once when --idle-exit is given. */
+  idle?: IdleExit;
+}
+
 function run(config: Config, createVarlink: typeof CreateVarlink | undefined): void {
+  const daemon = assemble(config, createVarlink);
+  handleSignals(config, daemon);
+  serve(daemon);
+}
+
+/**
+ * Builds every part in the order they depend on each other: log, sockets systemd passed,
+ * policy, registry (its first scan starts in the background), the open path, then the two
+ * front-ends sharing one opener, registry, policy, quotas and audit log. Throws (exit 1)
+ * on a bad policy, runtime directory or inherited socket.
+ */
+function assemble(config: Config, createVarlink: typeof CreateVarlink | undefined): Daemon {
   const log = createLogger(config.logLevel, { format: config.logFormat });
   // Whatever way the process ends, what waits for standard output is written (bounded in time).
   process.on('exit', () => log.flush());
@@ -45,9 +81,9 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
   // An inherited socket is where systemd bound it, whatever --socket says.
   const socketPath = inheritedFd === undefined ? config.socketPath : socketPathOf(inheritedFd) ?? config.socketPath;
   const notifier = new Notifier({ log });
-  let policy = loadPolicy(config);
-  log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy loaded');
-  logPolicyWarnings(log, policy);
+  const policy = { current: loadPolicy(config) };
+  log.info({ policy: policy.current.source, rules: policy.current.ruleNames }, 'policy loaded');
+  logPolicyWarnings(log, policy.current);
 
   const sysfs = new Sysfs(config.sysfsRoot);
   // Before the first scan: what earlier instances learned about loop partitions (throws,
@@ -62,9 +98,8 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
   const quotas = new Quotas(quotaLimits(config));
   native.configureJobPool(config.maxDeviceThreads, config.deviceThreadIdleMs);
   const work = new DeviceWork({ stallMs: config.deviceStallMs, timeoutMs: config.deviceTimeoutMs, maxPerUid: config.maxDeviceJobsPerUid }, log);
-  const opener = new Opener(registry, sysfs, () => policy, privateNodes, log, { maxWaitMs: config.maxWaitMs, waits: quotas.waits }, work);
+  const opener = new Opener(registry, sysfs, () => policy.current, privateNodes, log, { maxWaitMs: config.maxWaitMs, waits: quotas.waits }, work);
   const turns = new FairTurns();
-  let idle: IdleExit | undefined;
   // Both front-ends count connections, waits and snapshots in the same quotas.
   const connectionLimits = {
     maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
@@ -72,10 +107,10 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
     // none from List and Watch): the fd bound is a backstop, the stall timeout drops.
     maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxInFlight, stallTimeoutMs: config.stallTimeoutMs,
   };
-  const idleNow = () => idle?.update(server.connectionCount + (varlink?.connectionCount ?? 0) === 0 && !server.busy && !varlink?.busy);
+  const idleNow = () => daemon.idle?.update(server.connectionCount + (varlink?.connectionCount ?? 0) === 0 && !server.busy && !varlink?.busy);
   const watchHub = new WatchHub(registry, turns);
   const statusView = new StatusView({
-    serverVersion: VERSION, registry, overruns, policy: () => policy, watchers: () => watchHub.count,
+    serverVersion: VERSION, registry, overruns, policy: () => policy.current, watchers: () => watchHub.count,
     connectionsByUid: () => server.connectionsByUid, requests: () => server.requestsByOutcome,
   });
   const server: Server = new Server(
@@ -93,12 +128,21 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
     native.close(inherited.varlink);
   }
   const varlink = createVarlink?.(config, inherited, { opener, registry, log, serverVersion: VERSION, quotas, turns, connectionLimits }, idleNow);
+  const daemon: Daemon = {
+    log, notifier, policy, registry, uevents, scanned, privateNodes, quotas, work, server, varlink,
+    socketPath, inherited: inheritedFd !== undefined,
+  };
+  return daemon;
+}
 
+/** SIGHUP reloads the policy; SIGTERM, SIGINT and --idle-exit shut down in order. */
+function handleSignals(config: Config, daemon: Daemon): void {
+  const { log, notifier, policy, server, varlink } = daemon;
   process.on('SIGHUP', () => {
     try {
-      policy = Policy.fromFile(config.policyFile);
-      log.info({ policy: policy.source, rules: policy.ruleNames }, 'policy reloaded');
-      logPolicyWarnings(log, policy);
+      policy.current = Policy.fromFile(config.policyFile);
+      log.info({ policy: policy.current.source, rules: policy.current.ruleNames }, 'policy reloaded');
+      logPolicyWarnings(log, policy.current);
     } catch (error) {
       log.error({ error: describeError(error) }, 'policy reload failed; the old policy stays in force');
     }
@@ -109,14 +153,14 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
     stopping = true;
     log.info({ signal }, 'shutting down');
     notifier.stopping();
-    idle?.close();
+    daemon.idle?.close();
     varlink?.stopAccepting();
     // Requests for hung devices are answered now, not waited for; stuck threads are never
     // joined (process.exit does not wait for them: docs/design.md, "Hung devices").
-    work.shutdown();
+    daemon.work.shutdown();
     void Promise.all([server.shutdown(SHUTDOWN_GRACE_MS), varlink?.drain(SHUTDOWN_GRACE_MS)]).then(() => {
-      uevents.close();
-      privateNodes.close();
+      daemon.uevents.close();
+      daemon.privateNodes.close();
       log.info('stopped');
       log.flush();
       process.exit(0);
@@ -125,7 +169,7 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   if (config.idleExitMs !== undefined) {
-    idle = new IdleExit(config.idleExitMs, () => {
+    daemon.idle = new IdleExit(config.idleExitMs, () => {
       if (varlink?.busy || (varlink?.connectionCount ?? 0) > 0 || !server.stopAccepting()) {
         log.info('idle deadline reached with clients waiting in the backlog: serving them');
         return false;
@@ -135,20 +179,26 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
       return true;
     });
   }
+}
 
-  // Serve only once every signal has its handler: a signal in between would take the
-  // default action and leave requests unanswered and the socket file behind. For the same
-  // reason READY=1 comes last: systemd may send SIGTERM as soon as it reads it.
+/**
+ * Starts both front-ends and tells systemd. Called only once every signal has its handler:
+ * a signal in between would take the default action and leave requests unanswered and the
+ * socket file behind. For the same reason READY=1 comes last: systemd may send SIGTERM as
+ * soon as it reads it.
+ */
+function serve(daemon: Daemon): void {
+  const { log, notifier, registry, server, varlink } = daemon;
   server.start();
   const varlinkPath = varlink?.start() ? varlink.socketPath : null;
-  log.info({ socket: socketPath, inherited: inheritedFd !== undefined, varlink: varlinkPath, version: VERSION, limits: quotas.limits }, 'serving');
+  log.info({ socket: daemon.socketPath, inherited: daemon.inherited, varlink: varlinkPath, version: VERSION, limits: daemon.quotas.limits }, 'serving');
   const status = () => `${registry.size} disks, ${server.connectionCount + (varlink?.connectionCount ?? 0)} connections, ` +
     `${server.requestsServed + (varlink?.requestsServed ?? 0)} requests served` +
     (log.dropped > 0 ? `, ${log.dropped} log lines dropped` : '');
   notifier.ready(status());
   notifier.startWatchdog();
   notifier.trackStatus(status);
-  void scanned.then(() => notifier.status(status()));
+  void daemon.scanned.then(() => notifier.status(status()));
 }
 
 /** The shared bounds of the command line (docs/design.md, "Limits"). */

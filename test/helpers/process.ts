@@ -17,7 +17,11 @@ export interface RunResult {
 export interface RunProcessOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
-  /** SIGKILL after this long (default 15 s); the result then has signal SIGKILL. */
+  /**
+   * SIGKILL after this long (default 60 s: a backstop for a hung child, generous because a
+   * shared CI machine under load can take seconds to start node); the result then has
+   * signal SIGKILL.
+   */
   timeoutMs?: number;
   /** SIGINT once stdout so far matches this: for a program that runs until interrupted (--watch). */
   interruptWhen?: RegExp;
@@ -35,7 +39,7 @@ export function runProcess(argv: string[], options: RunProcessOptions = {}): Pro
       if (options.interruptWhen?.test(stdout)) child.kill('SIGINT');
     });
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 15_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
     child.once('error', (error) => {
       clearTimeout(timer);
       reject(error);
