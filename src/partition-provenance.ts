@@ -113,6 +113,21 @@ export class PartitionProvenance {
     }
   }
 
+  /**
+   * Drops the entries whose partition object is gone: sysfs has no such name now, or it is
+   * another object of that name (`identityOf` gives its inode, null when gone). For the
+   * first scan, which runs while the daemon serves and does not see every partition (see
+   * Registry.startInitialScan): an entry it did not find may still be needed, and is
+   * dropped only once its partition is known to be gone.
+   */
+  forgetGone(identityOf: (name: string) => bigint | null): void {
+    for (const [name, entry] of this.entries) {
+      if (identityOf(name) === entry.ino) continue;
+      this.entries.delete(name);
+      this.dirty = true;
+    }
+  }
+
   /** Whether partition `name` (inode `ino`) may be served as a partition of instance `diskseq`. */
   allows(name: string, ino: bigint | null, diskseq: bigint): boolean {
     const entry = this.entries.get(name);

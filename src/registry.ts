@@ -324,8 +324,11 @@ export class Registry {
       // but its kernel name says what it is).
       if (loopDisks.has(parent) || LOOP_NAME.test(parent)) loopPartitions.set(uevent.name, this.observeLoopPartition(uevent));
     }
-    // Partitions that uevents indexed meanwhile keep their provenance too.
-    this.provenance.retainOnly(new Set([...loopPartitions.keys(), ...this.partitionOwner.keys()]));
+    // Not retainOnly(what this scan found): /proc/partitions leaves out the partitions of a
+    // disk without a size, such as the carried-over ones of an unbound loop device, and
+    // uevents record entries while the scan runs. Forgetting either would let a later scan
+    // take a carried-over partition for one of the current instance.
+    this.provenance.forgetGone((name) => this.sysfs.identityOf(name));
     for (const [name, list] of found) {
       const disk = this.byName.get(name);
       if (disk === undefined) continue;

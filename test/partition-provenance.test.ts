@@ -132,6 +132,9 @@ test('carried-over partitions are never served: live, across restarts in the mid
   }, async () => {
     await daemon.stop();
     daemon = await start(); // the restart in the middle
+    // Its first scan ends while the loop is unbound: /proc/partitions then lists none of
+    // the carried-over partitions, and the scan must not forget what it did not see.
+    await daemon.waitForLog((line) => line.msg === 'sysfs scanned', 30_000, 'the first scan');
   });
   const { name, diskseqB } = disk;
 
