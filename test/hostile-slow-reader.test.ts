@@ -114,8 +114,10 @@ test('a client that never reads its Lists is dropped when its queued output exce
   const logged = await daemon.waitForLog((l) => l.msg === DROP_MSG);
   t.is(logged?.reason, 'output-overflow');
   t.is(daemon.count(DROP_MSG), 1, 'logged once');
-  // No fds in flight: nothing to keep, back to the baseline while the client is connected.
-  t.is(await daemon.settleFds(before.fds), before.fds, `fds left open:\n${daemon.fdTargets().join('\n')}`);
+  // No fds in flight: nothing to keep, back to (or below) the baseline while the client is
+  // connected; below it when something the daemon held at the baseline has closed since.
+  const fds = await daemon.settleFds(before.fds);
+  t.true(fds <= before.fds, `${fds} fds, baseline ${before.fds}; left open:\n${daemon.fdTargets().join('\n')}`);
   const delivered = await readDelivered(client);
   t.log(`${delivered.bodies.length} packets had reached the client's socket before the drop`);
   t.true(delivered.bodies.length > 0 && delivered.bodies.every((b) => b === 'devices'), 'List answers, and nothing else');

@@ -80,7 +80,7 @@ export async function runPeerProgram<T>(who: PeerIdentity, name: string, args: s
 }
 
 /** Runs `script` (peer-main.ts) as `who` and resolves with the peer's report (rejects if it failed). */
-export async function runPeer(who: PeerIdentity, script: PeerScript, timeoutMs = 15_000): Promise<PeerReport> {
+export async function runPeer(who: PeerIdentity, script: PeerScript, timeoutMs = 60_000): Promise<PeerReport> {
   const report = await runPeerProgram<PeerReport>(who, 'peer-main.js', [JSON.stringify(script)], {
     env: { ...process.env, DISKSEQD_SOCKET: script.socket }, timeoutMs, needs: [script.socket],
   });
