@@ -102,6 +102,7 @@ Examples:
   ${PROGRAM} --rw 42 -- mkfs.ext4 {}
   ${PROGRAM} 42 --rw 43 -- qemu-img convert -f raw -O raw {3} {4}
   ${PROGRAM} 42p2 -- cryptsetup luksDump --disable-locks {}
-      (--disable-locks when not root: cryptsetup's lock directory is root's)
+      (when not root: --disable-locks, as cryptsetup's lock directory is root's, and a
+      grant with "exclusive", which {} needs for its reopen; or pass the fd itself: <&3)
   ${PROGRAM} --list /srv/vm.img
 `;
