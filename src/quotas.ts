@@ -209,8 +209,9 @@ export class UnreceivedFds {
 
   /**
    * The account of one connection of `uid`. `refresh` re-reads that connection's count
-   * (PacketSocket or StreamSocket.refreshUnreceived): when a share is full, the other connections are
-   * asked before an fd is held back, since a count is only re-read when its socket sends.
+   * (refreshUnreceived of its PacketSocket or StreamSocket): when a share is full, the
+   * other connections are asked before an fd is held back, since a count is only re-read
+   * when its socket sends.
    */
   account(uid: number, refresh: () => void): ConnectionFdAccount {
     let set = this.refreshers.get(uid);
