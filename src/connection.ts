@@ -178,6 +178,7 @@ export class Connection {
         return;
       case 'status':
         if (this.ctx.status === undefined) throw unsupported('this server does not serve status requests');
+        await this.ctx.registry.scanned(); // the first scan complete: its counts and its time
         this.socket.send(encodeStatus(request.id, this.ctx.status(this.peer)));
         return;
       case 'open': {
