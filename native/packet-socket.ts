@@ -334,7 +334,9 @@ export class PacketSocket {
       this.heldBack = false;
       this.updateStall(true);
       this.events.onDrain?.();
-      return false;
+      // onDrain may have asked again (fdsHeldBack) and been refused: its own look-again
+      // was skipped, as this one runs, so this one goes on.
+      return this.heldBack && !this.closed;
     });
   }
 

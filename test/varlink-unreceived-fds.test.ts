@@ -45,7 +45,9 @@ function hoard(t: ExecutionContext, daemon: DaemonProcess, loop: LoopFixture, ca
 
 /** The fds each drop line reported unreceived, from the `from`th drop on, once there are `n` more. */
 async function dropsWith(daemon: DaemonProcess, from: number, n: number): Promise<number[]> {
-  await daemon.waitForCount(DROP_MSG, from + n, 20_000);
+  if (await daemon.waitForCount(DROP_MSG, from + n, 20_000) < from + n) {
+    throw new Error(`fewer than ${n} drops in 20 s; the daemon's last lines:\n${daemon.logs.slice(-30).map((l) => JSON.stringify(l)).join('\n')}`);
+  }
   return daemon.logs.filter((l) => l.msg === DROP_MSG).slice(from).map((l) => Number(l.unreceivedFds));
 }
 
