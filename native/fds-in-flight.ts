@@ -1,10 +1,12 @@
 /**
- * The daemon's side of a PacketSocket (docs/design.md, "Limits: fds in flight"): the fds it
- * sent and the peer has not received yet, charged by the kernel to the daemon. Each send
- * books its packet's cost from SIOCOUTQ (SentPackets); an account (the daemon's per-uid
- * ledger) says whether one more fd may go; and since a peer's read raises no event on the
- * sender's end, a timer looks again while fds are held back, or while a shut-down socket
- * waits for its peer to take them.
+ * The daemon's side of a PacketSocket or a StreamSocket (docs/design.md, "Limits: fds in
+ * flight"): the fds it sent and the peer has not received yet, charged by the kernel to the
+ * daemon. Each sendmsg books its cost from SIOCOUTQ (SentPackets) — a packet, or one write
+ * of a stream message, whose fd rides on the first: on a unix stream socket too every
+ * sendmsg makes skbs of its own, charged until the peer has read them, and read in order.
+ * An account (the daemon's per-uid ledger) says whether one more fd may go; and since a
+ * peer's read raises no event on the sender's end, a timer looks again while fds are held
+ * back, or while a shut-down socket waits for its peer to take them.
  */
 import { native } from './index.js';
 import { SentPackets } from './sent-packets.js';
@@ -46,6 +48,16 @@ export class FdsInFlight {
     const sent = native.sendTracked(this.socket, data, fd, outqBytes);
     if (sent) this.book(() => this.sent.sent(outq[0]!, outq[1]!, fd >= 0));
     return sent;
+  }
+
+  /**
+   * native.sendStream, booking what this write cost (fd counted when it carried one: then
+   * it went with the first byte written). Returns the bytes written; throws like it.
+   */
+  sendStream(data: Buffer, offset: number, fd: number): number {
+    const written = native.sendStreamTracked(this.socket, data, offset, fd, outqBytes);
+    if (written > 0) this.book(() => this.sent.sent(outq[0]!, outq[1]!, fd >= 0));
+    return written;
   }
 
   /** Re-reads SIOCOUTQ and forgets the packets the peer has received since. */
@@ -105,6 +117,25 @@ export class FdsInFlight {
       this.timer = setTimeout(look, this.delayMs);
     };
     this.timer = setTimeout(look, this.delayMs);
+  }
+
+  /**
+   * For a socket that is being closed: when the peer still has fds unreceived, shuts it
+   * down (the peer reads what is queued, then end-of-file; it can send nothing) and calls
+   * `release` once the peer has them all, and returns true; else returns false, and the
+   * caller closes it now. Closing it early would free nothing — the peer's queue keeps the
+   * fds as long as it keeps its end — and lose SIOCOUTQ, the only way to see them go.
+   */
+  lingerUntilReceived(release: () => void): boolean {
+    this.refresh();
+    if (this.count === 0) return false;
+    try {
+      native.shutdown(this.socket);
+    } catch {
+      // Not connected any more: SIOCOUTQ says when the kernel has let go.
+    }
+    this.whenAllReceived(release);
+    return true;
   }
 
   /** Stops the timer. */

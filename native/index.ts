@@ -228,6 +228,8 @@ export interface NativeBinding {
   sendTracked(fd: number, data: Buffer, sendFd: number, outq: Uint8Array): boolean;
   /** SIOCOUTQ: bytes sent on this socket that the peer has not received (0 once it closed). */
   unreceivedBytes(fd: number): number;
+  /** SIOCINQ: bytes waiting to be read on this socket (for tests: what a peer that does not read was sent). */
+  unreadBytes(fd: number): number;
   /** shutdown(SHUT_RDWR): the peer reads what is queued, then end-of-file; it can send no more. */
   shutdown(fd: number): void;
   /** poll(2) without waiting reports POLLHUP: the peer closed (or shut down both ways). */
@@ -265,6 +267,13 @@ export interface NativeBinding {
    * on other errors (EPIPE, ECONNRESET ...). Never closes sendFd. Read with recv().
    */
   sendStream(fd: number, data: Buffer, offset: number, sendFd: number): number;
+  /**
+   * sendStream(), bracketed by two SIOCOUTQ reads as in sendTracked(): `outq` receives the
+   * bytes the peer had not read before and after (after = before when nothing was sent).
+   * Each sendmsg on a unix stream makes skbs of its own, the fd riding on the first, so the
+   * difference is this write's cost in the send buffer, or less if the peer read meanwhile.
+   */
+  sendStreamTracked(fd: number, data: Buffer, offset: number, sendFd: number, outq: Uint8Array): number;
   /** SO_DOMAIN, SO_TYPE and SO_ACCEPTCONN of a socket fd (throws ENOTSOCK, EBADF ...). */
   socketKind(fd: number): { domain: number; type: number; listening: boolean };
   /** The values socketKind() reports. */

@@ -226,21 +226,11 @@ export class PacketSocket {
     }
     this.queuedBytes = 0;
     this.queuedFds = 0;
-    this.refreshUnreceived();
-    const linger = this.unreceivedFds > 0;
-    if (linger) {
-      try {
-        native.shutdown(this.fd);
-      } catch {
-        // Not connected any more: SIOCOUTQ says when the kernel has let go.
-      }
-      this.inFlight!.whenAllReceived(() => {
-        this.release();
-        this.events.onReleased?.();
-      });
-    } else {
+    const linger = this.inFlight?.lingerUntilReceived(() => {
       this.release();
-    }
+      this.events.onReleased?.();
+    }) ?? false;
+    if (!linger) this.release();
     this.events.onClose(reason);
     if (!linger) this.events.onReleased?.();
   }
@@ -344,7 +334,9 @@ export class PacketSocket {
       this.heldBack = false;
       this.updateStall(true);
       this.events.onDrain?.();
-      return false;
+      // onDrain may have asked again (fdsHeldBack) and been refused: its own look-again
+      // was skipped, as this one runs, so this one goes on.
+      return this.heldBack && !this.closed;
     });
   }
 

@@ -9,6 +9,12 @@
  * unless the peer received something in between, which only makes it smaller, so the
  * packets kept here are always a superset of those unreceived, and `fds` an upper bound of
  * the fds the peer has not received.
+ *
+ * On a unix stream socket (StreamSocket) a "packet" is one sendmsg: it makes skbs of its
+ * own, the fd on the first, each charged until the peer has read all of its bytes, in
+ * order. Once SIOCOUTQ has fallen by the first skb, the packet counts as received — and its
+ * fd is, having gone with the first byte; a peer that read only part of that skb has its
+ * fd already and is still counted, which keeps `fds` an upper bound.
  */
 
 interface SentPacket {

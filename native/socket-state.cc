@@ -1,6 +1,6 @@
-// What the kernel holds for a connected SEQPACKET socket: output the peer has not received
-// (SIOCOUTQ), whether the peer hung up, the send buffer, SO_PASSCRED; and the fd limit the
-// kernel applies to fds in flight. docs/design.md, "Limits", says how the daemon uses them.
+// What the kernel holds for a connected unix socket: output the peer has not received
+// (SIOCOUTQ), input not read yet (SIOCINQ), whether the peer hung up, the send buffer,
+// SO_PASSCRED; and the fd limit the kernel applies to fds in flight. docs/design.md, "Limits", says how the daemon uses them.
 #include <linux/sockios.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -29,6 +29,23 @@ Napi::Value UnreceivedBytes(const Napi::CallbackInfo& info) {
   int queued = 0;
   if (ioctl(fd, SIOCOUTQ, &queued) != 0) {
     ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, queued);
+}
+
+/**
+ * SIOCINQ: bytes waiting to be read on this socket (on a stream socket, every byte queued
+ * and not yet read; on SEQPACKET, of every packet queued). For tests and diagnosis: what a
+ * peer that does not read has been sent.
+ */
+Napi::Value UnreadBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return env.Undefined();
+  int queued = 0;
+  if (ioctl(fd, SIOCINQ, &queued) != 0) {
+    ThrowErrno(env, errno, "ioctl(SIOCINQ)");
     return env.Undefined();
   }
   return Napi::Number::New(env, queued);
@@ -129,6 +146,7 @@ Napi::Value OpenFileLimit(const Napi::CallbackInfo& info) {
 
 void InitSocketState(Napi::Env env, Napi::Object exports) {
   exports.Set("unreceivedBytes", Napi::Function::New(env, UnreceivedBytes, "unreceivedBytes"));
+  exports.Set("unreadBytes", Napi::Function::New(env, UnreadBytes, "unreadBytes"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("peerHungUp", Napi::Function::New(env, PeerHungUp, "peerHungUp"));
   exports.Set("ensureSendBuffer", Napi::Function::New(env, EnsureSendBuffer, "ensureSendBuffer"));

@@ -1,8 +1,10 @@
 // AF_UNIX SOCK_STREAM sockets for the Varlink front-end: listen and connect, partial
-// writes with at most one fd riding on the first byte written, and the socket kind of an
-// inherited fd. Reading uses recv() of socket.cc (recvmsg works the same on a stream).
+// writes with at most one fd riding on the first byte written (tracked through SIOCOUTQ
+// on the daemon's side), and the socket kind of an inherited fd. Reading uses recv() of socket.cc (recvmsg works the same on a stream).
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -91,27 +93,12 @@ Napi::Value ConnectStream(const Napi::CallbackInfo& info) {
 }
 
 /**
- * sendStream(fd, data, offset, sendFd): one sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of
- * data[offset..], with sendFd in SCM_RIGHTS when >= 0. Returns the bytes written (the fd
- * went with them when at least one was), or 0 on EAGAIN (nothing sent, sendFd still the
- * caller's). Throws on other errors. Never closes sendFd.
+ * One sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of length bytes, with send_fd in SCM_RIGHTS
+ * when >= 0. Returns the bytes written (the fd went with them when at least one was), 0 on
+ * EAGAIN (nothing sent), or -1 with errno set. Never closes send_fd.
  */
-Napi::Value SendStream(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  uint8_t* data;
-  size_t length;
-  uint64_t offset;
-  int32_t send_fd;
-  if (!ArgFd(info, 0, &fd) || !ArgBytes(info, 1, &data, &length) || !ArgUint64(info, 2, &offset) ||
-      !ArgInt(info, 3, &send_fd)) {
-    return env.Undefined();
-  }
-  if (offset >= length) {
-    Napi::RangeError::New(env, "offset must be below the data's length").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  iovec iov = {data + offset, static_cast<size_t>(length - offset)};
+ssize_t WriteStream(int fd, uint8_t* data, size_t length, int send_fd) {
+  iovec iov = {data, length};
   union {
     cmsghdr align;
     char buffer[CMSG_SPACE(sizeof(int))];
@@ -127,18 +114,91 @@ Napi::Value SendStream(const Napi::CallbackInfo& info) {
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
-    int value = send_fd;
-    std::memcpy(CMSG_DATA(c), &value, sizeof value);
+    std::memcpy(CMSG_DATA(c), &send_fd, sizeof send_fd);
   }
   ssize_t n;
   do {
     n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+  return n;
+}
+
+/** The arguments both stream sends share: fd, data, offset (below its length), sendFd. */
+bool StreamSendArgs(const Napi::CallbackInfo& info, int* fd, uint8_t** data, size_t* length, int32_t* send_fd) {
+  uint64_t offset;
+  size_t total;
+  if (!ArgFd(info, 0, fd) || !ArgBytes(info, 1, data, &total) || !ArgUint64(info, 2, &offset) ||
+      !ArgInt(info, 3, send_fd)) {
+    return false;
+  }
+  if (offset >= total) {
+    Napi::RangeError::New(info.Env(), "offset must be below the data's length").ThrowAsJavaScriptException();
+    return false;
+  }
+  *data += offset;
+  *length = static_cast<size_t>(total - offset);
+  return true;
+}
+
+/**
+ * sendStream(fd, data, offset, sendFd): WriteStream of data[offset..]. Returns the bytes
+ * written, or 0 on EAGAIN (nothing sent, sendFd still the caller's). Throws on other
+ * errors. Never closes sendFd.
+ */
+Napi::Value SendStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint8_t* data;
+  size_t length;
+  int32_t send_fd;
+  if (!StreamSendArgs(info, &fd, &data, &length, &send_fd)) return env.Undefined();
+  ssize_t n = WriteStream(fd, data, length, send_fd);
   if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, 0);
     ThrowErrno(env, errno, "sendmsg");
     return env.Undefined();
   }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+/**
+ * sendStreamTracked(fd, data, offset, sendFd, outq): sendStream bracketed by two SIOCOUTQ
+ * reads, stored in outq (8 bytes) as two int32 in host order. On a unix stream socket every
+ * sendmsg makes skbs of its own, the fd on the first, each charged at its truesize to our
+ * send buffer until the peer has read all of it: the difference is this write's cost, or
+ * less if the peer read something in between (docs/design.md, "Limits: fds in flight").
+ */
+Napi::Value SendStreamTracked(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint8_t* data;
+  size_t length;
+  int32_t send_fd;
+  uint8_t* out;
+  size_t out_length;
+  if (!StreamSendArgs(info, &fd, &data, &length, &send_fd) || !ArgBytes(info, 4, &out, &out_length)) {
+    return env.Undefined();
+  }
+  if (out_length < 2 * sizeof(int32_t)) {
+    Napi::RangeError::New(env, "argument 4 must hold two int32").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int32_t queued[2] = {0, 0};
+  if (ioctl(fd, SIOCOUTQ, &queued[0]) != 0) {
+    ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
+    return env.Undefined();
+  }
+  ssize_t n = WriteStream(fd, data, length, send_fd);
+  if (n < 0) {
+    ThrowErrno(env, errno, "sendmsg");
+    return env.Undefined();
+  }
+  queued[1] = queued[0];
+  if (n > 0 && ioctl(fd, SIOCOUTQ, &queued[1]) != 0) {
+    ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
+    return env.Undefined();
+  }
+  std::memcpy(out, queued, sizeof queued);
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
@@ -170,6 +230,7 @@ void InitStreamSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("listenStream", Napi::Function::New(env, ListenStream, "listenStream"));
   exports.Set("connectStream", Napi::Function::New(env, ConnectStream, "connectStream"));
   exports.Set("sendStream", Napi::Function::New(env, SendStream, "sendStream"));
+  exports.Set("sendStreamTracked", Napi::Function::New(env, SendStreamTracked, "sendStreamTracked"));
   exports.Set("socketKind", Napi::Function::New(env, SocketKind, "socketKind"));
   Napi::Object kinds = Napi::Object::New(env);
   kinds.Set("AF_UNIX", Napi::Number::New(env, AF_UNIX));

@@ -137,15 +137,16 @@ Options:
   --stall-timeout-ms N     a client whose responses wait unread this long is dropped,
                            its waiting fds closed (default 10000); a slow reader is
                            slowed down, not dropped
-  --max-unreceived-fds N   fds sent to one connection that its client has not received
-                           yet (default 16). The kernel keeps such fds in the client's
+  --max-unreceived-fds N   fds sent to one connection (either socket) that its client
+                           has not received yet (default 16). The kernel keeps such fds in the client's
                            socket, charged to the daemon: past its RLIMIT_NOFILE no fd
                            can be sent to anyone. At the bound the daemon sends no fd
                            and reads no request on that connection until the client
                            receives some; a dropped client's socket stays open (shut
                            down) and counted until it receives or closes them
   --max-unreceived-fds-per-uid N
-                           the same, all connections of one non-root user (default 256)
+                           the same, all connections of one non-root user, both
+                           sockets together (default 256)
   --max-unreceived-fds-total N
                            the same, everyone (default: a quarter of the daemon's
                            RLIMIT_NOFILE when it starts)

@@ -197,8 +197,9 @@ const REFRESH_OTHERS_MS = 20;
 /**
  * The fds the daemon has sent and its peers not yet received (docs/design.md, "Limits:
  * fds in flight"): the kernel charges them to the daemon's user, and past its
- * RLIMIT_NOFILE refuses to send any more fds to anyone. Each connection's PacketSocket
- * counts its own; this ledger adds them up per uid and decides whether one more may go.
+ * RLIMIT_NOFILE refuses to send any more fds to anyone. Each connection's socket counts
+ * its own (a PacketSocket, or a Varlink connection's StreamSocket); this ledger adds them
+ * up per uid, whichever front-end they went through, and decides whether one more may go.
  */
 export class UnreceivedFds {
   private readonly refreshers = new Map<number, Set<() => void>>();
@@ -208,8 +209,9 @@ export class UnreceivedFds {
 
   /**
    * The account of one connection of `uid`. `refresh` re-reads that connection's count
-   * (PacketSocket.refreshUnreceived): when a share is full, the other connections are
-   * asked before an fd is held back, since a count is only re-read when its socket sends.
+   * (refreshUnreceived of its PacketSocket or StreamSocket): when a share is full, the
+   * other connections are asked before an fd is held back, since a count is only re-read
+   * when its socket sends.
    */
   account(uid: number, refresh: () => void): ConnectionFdAccount {
     let set = this.refreshers.get(uid);

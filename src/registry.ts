@@ -348,7 +348,8 @@ export class Registry {
       const diskseq = this.sysfs.readUevent(name)?.diskseq;
       if (diskseq != null && diskseq > this.highest) this.highest = diskseq;
     }
-    this.lastFullScan = { at: Date.now(), us: Math.round((performance.now() - started) * 1000) };
+    // The status view's "last full scan" (unless an overrun's rescan already recorded one).
+    this.lastFullScan ??= { at: Date.now(), us: Math.round((performance.now() - started) * 1000) };
     this.log.info({
       disks: this.byDiskseq.size, emptyDevices: empty.length,
       indexedMs: round(indexedMs), ms: round(performance.now() - started),

@@ -147,8 +147,12 @@ test('a client that never reads its replies is dropped by the stall timeout, its
       break; // the daemon dropped us
     }
   }
-  await daemon.waitForLog((l) => l.msg === 'client does not read its responses; dropped with its queued fds', 10_000);
-  t.is(await daemon.settleFds(baseline), baseline, `queued fds closed:\n${daemon.fdTargets().join('\n')}`);
+  const drop = await daemon.waitForLog((l) => l.msg === 'client does not read its responses; dropped with its queued fds', 10_000);
+  // Its socket is kept, shut down, while it holds fds it has not received (docs/design.md,
+  // "Limits: fds in flight"); nothing else.
+  const kept = Number(drop.unreceivedFds) > 0 ? 1 : 0;
+  t.is(await daemon.settleFds(baseline + kept), baseline + kept, `queued fds closed:\n${daemon.fdTargets().join('\n')}`);
   native.close(fd);
+  t.is(await daemon.settleFds(baseline), baseline, `the client gone, its socket too:\n${daemon.fdTargets().join('\n')}`);
   t.true(daemon.alive);
 });

@@ -8,13 +8,15 @@
  * As on the SEQPACKET socket, a protocol violation (not JSON, not an object, a message over
  * the size bound or left unfinished, fds from the client) is logged once and costs the
  * client its connection; an operational failure is an error reply and the connection goes
- * on.
+ * on. And as there, the fds sent and not yet received are counted in the uid's ledger
+ * (docs/design.md, "Limits: fds in flight"): while a reply waits unread or the account
+ * holds fds back, no call is started and none is read.
  */
 import { StreamSocket, type CloseReason, type StreamChunk } from '../../native/stream-socket.js';
 import type { Logger } from '../log.js';
 import { RequestCancelled } from '../opener.js';
 import type { Peer } from '../policy/index.js';
-import type { Quotas } from '../quotas.js';
+import type { ConnectionFdAccount, Quotas } from '../quotas.js';
 import { auditCode, expectedMore, interfaceNotFound, invalidParameter, methodNotFound } from './errors.js';
 import { MessageFramer } from './framing.js';
 import { findMethod, invalidParameter as badParameter } from './idl.js';
@@ -43,7 +45,7 @@ export interface VarlinkLimits {
 /** What every Varlink connection shares with its listener. */
 export interface VarlinkContext {
   readonly provider: StorageProvider;
-  /** The per-uid shares both front-ends count in: here, ListVolumes' snapshot slots. */
+  /** The per-uid shares both front-ends count in: here, ListVolumes' snapshot slots and fds in flight. */
   readonly quotas: Quotas;
   readonly log: Logger;
   readonly limits: VarlinkLimits;
@@ -61,6 +63,8 @@ export class VarlinkConnection {
   private readonly socket: StreamSocket;
   private readonly framer: MessageFramer;
   private readonly log: Logger;
+  private readonly fdAccount: ConnectionFdAccount;
+  private fdRefusalLogged = false;
   /** Messages read and not yet handled, and (last) the violation that ends the connection. */
   private readonly pending: (Buffer | string)[] = [];
   private working = false;
@@ -72,17 +76,33 @@ export class VarlinkConnection {
 
   /**
    * Takes ownership of a connected stream socket whose peer credentials were read at
-   * accept. `onClosed` runs once, after the socket is closed.
+   * accept. `onReleased` runs once, after the socket fd is closed: when the connection
+   * closes, or later if the peer still had fds unreceived then (docs/design.md, "Limits").
    */
-  constructor(fd: number, readonly peer: Peer, private readonly ctx: VarlinkContext, private readonly onClosed: (c: VarlinkConnection) => void) {
+  constructor(fd: number, readonly peer: Peer, private readonly ctx: VarlinkContext, private readonly onReleased: (c: VarlinkConnection) => void) {
     this.log = ctx.log.child({ peer: { uid: peer.uid, gid: peer.gid, pid: peer.pid } });
     const { maxMessageBytes, maxQueuedMessages, maxQueuedBytes, maxQueuedFds, stallTimeoutMs } = ctx.limits;
     this.framer = new MessageFramer(maxMessageBytes);
-    this.socket = new StreamSocket(fd, { receiveSize: Math.min(maxMessageBytes + 1, 64 * 1024), maxQueuedMessages, maxQueuedBytes, maxQueuedFds, stallTimeoutMs }, {
-      onData: (chunk) => this.onData(chunk),
-      onClose: (reason) => this.onClose(reason),
-      onDrain: () => this.pump(),
-    });
+    // The same ledger as the SEQPACKET connections': one count per uid, whichever way in.
+    this.fdAccount = ctx.quotas.unreceivedFds.account(peer.uid, () => this.socket.refreshUnreceived());
+    try {
+      this.socket = new StreamSocket(fd, {
+        receiveSize: Math.min(maxMessageBytes + 1, 64 * 1024), maxQueuedMessages, maxQueuedBytes, maxQueuedFds, stallTimeoutMs,
+        unreceivedFds: this.fdAccount,
+      }, {
+        onData: (chunk) => this.onData(chunk),
+        onClose: (reason) => this.onClose(reason),
+        onReleased: () => {
+          this.fdAccount.close();
+          this.onReleased(this);
+        },
+        onDrain: () => this.pump(),
+        onFdRefused: (error) => this.onFdRefused(error),
+      });
+    } catch (error) {
+      this.fdAccount.close();
+      throw error;
+    }
   }
 
   /** Whether a call of this connection is being worked on. */
@@ -90,9 +110,17 @@ export class VarlinkConnection {
     return this.working;
   }
 
-  /** Closes the connection (and every fd queued for it); idempotent. */
+  /**
+   * Ends the connection (every fd queued for it closed); idempotent. Its socket may stay
+   * open, shut down, while the peer still holds fds it has not received.
+   */
   close(): void {
     this.socket.close();
+  }
+
+  /** close(), and the socket closed now even if the peer still holds unreceived fds (shutdown). */
+  destroy(): void {
+    this.socket.destroy();
   }
 
   private onData(chunk: StreamChunk): void {
@@ -130,9 +158,13 @@ export class VarlinkConnection {
     this.pump();
   }
 
-  /** Starts the next call when none runs, and decides whether to read on. */
+  /**
+   * Starts the next call when none runs and no reply waits for the client (in the queue, or
+   * for its account to let one more fd go: a call started then would open a device only to
+   * hold its fd here), and decides whether to read on.
+   */
   private pump(): void {
-    while (!this.working && this.pending.length > 0 && !this.socket.isClosed) {
+    while (!this.working && this.pending.length > 0 && !this.socket.isClosed && !this.outputWaits()) {
       const next = this.pending.shift()!;
       if (typeof next === 'string') {
         this.violation(next);
@@ -254,14 +286,20 @@ export class VarlinkConnection {
     this.socket.close();
   }
 
+  /** Whether output waits for the client: queued, or fds held back by its account (which then runs the stall clock). */
+  private outputWaits(): boolean {
+    return this.socket.hasQueuedOutput || this.socket.fdsHeldBack();
+  }
+
   /**
    * Back-pressure: read while fewer than maxPendingCalls calls wait and no reply waits for
-   * the client to read it. A client that sends faster than it reads is slowed down; one
-   * that stops reading is dropped by the stall timeout, its queued fds closed. While the
-   * connection is read, an unfinished message has stallTimeoutMs to be finished.
+   * the client to read it (nor may wait for its account). A client that sends faster than
+   * it reads is slowed down; one that stops reading is dropped by the stall timeout, its
+   * queued fds closed and its socket kept until it takes or drops those it was sent. While
+   * the connection is read, an unfinished message has stallTimeoutMs to be finished.
    */
   private updateReading(): void {
-    const read = !this.doomed && this.pending.length < this.ctx.limits.maxPendingCalls && !this.socket.hasQueuedOutput;
+    const read = !this.doomed && this.pending.length < this.ctx.limits.maxPendingCalls && !this.outputWaits();
     if (read) this.socket.resumeReading();
     else this.socket.pauseReading();
     if (read && this.framer.hasPartial) {
@@ -290,11 +328,17 @@ export class VarlinkConnection {
       }
     }
     if (reason.kind === 'output-overflow' || reason.kind === 'output-stalled') {
-      this.log.warn({ reason: reason.kind, via: 'varlink' }, 'client does not read its responses; dropped with its queued fds');
+      this.log.warn({ reason: reason.kind, via: 'varlink', unreceivedFds: this.socket.unreceivedFds },
+        'client does not read its responses; dropped with its queued fds');
     } else if (reason.kind === 'error') {
       this.log.warn({ err: reason.error, via: 'varlink' }, 'connection failed');
     }
-    this.onClosed(this);
+  }
+
+  private onFdRefused(error: Error): void {
+    if (this.fdRefusalLogged) return;
+    this.fdRefusalLogged = true;
+    this.log.warn({ err: error, via: 'varlink' }, 'the kernel refuses to pass more fds for now (too many in flight for the daemon\'s user); holding them back');
   }
 }
 

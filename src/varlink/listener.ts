@@ -1,8 +1,9 @@
 /**
  * The Varlink socket (docs/storage-provider.md, "The socket"): accept, read the peer's
  * credentials once, apply the connection shares both front-ends count in
- * (src/quotas.ts), hand each connection to a VarlinkConnection; and the
- * orderly shutdown. Started by hand it binds its path itself — creating the parent
+ * (src/quotas.ts), hand each connection to a VarlinkConnection, counted until its socket
+ * is closed — for a peer still holding fds it has not received, after the connection
+ * ended (docs/design.md, "Limits") — and the orderly shutdown. Started by hand it binds its path itself — creating the parent
  * directory, replacing a stale socket file — but never takes a path a live process
  * serves: then Varlink stays off and the daemon serves SEQPACKET only.
  */
@@ -106,11 +107,14 @@ export class VarlinkListener {
     }
   }
 
-  /** Waits up to graceMs for calls in flight, then closes every connection (after stopAccepting). */
+  /**
+   * Waits up to graceMs for calls in flight, then closes every connection, and every socket
+   * kept for a peer that has not received its fds (after stopAccepting).
+   */
   async drain(graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs;
     while (this.busy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    for (const connection of [...this.connections]) connection.close();
+    for (const connection of [...this.connections]) connection.destroy();
   }
 
   /**
@@ -185,9 +189,9 @@ export class VarlinkListener {
     try {
       connection = new VarlinkConnection(fd, peer, {
         ...this.ctx, onActivity: () => this.onActivity(), onRequestDone: () => this.requestsServed++,
-      }, (closed) => {
-        this.connections.delete(closed);
-        shares.give(closed.peer.uid);
+      }, (released) => {
+        this.connections.delete(released);
+        shares.give(released.peer.uid);
         this.onActivity();
       });
     } catch (error) {

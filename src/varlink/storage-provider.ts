@@ -107,6 +107,7 @@ export class StorageProvider {
         throw error;
       }
     }
+    await this.registry.indexed(); // the first scan: every bound disk, as List has it
     this.registry.handlePendingUevents(); // answer with every change the kernel already announced
     const devices = listDevices(this.registry.disks(), true)
       .filter((d) => matches(volumeName(d.disk.diskseq, d.part?.partition ?? 0)));
