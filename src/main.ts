@@ -14,6 +14,7 @@ import { PartitionProvenance } from './partition-provenance.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
 import { PrivateNodes } from './private-nodes.js';
 import { Quotas, type QuotaLimits } from './quotas.js';
+import { RequestTally } from './request-tally.js';
 import { Server } from './server.js';
 import type { Registry } from './registry.js';
 import { Sysfs } from './sysfs.js';
@@ -56,6 +57,7 @@ interface Daemon {
   varlink: VarlinkListener | undefined;
   socketPath: string;
   inherited: boolean;
+  tally: RequestTally;
   /** Set once when --idle-exit is given. */
   idle?: IdleExit;
 }
@@ -100,6 +102,7 @@ function assemble(config: Config, createVarlink: typeof CreateVarlink | undefine
   const work = new DeviceWork({ stallMs: config.deviceStallMs, timeoutMs: config.deviceTimeoutMs, maxPerUid: config.maxDeviceJobsPerUid }, log);
   const opener = new Opener(registry, sysfs, () => policy.current, privateNodes, log, { maxWaitMs: config.maxWaitMs, waits: quotas.waits }, work);
   const turns = new FairTurns();
+  const tally = new RequestTally();
   // Both front-ends count connections, waits and snapshots in the same quotas.
   const connectionLimits = {
     maxInFlight: config.maxInFlight, maxQueuedPackets: 1024,
@@ -111,12 +114,12 @@ function assemble(config: Config, createVarlink: typeof CreateVarlink | undefine
   const watchHub = new WatchHub(registry, turns);
   const statusView = new StatusView({
     serverVersion: VERSION, registry, overruns, policy: () => policy.current, watchers: () => watchHub.count,
-    connectionsByUid: () => server.connectionsByUid, requests: () => server.requestsByOutcome,
+    connectionsByUid: () => server.connectionsByUid, requests: () => tally.byOutcome,
   });
   const server: Server = new Server(
     { socketPath, inheritedFd, socketMode: 0o666, backlog: 128 },
     {
-      opener, registry, log, serverVersion: VERSION, watchHub, quotas, turns, status: (peer) => statusView.report(peer),
+      opener, registry, log, serverVersion: VERSION, watchHub, quotas, turns, tally, status: (peer) => statusView.report(peer),
       limits: connectionLimits,
     },
     idleNow,
@@ -127,10 +130,10 @@ function assemble(config: Config, createVarlink: typeof CreateVarlink | undefine
     log.info('--no-varlink: closing the Varlink socket systemd passed');
     native.close(inherited.varlink);
   }
-  const varlink = createVarlink?.(config, inherited, { opener, registry, log, serverVersion: VERSION, quotas, turns, connectionLimits }, idleNow);
+  const varlink = createVarlink?.(config, inherited, { opener, registry, log, serverVersion: VERSION, quotas, turns, tally, connectionLimits }, idleNow);
   const daemon: Daemon = {
     log, notifier, policy, registry, uevents, scanned, privateNodes, quotas, work, server, varlink,
-    socketPath, inherited: inheritedFd !== undefined,
+    socketPath, inherited: inheritedFd !== undefined, tally,
   };
   return daemon;
 }
@@ -193,7 +196,7 @@ function serve(daemon: Daemon): void {
   const varlinkPath = varlink?.start() ? varlink.socketPath : null;
   log.info({ socket: daemon.socketPath, inherited: daemon.inherited, varlink: varlinkPath, version: VERSION, limits: daemon.quotas.limits }, 'serving');
   const status = () => `${registry.size} disks, ${server.connectionCount + (varlink?.connectionCount ?? 0)} connections, ` +
-    `${server.requestsServed + (varlink?.requestsServed ?? 0)} requests served` +
+    `${daemon.tally.total} requests served` +
     (log.dropped > 0 ? `, ${log.dropped} log lines dropped` : '');
   notifier.ready(status());
   notifier.startWatchdog();

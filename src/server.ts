@@ -11,6 +11,7 @@ import { native, POLL_READABLE, type Poller } from '../native/index.js';
 import { hasErrnoCode, resourceExhausted } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
 import type { Peer } from './policy/index.js';
+import type { RequestTally } from './request-tally.js';
 import { encodeError } from './protocol.js';
 import { MAX_REQUEST_BYTES } from '../proto/contract.js';
 import Long from 'long';
@@ -40,14 +41,10 @@ export class Server {
 
   constructor(
     private readonly options: ServerOptions,
-    private readonly ctx: Omit<ConnectionContext, 'onActivity' | 'onRequestDone'>,
+    private readonly ctx: Omit<ConnectionContext, 'onActivity' | 'onRequestDone'> & { tally: RequestTally },
     private readonly onActivity: () => void = () => undefined,
   ) {}
 
-  /** Requests answered (or abandoned by their client) since the start. */
-  requestsServed = 0;
-  /** The same by op ('open', 'list', ...), then by the code of their audit line ('OK', 'NOT_FOUND', ...). */
-  readonly requestsByOutcome = new Map<string, Map<string, number>>();
 
   /** Connections open now, by peer uid, over every front-end (they share src/quotas.ts). */
   get connectionsByUid(): ReadonlyMap<number, number> {
@@ -239,7 +236,7 @@ export class Server {
     let connection: Connection;
     try {
       connection = new Connection(fd, peer, {
-        ...this.ctx, onActivity: () => this.activity(), onRequestDone: (op, code) => this.requestDone(op, code),
+        ...this.ctx, onActivity: () => this.activity(), onRequestDone: (op, code) => this.ctx.tally.count(op, code),
       }, (released) => {
         this.connections.delete(released);
         shares.give(released.peer.uid);
@@ -274,12 +271,6 @@ export class Server {
     this.ctx.log.warn({ peer, reason: why }, 'connection refused: limit reached');
   }
 
-  private requestDone(op: string, code: string): void {
-    this.requestsServed++;
-    let codes = this.requestsByOutcome.get(op);
-    if (codes === undefined) this.requestsByOutcome.set(op, (codes = new Map()));
-    codes.set(code, (codes.get(code) ?? 0) + 1);
-  }
 
   private activity(): void {
     if (!this.busy) for (const wake of this.idleWaiters.splice(0)) wake();

@@ -26,6 +26,7 @@ import { Sysfs, type SysfsCounters } from '../src/sysfs.js';
 import { WatchHub } from '../src/watch-hub.js';
 import { FairTurns } from '../src/fair-turns.js';
 import { DEFAULT_QUOTA_LIMITS, Quotas } from '../src/quotas.js';
+import { RequestTally } from '../src/request-tally.js';
 import { needsRoot } from './helpers/ci.js';
 import { createLoop, type LoopFixture } from '../testkit/loop.js';
 import { createSyntheticSysfs, SYNTHETIC_DISKSEQ_BASE, type SyntheticDisk, type SyntheticSysfs } from '../testkit/synthetic-sysfs.js';
@@ -76,7 +77,7 @@ async function inProcessDaemon(t: ExecutionContext, tree: SyntheticSysfs) {
   const turns = new FairTurns();
   const quotas = new Quotas({ ...DEFAULT_QUOTA_LIMITS, connections: { total: 16, perUid: 16 } });
   const server = new Server({ socketPath, socketMode: 0o600, backlog: 16 }, {
-    opener, registry, log, serverVersion: 'scale-test', watchHub: new WatchHub(registry, turns), turns, quotas,
+    opener, registry, log, serverVersion: 'scale-test', watchHub: new WatchHub(registry, turns), turns, quotas, tally: new RequestTally(),
     limits: { maxInFlight: 16, maxQueuedPackets: 1024, maxQueuedBytes: 64 << 20, maxQueuedFds: 16, stallTimeoutMs: 30_000 },
   });
   server.start();

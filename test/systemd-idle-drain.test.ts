@@ -22,6 +22,7 @@ import { tempDir } from '../testkit/cleanup.js';
 import { needsRoot } from './helpers/ci.js';
 import { FairTurns } from '../src/fair-turns.js';
 import { DEFAULT_QUOTA_LIMITS, Quotas } from '../src/quotas.js';
+import { RequestTally } from '../src/request-tally.js';
 
 function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { socketPath: string }): Server {
   const log = createLogger('silent');
@@ -34,7 +35,7 @@ function makeServer(t: ExecutionContext, options: Partial<ServerOptions> & { soc
   const server = new Server(
     { socketMode: 0o600, backlog: 16, ...options },
     {
-      opener: new Opener(registry, sysfs, () => policy, privateNodes, log), registry, log, serverVersion: 'test',
+      opener: new Opener(registry, sysfs, () => policy, privateNodes, log), registry, log, serverVersion: 'test', tally: new RequestTally(),
       watchHub: new WatchHub(registry, turns), turns, quotas,
       limits: { maxInFlight: 4, maxQueuedPackets: 16, maxQueuedBytes: 1 << 20, maxQueuedFds: 4, stallTimeoutMs: 10_000 },
     },

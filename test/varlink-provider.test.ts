@@ -2,8 +2,9 @@
 // client (which, unlike the Go one, receives the fds): Acquire of disks and partitions with
 // readOnly true/false/null, names that are no disk instance, a stale diskseq after
 // detach and re-attach, storage-block's refusals, ListVolumes and ListTemplates, oneway,
-// pipelined calls answered in order, and the audit line.
+// pipelined calls answered in order, the audit line, and the status view's counts.
 import test from 'ava';
+import { connect } from '../client/index.js';
 import { needsRoot } from './helpers/ci.js';
 import { accessModeOf, closeAcquired, expectAcquired, expectError, PROVIDER, startVarlinkBroker } from './helpers/varlink.js';
 import { native } from '../native/index.js';
@@ -168,4 +169,17 @@ test('pipelined calls are answered strictly in call order, a stream whole before
   const oneway = daemon.audits().filter((a) => a.oneway === true);
   t.deepEqual(oneway.map((a) => [a.method, a.code, a.decision, a.device]), [[ACQUIRE, 'NOT_PERFORMED', 'none', undefined], ['org.varlink.service.Nope', 'UNSUPPORTED', 'error', undefined]]);
   t.is(await daemon.settleFds(fdsBefore), fdsBefore, 'the oneway Acquire left no fd behind');
+});
+
+test('the status view counts Varlink calls with the SEQPACKET socket\'s requests', async (t) => {
+  if (!needsRoot(t)) return;
+  const loop = createLoop({}, t);
+  const { client, daemon } = await startVarlinkBroker(t);
+  closeAcquired(expectAcquired(t, await client.call1(ACQUIRE, { name: `${loop.diskseq}` }), loop.diskseq, false));
+  expectError(t, await client.call1(ACQUIRE, { name: `${loop.diskseq + 1000000n}` }), `${PROVIDER}.NoSuchVolume`);
+  t.is(await daemon.waitForCount('audit', 2), 2);
+  const seqpacket = await connect({ socketPath: daemon.socketPath });
+  t.teardown(() => seqpacket.close());
+  const opens = (await seqpacket.status()).requests.filter((r) => r.op === 'open');
+  t.deepEqual(opens.map((r) => [r.code, r.count]).sort(), [['NOT_FOUND', 1], ['OK', 1]], JSON.stringify(opens));
 });

@@ -53,7 +53,7 @@ export interface VarlinkContext {
   /** Called when the connection goes from idle to busy or back. */
   readonly onActivity: () => void;
   /** Called once per call answered (or abandoned). */
-  readonly onRequestDone: () => void;
+  readonly onRequestDone: (op: string, code: string) => void;
 }
 
 /** The protocol violation log line, the same as the SEQPACKET connection's. */
@@ -217,7 +217,7 @@ export class VarlinkConnection {
         request: summarize(call, audit), device: audit.device, rule: audit.rule, retried: audit.retried,
         decision, code, error, us: Number((process.hrtime.bigint() - started) / 1000n),
       }, 'audit');
-      this.ctx.onRequestDone();
+      this.ctx.onRequestDone(opOf(call), code);
       this.ctx.onActivity();
     }
   }

@@ -13,6 +13,7 @@ import { closeOffLoop, native, POLL_READABLE, type Poller } from '../../native/i
 import { hasErrnoCode } from '../errors.js';
 import type { Peer } from '../policy/index.js';
 import type { UidShares } from '../quotas.js';
+import type { RequestTally } from '../request-tally.js';
 import { VarlinkConnection, type VarlinkContext } from './connection.js';
 import { encodeError, VarlinkError } from './message.js';
 
@@ -27,6 +28,8 @@ export interface VarlinkListenerOptions {
   backlog: number;
   /** The connection counts of both front-ends, per uid (src/quotas.ts). */
   connections: UidShares;
+  /** Where answered calls are counted, with the SEQPACKET socket's requests. */
+  tally: RequestTally;
 }
 
 /** How long accept pauses after EMFILE/ENFILE before trying again. */
@@ -52,7 +55,6 @@ export class VarlinkListener {
   }
 
   /** Calls answered since the start. */
-  requestsServed = 0;
 
   /** Connections open now. */
   get connectionCount(): number {
@@ -188,7 +190,7 @@ export class VarlinkListener {
     let connection: VarlinkConnection;
     try {
       connection = new VarlinkConnection(fd, peer, {
-        ...this.ctx, onActivity: () => this.onActivity(), onRequestDone: () => this.requestsServed++,
+        ...this.ctx, onActivity: () => this.onActivity(), onRequestDone: (op, code) => this.options.tally.count(op, code),
       }, (released) => {
         this.connections.delete(released);
         shares.give(released.peer.uid);

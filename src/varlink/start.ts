@@ -10,6 +10,7 @@ import type { FairTurns } from '../fair-turns.js';
 import type { Logger } from '../log.js';
 import type { Opener } from '../opener.js';
 import type { Quotas } from '../quotas.js';
+import type { RequestTally } from '../request-tally.js';
 import type { Registry } from '../registry.js';
 import { socketPathOf, type InheritedSockets } from '../systemd/socket-activation.js';
 import { VarlinkListener } from './listener.js';
@@ -26,6 +27,8 @@ export interface SharedParts {
   quotas: Quotas;
   /** Where List, Watch and ListVolumes snapshots take their turns. */
   turns: FairTurns;
+  /** Requests answered, over both front-ends. */
+  tally: RequestTally;
   /** The per-connection bounds of the SEQPACKET connections, applied here too. */
   connectionLimits: ConnectionLimits;
 }
@@ -44,7 +47,7 @@ export function createVarlink(
   const socketPath = inheritedFd === undefined ? config.varlinkSocketPath : socketPathOf(inheritedFd) ?? config.varlinkSocketPath;
   const { maxInFlight, maxQueuedPackets, maxQueuedBytes, maxQueuedFds, stallTimeoutMs } = shared.connectionLimits;
   return new VarlinkListener(
-    { socketPath, inheritedFd, socketMode: 0o666, backlog: 128, connections: shared.quotas.connections },
+    { socketPath, inheritedFd, socketMode: 0o666, backlog: 128, connections: shared.quotas.connections, tally: shared.tally },
     {
       provider: new StorageProvider(shared.opener, shared.registry, shared.turns), quotas: shared.quotas, log: shared.log, serverVersion: shared.serverVersion,
       limits: {
