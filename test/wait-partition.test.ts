@@ -66,7 +66,7 @@ test('a client that disconnects while waiting leaves nothing behind', async (t) 
   // One waiting request at most: a leaked waiter would make the next wait RESOURCE_EXHAUSTED.
   const { daemon, connect } = await startBroker(t, { extraArgs: ['--max-waiting', '1'] });
   const loop = createLoop({ partscan: true, partitionsMiB: [2], addPartitions: false }, t);
-  const baseline = daemon.fdCount();
+  const baseline = await daemon.stableFdCount(); // the broker's own client connected, the attach handled
 
   const leaver = connect();
   const abandoned = leaver.open({ diskseq: loop.diskseq, partition: 1, waitMs: 600_000 });

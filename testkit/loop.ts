@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import {
-  closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync,
+  closeSync, constants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,10 +59,49 @@ export function deletePartitions(devPath: string, waitMs = 5000): void {
       run('partx', ['--delete', devPath]);
       return;
     } catch (error) {
-      if (Date.now() >= deadline) throw error;
+      if (Date.now() >= deadline) throw new Error(`${(error as Error).message}; open by: ${holdersOf(devPath).join(', ') || 'no process found'}`);
       sleepSync(20);
     }
   }
+}
+
+/**
+ * Processes with an fd on a partition of `devPath` (`pid comm fd -> target`), for failure
+ * messages: matched by device number, so fds opened through the daemon's private nodes
+ * (unlinked) count too.
+ */
+function holdersOf(devPath: string): string[] {
+  const name = devPath.replace(/^\/dev\//, '');
+  const devs = new Set<number>();
+  try {
+    for (const entry of readdirSync(`/sys/block/${name}`)) {
+      if (!existsSync(`/sys/block/${name}/${entry}/partition`)) continue;
+      const [major, minor] = readFileSync(`/sys/block/${name}/${entry}/dev`, 'utf8').trim().split(':').map(Number);
+      devs.add((minor! & 0xff) | (major! << 8) | ((minor! & ~0xff) << 12));
+    }
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((e) => /^[0-9]+$/.test(e))) {
+    try {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        let target: string;
+        try {
+          const st = statSync(`/proc/${pid}/fd/${fd}`);
+          if (!st.isBlockDevice() || !devs.has(st.rdev)) continue;
+          target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          continue;
+        }
+        const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+        found.push(`${pid} ${comm} ${fd} -> ${target}`);
+      }
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found;
 }
 
 /** One loop device this process claimed, attached to a file it created. */
