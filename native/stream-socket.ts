@@ -21,31 +21,17 @@
  * call on — closed as soon as the kernel took the first byte with it, or when the queue is
  * discarded.
  */
-import { FdsInFlight, type UnreceivedFdAccount } from './fds-in-flight.js';
-import { closeOffLoop, native, POLL_DISCONNECT, POLL_READABLE, POLL_WRITABLE, type Poller } from './index.js';
-import type { CloseReason } from './packet-socket.js';
+import { native, POLL_DISCONNECT, POLL_READABLE, POLL_WRITABLE } from './index.js';
+import { closeUnsent, QueuedSocket, type CloseReason, type OutputEvents, type OutputLimits, type QueuedOutput } from './queued-socket.js';
 
 export type { CloseReason };
 
-/** Sizes and bounds of one StreamSocket. */
-export interface StreamSocketLimits {
+/** Sizes and bounds of one StreamSocket (the shared output bounds in OutputLimits). */
+export interface StreamSocketLimits extends OutputLimits {
   /** Bytes read per recvmsg. */
   receiveSize: number;
-  /** Messages, bytes and fds that may wait unsent before the socket is closed as stuck. */
+  /** Messages that may wait unsent before the socket is closed as stuck. */
   maxQueuedMessages: number;
-  maxQueuedBytes: number;
-  maxQueuedFds: number;
-  /**
-   * How long queued output (or an fd the account holds back) may wait without the peer
-   * taking any of it; 0: no limit.
-   */
-  stallTimeoutMs: number;
-  /**
-   * The daemon's side: where the fds this socket has sent and the peer not yet received are
-   * counted, and whether one more may go; also keeps a closed socket shut down until the
-   * peer has them all (see the module comment).
-   */
-  unreceivedFds?: UnreceivedFdAccount;
 }
 
 /** Bytes (and fds) that arrived in one read. `data` is only valid during the callback. */
@@ -57,93 +43,27 @@ export interface StreamChunk {
   controlTruncated: boolean;
 }
 
-/** Callbacks of one StreamSocket. */
-export interface StreamSocketEvents {
+/** Callbacks of one StreamSocket (the shared ones in OutputEvents). */
+export interface StreamSocketEvents extends OutputEvents {
   onData(chunk: StreamChunk): void;
-  /**
-   * Called once when the connection ends: no more reads or sends, every queued fd closed,
-   * the socket closed (or shut down while the peer still holds fds; see onReleased).
-   */
-  onClose(reason: CloseReason): void;
-  /** Called once the socket fd itself is closed: right after onClose, or when a shut-down socket is drained. */
-  onReleased?(): void;
-  /** Called when queued output has all been sent, or fds may flow again after the account refused them. */
-  onDrain?(): void;
-  /** The kernel refused to pass an fd (ETOOMANYREFS: too many in flight for this user); it is retried. */
-  onFdRefused?(error: Error): void;
 }
 
-interface QueuedMessage {
-  data: Buffer;
+/** One message of output: how far it went, and its fd until the byte that carries it is sent. */
+interface QueuedMessage extends QueuedOutput {
   /** Bytes of data already sent. */
   offset: number;
-  /** The fd still to send with the first byte, or -1. */
-  fd: number;
-  /** How that fd is closed if it is never sent. */
-  dispose: (fd: number) => void;
 }
-
-/** How an fd that is never sent is closed by default: off the loop (a last close may block). */
-const closeUnsent = (fd: number): void => void closeOffLoop(fd);
 
 /** Reads per readiness callback before yielding to the loop, for fairness. */
 const READ_BURST = 16;
 
-export class StreamSocket {
-  readonly fd: number;
-  private readonly poller: Poller;
+export class StreamSocket extends QueuedSocket<QueuedMessage, StreamSocketLimits, StreamSocketEvents> {
   private readonly receiveBuffer: Buffer;
-  private readonly queue: QueuedMessage[] = [];
-  /** The daemon's side only. */
-  private readonly inFlight: FdsInFlight | undefined;
-  private queuedBytes = 0;
-  private queuedFds = 0;
-  private reading = true;
-  private closed = false;
-  private released = false;
-  /** The head of the queue (or the next fd) waits for the account, not for buffer space. */
-  private heldBack = false;
-  private stallTimer: NodeJS.Timeout | undefined;
 
-  constructor(fd: number, private readonly limits: StreamSocketLimits, private readonly events: StreamSocketEvents) {
-    this.fd = fd;
+  constructor(fd: number, limits: StreamSocketLimits, events: StreamSocketEvents) {
+    super(fd, limits, limits.maxQueuedMessages, events);
     this.receiveBuffer = Buffer.allocUnsafe(limits.receiveSize);
-    if (limits.unreceivedFds !== undefined) this.inFlight = new FdsInFlight(fd, limits.unreceivedFds);
-    this.poller = new native.Poller(fd, (status, ready) => this.onReady(status, ready));
     this.updatePolling();
-  }
-
-  /** True once close() has run (for any reason). */
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
-  /** Whether output is waiting for the peer to read. */
-  get hasQueuedOutput(): boolean {
-    return this.queue.length > 0;
-  }
-
-  /** fds sent that the peer may not have received yet (an upper bound; 0 without an account). */
-  get unreceivedFds(): number {
-    return this.inFlight?.count ?? 0;
-  }
-
-  /**
-   * Whether the account refuses one more fd now (after re-reading SIOCOUTQ). While it does,
-   * the socket looks again now and then, calls onDrain once it would accept one, and runs
-   * the stall clock.
-   */
-  fdsHeldBack(): boolean {
-    if (this.closed || this.admitsFd()) return false;
-    this.heldBack = true;
-    this.recheckLater();
-    this.updateStall(false);
-    return true;
-  }
-
-  /** Re-reads SIOCOUTQ and forgets the writes the peer has read since (daemon's side). */
-  refreshUnreceived(): void {
-    this.inFlight?.refresh();
   }
 
   /**
@@ -159,85 +79,11 @@ export class StreamSocket {
       return !this.closed;
     }
     const message: QueuedMessage = { data, offset: 0, fd, dispose };
-    if (this.queue.length === 0 && (fd < 0 || this.admitsFd())) {
+    if (this.mayWriteNow(fd)) {
       if (!this.write(message)) return false;
       if (message.offset === data.length) return true;
-    } else if (this.queue.length === 0) {
-      this.heldBack = true;
     }
-    this.queue.push(message);
-    this.queuedBytes += data.length - message.offset;
-    if (message.fd >= 0) this.queuedFds++;
-    if (this.queue.length > this.limits.maxQueuedMessages || this.queuedBytes > this.limits.maxQueuedBytes ||
-        this.queuedFds > this.limits.maxQueuedFds) {
-      this.close({ kind: 'output-overflow' });
-      return false;
-    }
-    if (this.heldBack) this.recheckLater();
-    this.updateStall(false);
-    this.updatePolling();
-    return true;
-  }
-
-  /** Stops reading (back-pressure); the kernel buffers, then the peer blocks. */
-  pauseReading(): void {
-    if (!this.reading || this.closed) return;
-    this.reading = false;
-    this.updatePolling();
-  }
-
-  /** Resumes reading after pauseReading(). */
-  resumeReading(): void {
-    if (this.reading || this.closed) return;
-    this.reading = true;
-    this.updatePolling();
-  }
-
-  /**
-   * Ends the connection and closes every queued fd; idempotent. The socket itself is
-   * closed too, unless (daemon's side) the peer still has fds unreceived: then it is shut
-   * down and closed once they are taken or dropped (onReleased).
-   */
-  close(reason: CloseReason = { kind: 'local' }): void {
-    if (this.closed) return;
-    this.closed = true;
-    clearTimeout(this.stallTimer);
-    this.inFlight?.cancel();
-    this.poller.close();
-    for (const message of this.queue.splice(0)) {
-      // Never delivered; ours may be the last reference to a device: off the event loop.
-      if (message.fd >= 0) message.dispose(message.fd);
-    }
-    this.queuedBytes = 0;
-    this.queuedFds = 0;
-    const linger = this.inFlight?.lingerUntilReceived(() => {
-      this.release();
-      this.events.onReleased?.();
-    }) ?? false;
-    if (!linger) this.release();
-    this.events.onClose(reason);
-    if (!linger) this.events.onReleased?.();
-  }
-
-  /** close(), and closes the socket now even if the peer still holds fds (shutdown); idempotent. */
-  destroy(): void {
-    this.close();
-    if (!this.released) {
-      this.release();
-      this.events.onReleased?.();
-    }
-  }
-
-  /** Closes the socket fd and gives back what it still had counted. */
-  private release(): void {
-    if (this.released) return;
-    this.released = true;
-    this.inFlight?.forget();
-    native.close(this.fd);
-  }
-
-  private admitsFd(): boolean {
-    return this.inFlight?.admits() ?? true;
+    return this.enqueue(message, data.length - message.offset);
   }
 
   /**
@@ -255,14 +101,8 @@ export class StreamSocket {
       sent = this.inFlight === undefined ? native.sendStream(this.fd, message.data, message.offset, fd)
         : this.inFlight.sendStream(message.data, message.offset, fd);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? '';
-      if (code === 'ETOOMANYREFS' && fd >= 0) {
-        this.heldBack = true;
-        this.events.onFdRefused?.(error as Error);
-        return true;
-      }
       const queued = this.queue[0] === message;
-      this.close(['EPIPE', 'ECONNRESET'].includes(code) ? { kind: 'peer-closed' } : { kind: 'error', error: error as Error });
+      if (this.sendFailed(error, fd >= 0)) return true;
       if (!queued && message.fd >= 0) message.dispose(message.fd);
       return false;
     }
@@ -274,7 +114,7 @@ export class StreamSocket {
     return true;
   }
 
-  private flushQueue(): void {
+  protected flushQueue(): void {
     let progress = false;
     this.heldBack = false;
     while (this.queue.length > 0 && !this.closed) {
@@ -292,50 +132,10 @@ export class StreamSocket {
       if (head.offset < head.data.length) break; // the kernel is full (or refused the fd): wait
       this.queue.shift();
     }
-    if (this.closed) return;
-    this.updatePolling();
-    if (this.heldBack) this.recheckLater();
-    this.updateStall(progress);
-    if (this.queue.length === 0 && !this.heldBack) this.events.onDrain?.();
+    this.flushed(progress);
   }
 
-  /**
-   * The clock of a peer that is not taking its output: it runs while output waits in the
-   * queue or fds wait for the peer to receive those it has, restarts when the peer takes
-   * some, and stops when nothing waits.
-   */
-  private updateStall(progress: boolean): void {
-    if (this.queue.length === 0 && !this.heldBack) {
-      clearTimeout(this.stallTimer);
-      this.stallTimer = undefined;
-      return;
-    }
-    if (this.limits.stallTimeoutMs <= 0 || (this.stallTimer !== undefined && !progress)) return;
-    clearTimeout(this.stallTimer);
-    this.stallTimer = setTimeout(() => this.close({ kind: 'output-stalled' }), this.limits.stallTimeoutMs);
-    this.stallTimer.unref();
-  }
-
-  /** While fds are held back, only the peer's reads can change that: look again now and then. */
-  private recheckLater(): void {
-    if (this.closed) return;
-    this.inFlight?.recheck(() => {
-      if (this.closed) return false;
-      if (this.queue.length > 0) {
-        this.flushQueue();
-        return this.heldBack && !this.closed;
-      }
-      if (!this.admitsFd()) return true;
-      this.heldBack = false;
-      this.updateStall(true);
-      this.events.onDrain?.();
-      // onDrain may have asked again (fdsHeldBack) and been refused: its own look-again
-      // was skipped, as this one runs, so this one goes on.
-      return this.heldBack && !this.closed;
-    });
-  }
-
-  private onReady(status: number, ready: number): void {
+  protected onReady(status: number, ready: number): void {
     if (this.closed) return;
     if (status < 0) {
       this.close({ kind: 'error', error: new Error(`poll failed with libuv status ${status}`) });
@@ -374,7 +174,7 @@ export class StreamSocket {
    * data, which a client could send to make the daemon spin; a peer that hangs up while
    * not read is noticed by the account's timer (SIOCOUTQ falls to 0) or the stall clock.
    */
-  private updatePolling(): void {
+  protected updatePolling(): void {
     if (this.closed) return;
     const events = (this.reading ? POLL_READABLE | POLL_DISCONNECT : 0) | (this.queue.length > 0 && !this.heldBack ? POLL_WRITABLE : 0);
     if (events === 0) this.poller.stop();
