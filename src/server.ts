@@ -6,10 +6,11 @@
  * "Limits"). Also the orderly shutdown: stop accepting, let in-flight requests finish,
  * close every connection, unlink the socket if we made it.
  */
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { native, POLL_READABLE, type Poller } from '../native/index.js';
-import { hasErrnoCode, resourceExhausted } from './errors.js';
+import { resourceExhausted } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
+import { acceptPending, bindReplacingStale, readPeer, type SocketKind } from './listen-socket.js';
 import type { Peer } from './policy/index.js';
 import type { RequestTally } from './request-tally.js';
 import { encodeError } from './protocol.js';
@@ -26,6 +27,9 @@ export interface ServerOptions {
   socketMode: number;
   backlog: number;
 }
+
+/** The SEQPACKET socket, as bindReplacingStale binds and probes it. */
+const SEQPACKET: SocketKind = { listen: (path, backlog) => native.listenSeqpacket(path, backlog), connect: (path) => native.connectSeqpacket(path, false) };
 
 /** How long accept pauses after EMFILE/ENFILE before trying again. */
 const ACCEPT_RETRY_MS = 100;
@@ -171,62 +175,21 @@ export class Server {
   }
 
   private bindFresh(): number {
-    const path = this.options.socketPath;
-    try {
-      return this.listenAt(path);
-    } catch (error) {
-      if (!hasErrnoCode(error, 'EADDRINUSE')) throw error;
-    }
-    // A socket file is in the way. Replace it only if it is a socket nobody serves.
-    if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
-    try {
-      native.close(native.connectSeqpacket(path, false));
-      throw new Error(`another server is already listening on ${path}`);
-    } catch (error) {
-      if (!hasErrnoCode(error, 'ECONNREFUSED')) throw error;
-    }
-    unlinkSync(path);
-    return this.listenAt(path);
-  }
-
-  private listenAt(path: string): number {
-    const fd = native.listenSeqpacket(path, this.options.backlog);
-    try {
-      chmodSync(path, this.options.socketMode);
-    } catch (error) {
-      native.close(fd);
-      throw error;
-    }
-    return fd;
+    return bindReplacingStale(this.options.socketPath, SEQPACKET, this.options.backlog, this.options.socketMode);
   }
 
   private acceptAll(): void {
-    while (!this.closing) {
-      let fd: number | null;
-      try {
-        fd = native.accept(this.listenFd);
-      } catch (error) {
-        if (hasErrnoCode(error, 'ECONNABORTED', 'EINTR')) continue;
-        // Out of fds: leave the connection in the backlog and try again shortly.
-        this.ctx.log.error({ err: error }, 'accept failed; pausing');
-        this.poller?.stop();
-        this.acceptRetry = setTimeout(() => this.poller?.start(POLL_READABLE), ACCEPT_RETRY_MS);
-        return;
-      }
-      if (fd === null) return;
-      this.admit(fd);
-    }
+    const error = acceptPending(this.listenFd, () => !this.closing, (fd) => this.admit(fd));
+    if (error === undefined) return;
+    // Out of fds: leave the connection in the backlog and try again shortly.
+    this.ctx.log.error({ err: error }, 'accept failed; pausing');
+    this.poller?.stop();
+    this.acceptRetry = setTimeout(() => this.poller?.start(POLL_READABLE), ACCEPT_RETRY_MS);
   }
 
   private admit(fd: number): void {
-    let peer: Peer;
-    try {
-      peer = { ...native.peerCredentials(fd), groups: native.peerGroups(fd) };
-    } catch (error) {
-      this.ctx.log.warn({ err: error }, 'could not read peer credentials; closing');
-      native.close(fd);
-      return;
-    }
+    const peer = readPeer(fd, this.ctx.log);
+    if (peer === undefined) return;
     const shares = this.ctx.quotas.connections;
     const refusal = shares.refusal(peer.uid);
     if (refusal !== undefined) {

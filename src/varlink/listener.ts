@@ -7,13 +7,13 @@
  * directory, replacing a stale socket file — but never takes a path a live process
  * serves: then Varlink stays off and the daemon serves SEQPACKET only.
  */
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { closeOffLoop, native, POLL_READABLE, type Poller } from '../../native/index.js';
-import { hasErrnoCode } from '../errors.js';
 import type { Peer } from '../policy/index.js';
 import type { UidShares } from '../quotas.js';
 import type { RequestTally } from '../request-tally.js';
+import { acceptPending, bindReplacingStale, readPeer, type SocketKind } from '../listen-socket.js';
 import { VarlinkConnection, type VarlinkContext } from './connection.js';
 import { encodeError, VarlinkError } from './message.js';
 
@@ -31,6 +31,9 @@ export interface VarlinkListenerOptions {
   /** Where answered calls are counted, with the SEQPACKET socket's requests. */
   tally: RequestTally;
 }
+
+/** The Varlink socket, as bindReplacingStale binds and probes it. */
+const STREAM: SocketKind = { listen: (path, backlog) => native.listenStream(path, backlog), connect: (path) => native.connectStream(path, false) };
 
 /** How long accept pauses after EMFILE/ENFILE before trying again. */
 const ACCEPT_RETRY_MS = 100;
@@ -126,61 +129,21 @@ export class VarlinkListener {
   private bindFresh(): number {
     const path = this.options.socketPath;
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-    try {
-      return this.listenAt(path);
-    } catch (error) {
-      if (!hasErrnoCode(error, 'EADDRINUSE')) throw error;
-    }
-    if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
-    try {
-      native.close(native.connectStream(path, false));
-      throw new Error(`a live process already serves ${path}`);
-    } catch (error) {
-      // ECONNREFUSED: a socket file nobody listens on. Anything else (a SEQPACKET socket
-      // answers EPROTOTYPE) means someone does.
-      if (!hasErrnoCode(error, 'ECONNREFUSED')) throw error;
-    }
-    unlinkSync(path);
-    return this.listenAt(path);
-  }
-
-  private listenAt(path: string): number {
-    const fd = native.listenStream(path, this.options.backlog);
-    try {
-      chmodSync(path, this.options.socketMode);
-    } catch (error) {
-      native.close(fd);
-      throw error;
-    }
-    return fd;
+    return bindReplacingStale(path, STREAM, this.options.backlog, this.options.socketMode);
   }
 
   private acceptAll(): void {
-    while (!this.closing) {
-      let fd: number | null;
-      try {
-        fd = native.accept(this.listenFd);
-      } catch (error) {
-        if (hasErrnoCode(error, 'ECONNABORTED', 'EINTR')) continue;
-        this.ctx.log.error({ err: error }, 'accept on the Varlink socket failed; pausing');
-        this.poller?.stop();
-        this.acceptRetry = setTimeout(() => this.poller?.start(POLL_READABLE), ACCEPT_RETRY_MS);
-        return;
-      }
-      if (fd === null) return;
-      this.admit(fd);
-    }
+    const error = acceptPending(this.listenFd, () => !this.closing, (fd) => this.admit(fd));
+    if (error === undefined) return;
+    // Out of fds: leave the connection in the backlog and try again shortly.
+    this.ctx.log.error({ err: error }, 'accept on the Varlink socket failed; pausing');
+    this.poller?.stop();
+    this.acceptRetry = setTimeout(() => this.poller?.start(POLL_READABLE), ACCEPT_RETRY_MS);
   }
 
   private admit(fd: number): void {
-    let peer: Peer;
-    try {
-      peer = { ...native.peerCredentials(fd), groups: native.peerGroups(fd) };
-    } catch (error) {
-      this.ctx.log.warn({ err: error }, 'could not read peer credentials; closing');
-      native.close(fd);
-      return;
-    }
+    const peer = readPeer(fd, this.ctx.log);
+    if (peer === undefined) return;
     const shares = this.options.connections;
     const refusal = shares.refusal(peer.uid);
     if (refusal !== undefined) {
