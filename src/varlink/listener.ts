@@ -9,7 +9,7 @@
  */
 import { mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { closeOffLoop, native, POLL_READABLE, type Poller } from '../../native/index.js';
+import { native, POLL_READABLE, type Poller } from '../../native/index.js';
 import type { Peer } from '../policy/index.js';
 import type { UidShares } from '../quotas.js';
 import type { RequestTally } from '../request-tally.js';
@@ -183,7 +183,7 @@ export class VarlinkListener {
       for (let i = 0; i < 8; i++) {
         const got = native.recv(fd, scratch);
         if (got === null || got.bytes === 0) break;
-        for (const passed of got.fds) void closeOffLoop(passed);
+        for (const passed of got.fds) this.ctx.provider.closeSent(peer.uid, passed);
       }
     } catch {
       // The peer is gone already.
