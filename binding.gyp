@@ -11,6 +11,7 @@
         "native/open-verify.cc",
         "native/poller.cc",
         "native/probe.cc",
+        "native/process-memory.cc",
         "native/socket.cc",
         "native/stream-socket.cc",
         "native/socket-state.cc",

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   diskseqd::InitSocketState(env, exports);
   diskseqd::InitUevent(env, exports);
   diskseqd::InitPoller(env, exports);
+  diskseqd::InitProcessMemory(env, exports);
   diskseqd::InitLoop(env, exports);
   return exports;
 }

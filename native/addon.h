@@ -20,6 +20,8 @@ void InitSocketState(Napi::Env env, Napi::Object exports);
 void InitUevent(Napi::Env env, Napi::Object exports);
 /** The Poller class (uv_poll on this environment's loop). */
 void InitPoller(Napi::Env env, Napi::Object exports);
+/** trimMalloc: the process's free malloc pages back to the kernel. */
+void InitProcessMemory(Napi::Env env, Napi::Object exports);
 /** Loop device helpers for tests and benchmarks. */
 void InitLoop(Napi::Env env, Napi::Object exports);
 

@@ -292,6 +292,13 @@ export interface NativeBinding {
   // --- readiness ------------------------------------------------------------------------
   Poller: PollerConstructor;
 
+  // --- the process's memory ------------------------------------------------------------
+  /**
+   * malloc_trim(0): glibc returns the free pages of every arena to the kernel (free() alone
+   * gives back only the top of the heap). True when anything was released.
+   */
+  trimMalloc(): boolean;
+
   // --- loop devices (for tests and benchmarks; the daemon never attaches anything) -------
   /**
    * Race-free claim of a free loop device: LOOP_CTL_GET_FREE, open /dev/loopN with

@@ -19,7 +19,7 @@
  * this end can tell. The fd is closed once SIOCOUTQ reads 0 (onReleased), or by destroy().
  */
 import { native, POLL_DISCONNECT, POLL_PRIORITIZED, POLL_READABLE, POLL_WRITABLE } from './index.js';
-import { closeUnsent, QueuedSocket, type CloseReason, type OutputEvents, type OutputLimits, type QueuedOutput } from './queued-socket.js';
+import { closeUnsent, QueuedSocket, receiveBuffer, type CloseReason, type OutputEvents, type OutputLimits, type QueuedOutput } from './queued-socket.js';
 
 export type { CloseReason };
 export type { UnreceivedFdAccount } from './fds-in-flight.js';
@@ -44,7 +44,10 @@ export interface PacketSocketLimits extends OutputLimits {
 
 /** What arrived in one packet. `data` is only valid during the callback. */
 export interface IncomingPacket {
-  /** Empty only for a zero-length packet (delivered only with passCredentials). */
+  /**
+   * Empty only for a zero-length packet (delivered only with passCredentials). A view of the
+   * shared receive buffer (receiveBuffer()): valid until onPacket returns.
+   */
   data: Buffer;
   /** fds received with the packet; the callee owns them and must close them. */
   fds: number[];
@@ -65,7 +68,7 @@ export class PacketSocket extends QueuedSocket<QueuedOutput, PacketSocketLimits,
 
   constructor(fd: number, limits: PacketSocketLimits, events: PacketSocketEvents) {
     super(fd, limits, limits.maxQueuedPackets, events);
-    this.receiveBuffer = Buffer.allocUnsafe(limits.receiveSize);
+    this.receiveBuffer = receiveBuffer(limits.receiveSize);
     if (limits.passCredentials) native.setPassCredentials(fd);
     if (limits.minSendBuffer !== undefined) native.ensureSendBuffer(fd, limits.minSendBuffer);
     this.updatePolling();

@@ -22,7 +22,7 @@
  * discarded.
  */
 import { native, POLL_DISCONNECT, POLL_READABLE, POLL_WRITABLE } from './index.js';
-import { closeUnsent, QueuedSocket, type CloseReason, type OutputEvents, type OutputLimits, type QueuedOutput } from './queued-socket.js';
+import { closeUnsent, QueuedSocket, receiveBuffer, type CloseReason, type OutputEvents, type OutputLimits, type QueuedOutput } from './queued-socket.js';
 
 export type { CloseReason };
 
@@ -62,7 +62,7 @@ export class StreamSocket extends QueuedSocket<QueuedMessage, StreamSocketLimits
 
   constructor(fd: number, limits: StreamSocketLimits, events: StreamSocketEvents) {
     super(fd, limits, limits.maxQueuedMessages, events);
-    this.receiveBuffer = Buffer.allocUnsafe(limits.receiveSize);
+    this.receiveBuffer = receiveBuffer(limits.receiveSize);
     this.updatePolling();
   }
 

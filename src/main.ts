@@ -14,6 +14,7 @@ import { PartitionProvenance } from './partition-provenance.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
 import { PrivateNodes } from './private-nodes.js';
 import { Quotas, type QuotaLimits } from './quotas.js';
+import { MemoryTrimmer } from './memory-trim.js';
 import { RequestTally } from './request-tally.js';
 import { Server } from './server.js';
 import type { Registry } from './registry.js';
@@ -110,7 +111,11 @@ function assemble(config: Config, createVarlink: typeof CreateVarlink | undefine
     // none from List and Watch): the fd bound is a backstop, the stall timeout drops.
     maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxInFlight, stallTimeoutMs: config.stallTimeoutMs,
   };
-  const idleNow = () => daemon.idle?.update(server.connectionCount + (varlink?.connectionCount ?? 0) === 0 && !server.busy && !varlink?.busy);
+  const trimmer = new MemoryTrimmer();
+  const idleNow = () => {
+    trimmer.touch();
+    daemon.idle?.update(server.connectionCount + (varlink?.connectionCount ?? 0) === 0 && !server.busy && !varlink?.busy);
+  };
   const watchHub = new WatchHub(registry, turns);
   const statusView = new StatusView({
     serverVersion: VERSION, registry, overruns, policy: () => policy.current, watchers: () => watchHub.count,

@@ -8,6 +8,7 @@
  */
 import { unlinkSync } from 'node:fs';
 import { native, POLL_READABLE, type Poller } from '../native/index.js';
+import { receiveBuffer } from '../native/queued-socket.js';
 import { resourceExhausted } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
 import { acceptPending, bindReplacingStale, readPeer, type SocketKind } from './listen-socket.js';
@@ -221,7 +222,7 @@ export class Server {
       native.send(fd, encodeError(Long.UZERO, error), -1);
       // Discard what the client already sent: closing with unread packets would make its
       // next read fail with ECONNRESET before it reads the refusal.
-      const scratch = Buffer.allocUnsafe(MAX_REQUEST_BYTES);
+      const scratch = receiveBuffer(MAX_REQUEST_BYTES);
       for (let i = 0; i < 8; i++) {
         const got = native.recv(fd, scratch);
         if (got === null) break;

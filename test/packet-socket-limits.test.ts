@@ -11,6 +11,7 @@ import { openSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../native/index.js';
 import { PacketSocket, type CloseReason, type IncomingPacket, type PacketSocketLimits } from '../native/packet-socket.js';
+import { receiveBuffer } from '../native/queued-socket.js';
 import { sleep, tempDir } from '../testkit/cleanup.js';
 
 interface Harness {
@@ -151,4 +152,19 @@ test('a zero-length packet is delivered; end-of-file closes', async (t) => {
   h.closePeer();
   await until('end-of-file', () => h.closes.length === 1);
   t.deepEqual(h.closes, [{ kind: 'peer-closed' }]);
+});
+
+test('sockets reading into the one shared receive buffer each get their own packets', async (t) => {
+  t.is(receiveBuffer(4096), receiveBuffer(4096), 'one buffer per size');
+  t.not(receiveBuffer(4096), receiveBuffer(8192));
+  const a = harness(t, 8);
+  const b = harness(t, 8);
+  // Interleaved and of different lengths, so that a packet read over another's bytes shows.
+  for (let i = 0; i < 50; i++) {
+    native.send(a.peer, Buffer.from(`a${i}:${'A'.repeat(i * 7)}`), -1);
+    native.send(b.peer, Buffer.from(`b${i}`), -1);
+  }
+  await until('both sockets to read 50 packets', () => a.packets.length === 50 && b.packets.length === 50);
+  t.deepEqual(a.packets.map((p) => p.data.toString()), Array.from({ length: 50 }, (_, i) => `a${i}:${'A'.repeat(i * 7)}`));
+  t.deepEqual(b.packets.map((p) => p.data.toString()), Array.from({ length: 50 }, (_, i) => `b${i}`));
 });
