@@ -2,7 +2,9 @@
  * diskseqd against the floor broker (c-broker.c), driven by the same C client
  * (c-client.c), alternating runs in one session so that drift on a noisy VM hits both
  * alike: open p50/p99 with one connection and sequential opens, and opens/s with four
- * connections of one request in flight each. The daemon runs as in production (the
+ * connections of one request in flight each. A second floor, c-broker --hop, does the open
+ * on a worker thread as diskseqd does (so that a hung device blocks only its thread): the
+ * difference between the two floors is what that hand-off costs on this machine in C. The daemon runs as in production (the
  * shebang's flags, audit logging at info); its log goes to a file, so no reader of the
  * log shares the two CPUs with the brokers (in production journald reads it).
  */
@@ -24,10 +26,13 @@ export interface ClientRun {
   p99Us: number;
 }
 
+/** The brokers compared: the C floor, the C floor with its open on a worker thread, diskseqd. */
+export type Broker = 'floor' | 'hop' | 'daemon';
+
 /** Every run of each broker and figure, in the order they ran. */
 export interface BrokerComparison {
-  sequential: { floor: ClientRun[]; daemon: ClientRun[] };
-  parallel: { floor: ClientRun[]; daemon: ClientRun[] };
+  sequential: Record<Broker, ClientRun[]>;
+  parallel: Record<Broker, ClientRun[]>;
 }
 
 /** How much to run. */
@@ -57,10 +62,10 @@ function runClient(programs: CPrograms, socket: string, diskseq: bigint, connect
   });
 }
 
-/** Starts c-broker on `socket` for the loop; resolves once it listens. */
-function startFloor(programs: CPrograms, socket: string, loop: LoopFixture): Promise<() => void> {
+/** Starts c-broker (with `flags`) on `socket` for the loop; resolves once it listens. */
+function startFloor(programs: CPrograms, socket: string, loop: LoopFixture, flags: string[] = []): Promise<() => void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(programs.broker, [socket, loop.diskseq.toString(), loop.devPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(programs.broker, [...flags, socket, loop.diskseq.toString(), loop.devPath], { stdio: ['ignore', 'pipe', 'inherit'] });
     const stop = (): void => {
       child.kill('SIGTERM');
     };
@@ -77,22 +82,23 @@ function startFloor(programs: CPrograms, socket: string, loop: LoopFixture): Pro
 export async function compareWithFloor(loop: LoopFixture, options: CompareOptions): Promise<BrokerComparison> {
   const programs = buildCPrograms();
   const dir = mkdtempSync(join(tmpdir(), 'diskseqd-bench-floor-'));
-  const floorSocket = join(dir, 'floor.sock');
-  let stopFloor: (() => void) | undefined;
+  const stops: (() => void)[] = [];
   let daemon: DaemonProcess | undefined;
-  const result: BrokerComparison = { sequential: { floor: [], daemon: [] }, parallel: { floor: [], daemon: [] } };
+  const result: BrokerComparison = { sequential: { floor: [], hop: [], daemon: [] }, parallel: { floor: [], hop: [], daemon: [] } };
   try {
-    stopFloor = await startFloor(programs, floorSocket, loop);
+    stops.push(await startFloor(programs, join(dir, 'floor.sock'), loop));
+    stops.push(await startFloor(programs, join(dir, 'hop.sock'), loop, ['--hop']));
     daemon = await DaemonProcess.start({ logLevel: options.logLevel, capture: 'file', nodeArgs: options.nodeArgs });
-    const sockets = { floor: floorSocket, daemon: daemon.socketPath };
+    const sockets: Record<Broker, string> = { floor: join(dir, 'floor.sock'), hop: join(dir, 'hop.sock'), daemon: daemon.socketPath };
+    const brokers: Broker[] = ['floor', 'hop', 'daemon'];
     for (let round = 0; round < options.rounds; round++) {
-      // Alternate who goes first, so neither always runs on a machine the other warmed.
-      const order = round % 2 === 0 ? (['floor', 'daemon'] as const) : (['daemon', 'floor'] as const);
+      // Rotate who goes first, so that none always runs on a machine another warmed.
+      const order = brokers.map((_, i) => brokers[(i + round) % brokers.length]!);
       for (const who of order) result.sequential[who].push(await runClient(programs, sockets[who], loop.diskseq, 1, options.sequentialOpens));
       for (const who of order) result.parallel[who].push(await runClient(programs, sockets[who], loop.diskseq, 4, options.parallelOpens));
     }
   } finally {
-    stopFloor?.();
+    for (const stop of stops) stop();
     await daemon?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
