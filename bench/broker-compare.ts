@@ -1,12 +1,13 @@
 /**
  * diskseqd against the floor broker (c-broker.c), driven by the same C client
- * (c-client.c), alternating runs in one session so that drift on a noisy VM hits both
+ * (c-client.c), in rotating runs in one session so that drift on a noisy VM hits all
  * alike: open p50/p99 with one connection and sequential opens, and opens/s with four
  * connections of one request in flight each. A second floor, c-broker --hop, does the open
  * on a worker thread as diskseqd does (so that a hung device blocks only its thread): the
- * difference between the two floors is what that hand-off costs on this machine in C. The daemon runs as in production (the
- * shebang's flags, audit logging at info); its log goes to a file, so no reader of the
- * log shares the two CPUs with the brokers (in production journald reads it).
+ * difference between the two floors is what that hand-off costs on this machine in C. The
+ * daemon runs as in production (the shebang's flags, audit logging at info); its log goes
+ * to a file, so no reader of the log shares the two CPUs with the brokers (in production
+ * journald reads it).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -93,7 +93,7 @@ async function main(): Promise<void> {
   let daemon: DaemonProcess | undefined;
   const clients: WireClient[] = [];
   const closers: (() => void)[] = [];
-  const table = new ResultTable(`diskseqd against its floors (daemon log level ${LOG_LEVEL}, medians of ${ROUNDS} alternating rounds)`);
+  const table = new ResultTable(`diskseqd against its floors (daemon log level ${LOG_LEVEL}, medians of ${ROUNDS} rotating rounds)`);
   let rounds = '';
   try {
     const comparison = await compareWithFloor(loop, { rounds: ROUNDS, sequentialOpens: N, parallelOpens: 4 * N, logLevel: LOG_LEVEL });
