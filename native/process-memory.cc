@@ -10,8 +10,9 @@ namespace {
 /**
  * trimMalloc(): malloc_trim(0) — every arena returns its free pages to the kernel
  * (MADV_DONTNEED inside the heap, not only at its top, as free() does). Returns whether
- * anything was released. Takes each arena's lock in turn: a worker thread that mallocs
- * meanwhile waits for it (tens of microseconds for this daemon's few MiB of heap).
+ * anything was released. It runs on the calling thread and takes each arena's lock in turn,
+ * so a worker thread that mallocs meanwhile waits: measured here, 0.8-1.0 ms when it
+ * releases about 3.5 MiB, 0.16 ms when there is nothing to release.
  */
 Napi::Value TrimMalloc(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), malloc_trim(0) == 1);
