@@ -12,6 +12,7 @@ import { needsRoot } from './helpers/ci.js';
 import { createLoop } from '../testkit/loop.js';
 import { native } from '../native/index.js';
 import { runCli } from './helpers/cli.js';
+import type { OpenOutcome, WireClient } from '../testkit/wire-client.js';
 
 const TEN_MINUTES = 600_000;
 const HINT = /loop device without LO_FLAGS_PARTSCAN: its partitions could outlive it, so they are never served/;
@@ -51,24 +52,36 @@ test('--wait for a partition of a loop already attached without LO_FLAGS_PARTSCA
 
 test('a loop attached without LO_FLAGS_PARTSCAN while its partition is awaited: the TIMEOUT says why', async (t) => {
   if (!needsRoot(t)) return;
-  // 32 waits and a hello on one connection: more than the default 16 requests in flight.
-  const { client } = await startBroker(t, { extraArgs: ['--max-in-flight', '64'] });
+  const { client, connect } = await startBroker(t);
   // The next attach takes the next diskseq, unless the machine attaches others meanwhile:
-  // wait for partition 1 of each of the next 32. Long enough for the attach to be indexed
-  // first on a busy machine (checked below), since the hint is about what is indexed then.
+  // wait for partition 1 of each of the next 32, each on a connection of its own. Another
+  // test's device may take one of them, and the partition it adds would then be opened for
+  // us; so as soon as the attach (synchronous) has told which one is ours, the other
+  // connections close: their waits end, and any fd already sent on them goes with the
+  // connection. Holding one for the whole wait made that test's partx --delete fail (EBUSY).
+  // Long enough for the attach to be indexed first on a busy machine (checked below),
+  // since the hint is about what is indexed then.
   const WAIT_MS = 15_000;
   const base = highestDiskseq();
-  const waits = new Map<bigint, ReturnType<typeof client.open>>();
+  const waits = new Map<bigint, { connection: WireClient; wait: Promise<OpenOutcome> }>();
   for (let i = 1n; i <= 32n; i++) {
-    const wait = client.open({ diskseq: base + i, partition: 1, waitMs: WAIT_MS });
-    wait.catch(() => undefined); // settled below, or by the teardown's close
-    waits.set(base + i, wait);
+    const connection = connect();
+    const wait = connection.open({ diskseq: base + i, partition: 1, waitMs: WAIT_MS });
+    wait.catch(() => undefined); // ours is settled below; the others end with their connection
+    waits.set(base + i, { connection, wait });
   }
-  const { response } = await client.request({ hello: { protocolVersion: 1 } }); // every wait is registered
-  t.truthy(response.hello);
+  for (const { connection } of waits.values()) {
+    const { response } = await connection.request({ hello: { protocolVersion: 1 } }); // its wait is registered
+    t.truthy(response.hello);
+  }
   const started = Date.now();
   const loop = createLoop({ partscan: false }, t);
-  const mine = waits.get(loop.diskseq);
+  for (const [diskseq, { connection, wait }] of waits) {
+    if (diskseq === loop.diskseq) continue;
+    connection.close();
+    void wait.then((outcome) => outcome.ok && native.close(outcome.fd), () => undefined);
+  }
+  const mine = waits.get(loop.diskseq)?.wait;
   if (mine === undefined) {
     t.fail(`the loop got diskseq ${loop.diskseq}, beyond the 32 awaited after ${base}`);
     return;
