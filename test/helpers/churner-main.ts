@@ -53,7 +53,10 @@ function attach(slot: Slot): void {
   const backing = openSync(slot.file, 'r+');
   try {
     writeSync(backing, Buffer.from(marker), 0, marker.length, 0);
-    native.loopConfigure(slot.fd, backing, 0, 0, 0);
+    // AUTOCLEAR: if this process is killed (SIGKILL skips finish()), the kernel detaches at
+    // the last close of the device instead of leaving it bound for good. While we live we
+    // hold slot.fd, so it changes nothing for the churn.
+    native.loopConfigure(slot.fd, backing, native.constants.LO_FLAGS_AUTOCLEAR, 0, 0);
   } finally {
     closeSync(backing);
   }
