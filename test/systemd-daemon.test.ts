@@ -18,7 +18,7 @@ import { createLoop, sysfsDiskseq } from '../testkit/loop.js';
 import { fdFlags } from '../testkit/proc.js';
 import { daemonArgv, REPO_ROOT } from '../testkit/repo.js';
 import { tempDir, within } from '../testkit/cleanup.js';
-import { claimLoop, makeImage } from './helpers/native-fixtures.js';
+import { attachLoop, claimLoop, makeImage } from './helpers/native-fixtures.js';
 import {
   NotifyReceiver, spawnActivated, spawnTracked, type RunningChild,
 } from './helpers/systemd.js';
@@ -54,7 +54,7 @@ test('under systemd-socket-activate --seqpacket it serves a verified open and ne
   if (tool === undefined) return;
   const image = makeImage(t, 1 << 20, 0xa7);
   const loop = claimLoop(t);
-  native.loopConfigure(loop.fd, image.fd, 0, 0, 0);
+  attachLoop(loop, image.fd);
   const diskseq = sysfsDiskseq(loop.name);
 
   const socketPath = join(tempDir(t), 'activated.sock');
