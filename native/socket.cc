@@ -1,8 +1,6 @@
 // AF_UNIX SOCK_SEQPACKET sockets: one packet per message, fds in SCM_RIGHTS, peer credentials.
 #include <fcntl.h>
-#include <linux/sockios.h>
 #include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -14,6 +12,7 @@
 
 #include "addon.h"
 #include "errors.h"
+#include "outq-bracket.h"
 
 namespace diskseqd {
 
@@ -260,22 +259,8 @@ Napi::Value SendTracked(const Napi::CallbackInfo& info) {
     Napi::RangeError::New(env, "argument 3 must hold two int32").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int32_t queued[2] = {0, 0};
-  if (ioctl(fd, SIOCOUTQ, &queued[0]) != 0) {
-    ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
-    return env.Undefined();
-  }
-  int sent = SendPacket(fd, data, length, send_fd);
-  if (sent < 0) {
-    ThrowErrno(env, errno, "sendmsg");
-    return env.Undefined();
-  }
-  queued[1] = queued[0];
-  if (sent == 1 && ioctl(fd, SIOCOUTQ, &queued[1]) != 0) {
-    ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
-    return env.Undefined();
-  }
-  std::memcpy(out, queued, sizeof queued);
+  ssize_t sent = SendWithOutq(env, fd, out, [&] { return SendPacket(fd, data, length, send_fd); });
+  if (sent < 0) return env.Undefined();
   return Napi::Boolean::New(env, sent == 1);
 }
 

@@ -2,9 +2,7 @@
 // writes with at most one fd riding on the first byte written (tracked through SIOCOUTQ
 // on the daemon's side), and the socket kind of an inherited fd. Reading uses recv() of socket.cc (recvmsg works the same on a stream).
 #include <fcntl.h>
-#include <linux/sockios.h>
 #include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -15,6 +13,7 @@
 
 #include "addon.h"
 #include "errors.h"
+#include "outq-bracket.h"
 
 namespace diskseqd {
 
@@ -183,22 +182,8 @@ Napi::Value SendStreamTracked(const Napi::CallbackInfo& info) {
     Napi::RangeError::New(env, "argument 4 must hold two int32").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int32_t queued[2] = {0, 0};
-  if (ioctl(fd, SIOCOUTQ, &queued[0]) != 0) {
-    ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
-    return env.Undefined();
-  }
-  ssize_t n = WriteStream(fd, data, length, send_fd);
-  if (n < 0) {
-    ThrowErrno(env, errno, "sendmsg");
-    return env.Undefined();
-  }
-  queued[1] = queued[0];
-  if (n > 0 && ioctl(fd, SIOCOUTQ, &queued[1]) != 0) {
-    ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
-    return env.Undefined();
-  }
-  std::memcpy(out, queued, sizeof queued);
+  ssize_t n = SendWithOutq(env, fd, out, [&] { return WriteStream(fd, data, length, send_fd); });
+  if (n < 0) return env.Undefined();
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
