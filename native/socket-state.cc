@@ -1,6 +1,7 @@
 // What the kernel holds for a connected unix socket: output the peer has not received
 // (SIOCOUTQ), input not read yet (SIOCINQ), whether the peer hung up, the send buffer,
-// SO_PASSCRED; and the fd limit the kernel applies to fds in flight. docs/design.md, "Limits", says how the daemon uses them.
+// SO_PASSCRED; and the fd limit the kernel applies to fds in flight. docs/design.md,
+// "Limits", says how the daemon uses them.
 #include <linux/sockios.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -17,21 +18,26 @@ namespace diskseqd {
 
 namespace {
 
+/** The int a queue-size ioctl (SIOCOUTQ, SIOCINQ) reports for the socket fd of argument 0. */
+Napi::Value QueuedBytes(const Napi::CallbackInfo& info, unsigned long request, const char* name) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return env.Undefined();
+  int queued = 0;
+  if (ioctl(fd, request, &queued) != 0) {
+    ThrowErrno(env, errno, name);
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, queued);
+}
+
 /**
  * SIOCOUTQ: bytes of packets this socket sent that the peer has not received yet (their
  * truesize, charged to our send buffer until the peer's recvmsg frees them; a peer that
  * closes frees them too).
  */
 Napi::Value UnreceivedBytes(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  if (!ArgFd(info, 0, &fd)) return env.Undefined();
-  int queued = 0;
-  if (ioctl(fd, SIOCOUTQ, &queued) != 0) {
-    ThrowErrno(env, errno, "ioctl(SIOCOUTQ)");
-    return env.Undefined();
-  }
-  return Napi::Number::New(env, queued);
+  return QueuedBytes(info, SIOCOUTQ, "ioctl(SIOCOUTQ)");
 }
 
 /**
@@ -40,15 +46,7 @@ Napi::Value UnreceivedBytes(const Napi::CallbackInfo& info) {
  * peer that does not read has been sent.
  */
 Napi::Value UnreadBytes(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  if (!ArgFd(info, 0, &fd)) return env.Undefined();
-  int queued = 0;
-  if (ioctl(fd, SIOCINQ, &queued) != 0) {
-    ThrowErrno(env, errno, "ioctl(SIOCINQ)");
-    return env.Undefined();
-  }
-  return Napi::Number::New(env, queued);
+  return QueuedBytes(info, SIOCINQ, "ioctl(SIOCINQ)");
 }
 
 /** shutdown(SHUT_RDWR): the peer reads what is queued, then end-of-file; it can send no more. */
