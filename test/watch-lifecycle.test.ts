@@ -170,6 +170,8 @@ test('watch: snapshot, one SYNCED, then attach, partitions, detach, re-attach an
 
   // Re-attach under the same name: a new instance, a new diskseq.
   const again = reattachOrReplace(t, loop, { partitionsMiB: [2], addPartitions: false });
+  // Replaced: the old name is someone else's now, and so are its events.
+  if (again.name !== loop.name) for (const n of [loop.name, loop.partitionName(1), loop.partitionName(2)]) mine.delete(n);
   for (const n of [again.name, again.partitionName(1)]) mine.add(n);
   const second = ownDiskseq(again.name);
   t.true(second > first);
