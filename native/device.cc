@@ -67,9 +67,10 @@ class OpenJob : public Job {
       RejectErrno(env, deferred, err_, syscall_, path_);
       return true;
     }
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("fd", Napi::Number::New(env, fd_));
-    result.Set("probe", ProbeToJs(env, probe_));
+    // [fd, ...probe] (see kProbeSlots)
+    Napi::Array result = Napi::Array::New(env, 1 + kProbeSlots);
+    result.Set(0u, Napi::Number::New(env, fd_));
+    ProbeToSlots(env, probe_, result, 1);
     if (!ResolveOrReject(env, deferred, result)) return false;  // fd_ is still ours
     fd_ = -1;  // the caller owns it now
     return true;

@@ -316,10 +316,61 @@ export interface NativeBinding {
   loopRemove(index: number): void;
 }
 
+/**
+ * The addon's functions that return probes give them as flat arrays (native/probe.h,
+ * kProbeSlots: N-API property sets cost more than the rest of a result's trip); these are
+ * their raw forms, shaped below.
+ */
+type Slots = readonly unknown[];
+interface RawProbeFunctions {
+  openDevice(path: string, flags: number): Promise<Slots>;
+  openVerified(...args: Parameters<NativeBinding['openVerified']>): Promise<Slots>;
+  probeFd(fd: number): Promise<Slots>;
+  probeFdSync(fd: number): Slots;
+}
+
+/** Slots of a probe, and of an openVerified result before its values (native/probe.h, open-verify.cc). */
+const PROBE_SLOTS = 9;
+const VERIFIED_SLOTS = 3 + 2 * PROBE_SLOTS;
+
+/** The probe in slots[at .. at + PROBE_SLOTS), in FdProbe's order. */
+function probeAt(slots: Slots, at: number): FdProbe {
+  return {
+    mode: slots[at] as number,
+    rdevMajor: slots[at + 1] as number,
+    rdevMinor: slots[at + 2] as number,
+    loopBound: slots[at + 3] as boolean | null,
+    loopFlags: slots[at + 4] as number,
+    diskseq: slots[at + 5] as bigint | null,
+    diskseqErrno: slots[at + 6] as number,
+    size: slots[at + 7] as bigint | null,
+    readOnly: slots[at + 8] as boolean | null,
+  };
+}
+
+function verifiedFd(slots: Slots): VerifiedFd {
+  const lastAt = 3 + PROBE_SLOTS;
+  return {
+    fd: slots[0] as number,
+    mismatch: slots[1] as string | null,
+    partition: slots[2] as string | null,
+    probe: probeAt(slots, 3),
+    last: slots[lastAt] === null ? null : probeAt(slots, lastAt),
+    values: slots.slice(VERIFIED_SLOTS) as (string | null)[],
+  };
+}
+
 const require = createRequire(import.meta.url);
+const addon = require('../../build/Release/diskseqd.node') as Omit<NativeBinding, keyof RawProbeFunctions> & RawProbeFunctions;
 
 /** The loaded addon. Import this, never the .node file. */
-export const native: NativeBinding = require('../../build/Release/diskseqd.node') as NativeBinding;
+export const native: NativeBinding = {
+  ...addon,
+  openDevice: (path, flags) => addon.openDevice(path, flags).then((slots) => ({ fd: slots[0] as number, probe: probeAt(slots, 1) })),
+  openVerified: (...args) => addon.openVerified(...args).then(verifiedFd),
+  probeFd: (fd) => addon.probeFd(fd).then((slots) => probeAt(slots, 0)),
+  probeFdSync: (fd) => probeAt(addon.probeFdSync(fd), 0),
+};
 
 /**
  * Closes fd off the event loop and ignores the outcome, for an fd nobody will use again

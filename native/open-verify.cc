@@ -26,6 +26,9 @@ namespace diskseqd {
 
 namespace {
 
+/** Slots of an openVerified result before the attribute values (see Settle). */
+constexpr uint32_t kVerifiedSlots = 3 + 2 * kProbeSlots;
+
 /** A sysfs attribute is at most a page. */
 constexpr size_t kValueMax = 4096;
 constexpr size_t kPathMax = 4096;
@@ -119,15 +122,20 @@ class OpenVerifyJob : public Job {
       napi_reject_deferred(env, deferred, ErrnoError(env, err_, syscall_, plan_.path).Value());
       return true;
     }
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("fd", Napi::Number::New(env, fd_));
-    result.Set("probe", ProbeToJs(env, first_));
-    result.Set("mismatch", mismatch_[0] != '\0' ? Napi::Value(Napi::String::New(env, mismatch_)) : env.Null());
-    result.Set("partition", Value(env, 0));
-    Napi::Array values = Napi::Array::New(env, plan_.keys.size());
-    for (size_t i = 0; i < plan_.keys.size(); i++) values.Set(static_cast<uint32_t>(i), Value(env, i + 1));
-    result.Set("values", values);
-    result.Set("last", have_last_ ? Napi::Value(ProbeToJs(env, last_)) : env.Null());
+    // The layout native/index.ts reads (kVerifiedSlots): fd, mismatch, partition, the first
+    // probe, the step-g probe (its first slot null when there was none), the values.
+    uint32_t keys = static_cast<uint32_t>(plan_.keys.size());
+    Napi::Array result = Napi::Array::New(env, kVerifiedSlots + keys);
+    result.Set(0u, Napi::Number::New(env, fd_));
+    result.Set(1u, mismatch_[0] != '\0' ? Napi::Value(Napi::String::New(env, mismatch_)) : env.Null());
+    result.Set(2u, Value(env, 0));
+    ProbeToSlots(env, first_, result, 3);
+    if (have_last_) {
+      ProbeToSlots(env, last_, result, 3 + kProbeSlots);
+    } else {
+      result.Set(3 + kProbeSlots, env.Null());
+    }
+    for (uint32_t i = 0; i < keys; i++) result.Set(kVerifiedSlots + i, Value(env, i + 1));
     if (env.IsExceptionPending()) {
       napi_reject_deferred(env, deferred, env.GetAndClearPendingException().Value());
       return fd_ < 0;  // fd_ is still ours

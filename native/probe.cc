@@ -50,33 +50,22 @@ int ProbeFd(int fd, FdProbe* probe) {
   return 0;
 }
 
-Napi::Object ProbeToJs(Napi::Env env, const FdProbe& probe) {
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("mode", Napi::Number::New(env, probe.mode));
-  out.Set("rdevMajor", Napi::Number::New(env, probe.rdev_major));
-  out.Set("rdevMinor", Napi::Number::New(env, probe.rdev_minor));
-  if (probe.loop_bound < 0) {
-    out.Set("loopBound", env.Null());
-  } else {
-    out.Set("loopBound", Napi::Boolean::New(env, probe.loop_bound == 1));
-  }
-  out.Set("loopFlags", Napi::Number::New(env, probe.loop_flags));
-  if (probe.has_diskseq) {
-    out.Set("diskseq", Napi::BigInt::New(env, probe.diskseq));
-  } else {
-    out.Set("diskseq", env.Null());
-  }
-  out.Set("diskseqErrno", Napi::Number::New(env, probe.diskseq_errno));
-  if (probe.has_size) {
-    out.Set("size", Napi::BigInt::New(env, probe.size));
-  } else {
-    out.Set("size", env.Null());
-  }
-  if (probe.read_only < 0) {
-    out.Set("readOnly", env.Null());
-  } else {
-    out.Set("readOnly", Napi::Boolean::New(env, probe.read_only == 1));
-  }
+void ProbeToSlots(Napi::Env env, const FdProbe& probe, Napi::Array out, uint32_t at) {
+  Napi::Value null = env.Null();
+  out.Set(at + 0, Napi::Number::New(env, probe.mode));
+  out.Set(at + 1, Napi::Number::New(env, probe.rdev_major));
+  out.Set(at + 2, Napi::Number::New(env, probe.rdev_minor));
+  out.Set(at + 3, probe.loop_bound < 0 ? null : Napi::Value(Napi::Boolean::New(env, probe.loop_bound == 1)));
+  out.Set(at + 4, Napi::Number::New(env, probe.loop_flags));
+  out.Set(at + 5, probe.has_diskseq ? Napi::Value(Napi::BigInt::New(env, probe.diskseq)) : null);
+  out.Set(at + 6, Napi::Number::New(env, probe.diskseq_errno));
+  out.Set(at + 7, probe.has_size ? Napi::Value(Napi::BigInt::New(env, probe.size)) : null);
+  out.Set(at + 8, probe.read_only < 0 ? null : Napi::Value(Napi::Boolean::New(env, probe.read_only == 1)));
+}
+
+Napi::Array ProbeToJs(Napi::Env env, const FdProbe& probe) {
+  Napi::Array out = Napi::Array::New(env, kProbeSlots);
+  ProbeToSlots(env, probe, out, 0);
   return out;
 }
 

@@ -113,7 +113,7 @@ test('a settled job leaves the process free to exit; a pending one keeps it aliv
   const script = `
 const n = require(process.env.ADDON);
 n.probeFd(0).then(() => console.log('probed'));
-n.openDevice(process.env.FIFO, 0).then((o) => { n.close(o.fd); console.log('opened'); });
+n.openDevice(process.env.FIFO, 0).then((o) => { n.close(o[0]); console.log('opened'); }); // the raw addon: [fd, ...probe]
 console.log('submitted');
 `;
   const { out, exited, seen } = runChild(t, script, fifo);
