@@ -7,9 +7,8 @@
  * request it answers, or, when no request is waiting for that id (aborted, finished, or a
  * protocol violation), this module, which closes it at once.
  */
-import Long from 'long';
 import { PacketSocket, type CloseReason, type IncomingPacket } from '../native/packet-socket.js';
-import { DEFAULT_SOCKET_PATH, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, wire, type WireResponse } from '../proto/contract.js';
+import { DEFAULT_SOCKET_PATH, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, u64ToLong, wire, type WireResponse } from '../proto/contract.js';
 import { native, type NativeError } from '../native/index.js';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 import { ConnectionError, invalidArgument, protocolError } from './errors.js';
@@ -107,7 +106,7 @@ export class Connection {
   send(body: RequestBody, handler: ResponseHandler): bigint {
     if (this.socket.isClosed) throw this.closedError();
     const id = this.nextId++;
-    const bytes = wire.Request.encode({ ...body, id: Long.fromString(id.toString(), true) }).finish();
+    const bytes = wire.Request.encode({ ...body, id: u64ToLong(id) }).finish();
     if (bytes.length > MAX_REQUEST_BYTES) {
       throw invalidArgument(`request of ${bytes.length} bytes exceeds the protocol limit of ${MAX_REQUEST_BYTES}`);
     }

@@ -3,7 +3,7 @@
  * library hands out serialise themselves: JSON.stringify(device) gives the DeviceJSON form.
  */
 import type { diskseqd } from '../proto/gen/diskseqd.js';
-import type { DeviceInfo } from '../proto/contract.js';
+import { u64FromLong, type DeviceInfo } from '../proto/contract.js';
 
 export type { DeviceInfo };
 
@@ -41,12 +41,12 @@ export function deviceFromWire(device: diskseqd.v1.IDevice): Device {
   const attributes: Record<string, string> = {};
   for (const [key, value] of Object.entries(device.attributes ?? {})) attributes[key] = value;
   return withToJSON({
-    diskseq: BigInt((device.diskseq ?? 0).toString()),
+    diskseq: u64FromLong(device.diskseq),
     partition: device.partition ?? 0,
     name: device.name ?? '',
     major: device.major ?? 0,
     minor: device.minor ?? 0,
-    sizeBytes: BigInt((device.sizeBytes ?? 0).toString()),
+    sizeBytes: u64FromLong(device.sizeBytes),
     readOnly: device.readOnly ?? false,
     removable: device.removable ?? false,
     driver: device.driver ?? '',

@@ -7,8 +7,7 @@
  * one kind of error whichever side finds the mistake. Which `expect` keys exist stays the
  * daemon's to say (a newer daemon may know more of them).
  */
-import Long from 'long';
-import { ACCESS_TO_WIRE, type AccessMode } from '../proto/contract.js';
+import { ACCESS_TO_WIRE, u64ToLong, type AccessMode } from '../proto/contract.js';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 import { invalidArgument } from './errors.js';
 
@@ -106,7 +105,7 @@ export function prepareOpen(options: OpenOptions): PreparedOpen {
     diskseq,
     partition,
     message: {
-      diskseq: Long.fromString(diskseq.toString(), true),
+      diskseq: u64ToLong(diskseq),
       partition,
       access: ACCESS_TO_WIRE[access],
       exclusive: toFlag('exclusive', options.exclusive),

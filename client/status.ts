@@ -3,6 +3,7 @@
  * form. Counts are numbers (they stay far below 2^53); diskseqs are bigint, as everywhere
  * in the library, and decimal strings in JSON.
  */
+import { u64FromLong } from '../proto/contract.js';
 import type { diskseqd } from '../proto/gen/diskseqd.js';
 
 /** How many requests of kind `op` ended with `code`. */
@@ -83,7 +84,7 @@ export function statusFromWire(reply: diskseqd.v1.IStatusReply): DaemonStatus {
     requests: (reply.requests ?? []).map((r) => ({ op: r.op ?? '', code: r.code ?? '', count: num(r.count) })),
     waiting: reply.waiting ?? 0,
     waitingOpens: (reply.waitingOpens ?? []).map((w) => ({
-      diskseq: BigInt((w.diskseq ?? 0).toString()), partition: w.partition ?? 0, uid: w.uid ?? 0, waitedMs: w.waitedMs ?? 0,
+      diskseq: u64FromLong(w.diskseq), partition: w.partition ?? 0, uid: w.uid ?? 0, waitedMs: w.waitedMs ?? 0,
     })),
     watchers: reply.watchers ?? 0,
     ueventOverruns: num(reply.ueventOverruns),

@@ -19,7 +19,7 @@ import type { StatusReport } from './status.js';
 import type { ConnectionFdAccount, Quotas } from './quotas.js';
 import type { Registry } from './registry.js';
 import type { WatchHub } from './watch-hub.js';
-import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL_VERSION } from '../proto/contract.js';
+import { ErrorCode, errorCodeName, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL_VERSION, u64FromLong } from '../proto/contract.js';
 
 /** Per-connection bounds. */
 export interface ConnectionLimits {
@@ -157,7 +157,7 @@ export class Connection {
       this.socket.send(encodeError(request.id, failure));
     } finally {
       this.log.info({
-        op: request.kind, id: request.id.toString(), request: summarize(request), device: trace.device,
+        op: request.kind, id: u64FromLong(request.id).toString(), request: summarize(request), device: trace.device,
         rule: trace.rule, retried: trace.retried, decision, code,
         us: Number((process.hrtime.bigint() - started) / 1000n),
       }, 'audit');

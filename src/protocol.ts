@@ -11,7 +11,9 @@ import type { OpenParams } from './opener.js';
 import type { StatusReport } from './status.js';
 import { malformation } from './wire-check.js';
 import { ATTRIBUTE_KEYS, isAttributeKey } from '../proto/attribute-keys.js';
-import { accessFromWire, EventKind, MAX_RESPONSE_BYTES, wire, type DeviceInfo, type WireDevice } from '../proto/contract.js';
+import {
+  accessFromWire, EventKind, MAX_RESPONSE_BYTES, u64FromLong, u64ToLong, wire, type DeviceInfo, type WireDevice,
+} from '../proto/contract.js';
 
 /** A packet the daemon cannot accept at all; the connection is dropped. */
 export class ProtocolViolation extends Error {
@@ -60,7 +62,7 @@ export function decodeRequest(data: Uint8Array): ParsedRequest {
 }
 
 function validateOpen(open: diskseqd.v1.IOpenRequest): { params: OpenParams } {
-  const diskseq = BigInt(toLong(open.diskseq).toString());
+  const diskseq = u64FromLong(open.diskseq);
   if (diskseq === 0n) throw invalidArgument('diskseq 0 is invalid');
   const access = accessFromWire(open.access ?? 0);
   if (access === undefined) throw invalidArgument(`unknown access mode ${open.access}`);
@@ -104,7 +106,7 @@ export function encodeStatus(id: Long, report: StatusReport): Buffer {
       requests: report.requests.map((r) => ({ op: r.op, code: r.code, count: u64(r.count) })),
       waiting: report.waiting,
       waitingOpens: report.waitingOpens.map((w) => ({
-        diskseq: Long.fromString(w.diskseq.toString(), true), partition: w.partition, uid: w.uid >>> 0, waitedMs: w.waitedMs >>> 0,
+        diskseq: u64ToLong(w.diskseq), partition: w.partition, uid: w.uid >>> 0, waitedMs: w.waitedMs >>> 0,
       })),
       watchers: report.watchers, ueventOverruns: u64(report.ueventOverruns), lastOverrunUnixMs: u64(report.lastOverrunUnixMs),
       lastScanUnixMs: u64(report.lastScanUnixMs), lastScanUs: report.lastScanUs >>> 0, full: report.full,
@@ -151,12 +153,12 @@ export class DeviceListBuilder {
 
 function toWireDevice(device: DeviceInfo): WireDevice {
   return {
-    diskseq: Long.fromString(device.diskseq.toString(), true),
+    diskseq: u64ToLong(device.diskseq),
     partition: device.partition,
     name: device.name,
     major: device.major,
     minor: device.minor,
-    sizeBytes: Long.fromString(device.sizeBytes.toString(), true),
+    sizeBytes: u64ToLong(device.sizeBytes),
     readOnly: device.readOnly,
     removable: device.removable,
     driver: device.driver,
