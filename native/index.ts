@@ -78,6 +78,12 @@ export interface JobPoolStats {
   queued: number;
   threadsStarted: number;
   maxThreads: number;
+  /** The spin window now, in µs (0: the next thread out of work sleeps at once). */
+  spinUs: number;
+  /** Spins that saw a job queued: jobs that needed no wake-up. */
+  spinHits: number;
+  /** Sleeping threads woken for a job. */
+  wakeups: number;
   /** Jobs submitted since the addon loaded, by kind: open, probe, close, openVerify. */
   submitted: Record<string, number>;
 }
@@ -169,10 +175,12 @@ export interface NativeBinding {
     diskseq: bigint, partition: number, checks: number, sysfsRoot: string, keys: readonly string[], fromParent: number): Promise<VerifiedFd>;
   /**
    * The job pool's cap on threads (two of them kept for closes, so a close never waits
-   * behind opens; threads blocked on a hung device count) and how long an idle thread
-   * beyond the last waits before it leaves.
+   * behind opens; threads blocked on a hung device count), how long an idle thread
+   * beyond the last waits before it leaves, and the largest window (0 to 100,000 µs; 0:
+   * never) for which the thread that ran out of work keeps looking for the next job before
+   * it sleeps (native/jobs.cc: the window adapts between 0 and this).
    */
-  configureJobPool(maxThreads: number, idleMs: number): void;
+  configureJobPool(maxThreads: number, idleMs: number, spinMaxUs: number): void;
   /** The job pool's state now. */
   jobPoolStats(): JobPoolStats;
   /** Off the event loop: probe an fd again (no open, no close). */

@@ -52,6 +52,8 @@ export interface Config {
   maxDeviceJobsPerUid: number;
   maxDeviceThreads: number;
   deviceThreadIdleMs: number;
+  /** The largest spin window of a device thread out of work, µs (0: never spin). */
+  deviceThreadSpinUs: number;
   /** --idle-exit: exit after this many ms with no connections and no requests; undefined = never. */
   idleExitMs: number | undefined;
 }
@@ -187,6 +189,10 @@ Options:
   --device-thread-idle-ms N
                            an idle device thread exits after N ms (default 10000);
                            one always stays
+  --device-thread-spin-us N
+                           a device thread out of work looks for the next job for
+                           up to N us before it sleeps, while jobs come that often
+                           (default 500; 0: never): a job it finds needs no wake-up
   --idle-exit SECONDS      exit cleanly after SECONDS with no connections and no
                            request in flight or waiting (for socket activation)
   --help                   show this help and exit
@@ -243,6 +249,7 @@ const OPTIONS = {
   'max-device-jobs-per-uid': { type: 'string' },
   'max-device-threads': { type: 'string' },
   'device-thread-idle-ms': { type: 'string' },
+  'device-thread-spin-us': { type: 'string' },
   help: { type: 'boolean' },
   version: { type: 'boolean' },
 } as const;
@@ -307,6 +314,8 @@ export function parseCommandLine(argv: string[]): Command {
   if (deviceTimeoutMs <= deviceStallMs) throw new Error('--device-timeout-ms must be longer than --device-stall-ms');
   const maxDeviceThreads = count(values['max-device-threads'], '--max-device-threads', 64);
   if (maxDeviceThreads < 3) throw new Error('--max-device-threads: at least 3 (two are kept for closes)');
+  const deviceThreadSpinUs = count(values['device-thread-spin-us'], '--device-thread-spin-us', 500);
+  if (deviceThreadSpinUs > 100_000) throw new Error('--device-thread-spin-us: at most 100000');
   return {
     kind: 'run',
     config: {
@@ -341,6 +350,7 @@ export function parseCommandLine(argv: string[]): Command {
       maxDeviceJobsPerUid: count(values['max-device-jobs-per-uid'], '--max-device-jobs-per-uid', 16),
       maxDeviceThreads,
       deviceThreadIdleMs: count(values['device-thread-idle-ms'], '--device-thread-idle-ms', 10_000),
+      deviceThreadSpinUs,
       idleExitMs: values['idle-exit'] === undefined ? undefined : parseIdleExit(values['idle-exit']),
     },
   };

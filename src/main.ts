@@ -99,7 +99,7 @@ function assemble(config: Config, createVarlink: typeof CreateVarlink | undefine
 
   const privateNodes = new PrivateNodes();
   const quotas = new Quotas(quotaLimits(config));
-  native.configureJobPool(config.maxDeviceThreads, config.deviceThreadIdleMs);
+  native.configureJobPool(config.maxDeviceThreads, config.deviceThreadIdleMs, config.deviceThreadSpinUs);
   const work = new DeviceWork({ stallMs: config.deviceStallMs, timeoutMs: config.deviceTimeoutMs, maxPerUid: config.maxDeviceJobsPerUid }, log);
   const opener = new Opener(registry, sysfs, () => policy.current, privateNodes, log, { maxWaitMs: config.maxWaitMs, waits: quotas.waits }, work);
   const turns = new FairTurns();

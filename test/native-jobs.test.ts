@@ -172,8 +172,8 @@ worker.on('message', async () => {
 
 test.serial('threads grow past the old four while jobs block, closes never wait behind blocked opens, idle threads leave', async (t) => {
   const fifo = makeFifo(t);
-  native.configureJobPool(64, 100);
-  t.teardown(() => native.configureJobPool(64, 10_000));
+  native.configureJobPool(64, 100, 500);
+  t.teardown(() => native.configureJobPool(64, 10_000, 500));
   const oneLeft = async (): Promise<number> => {
     const deadline = Date.now() + 5000;
     while (native.jobPoolStats().threads > 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -200,8 +200,8 @@ test.serial('threads grow past the old four while jobs block, closes never wait 
 
 test.serial('the thread cap counts blocked threads and keeps two for closes', async (t) => {
   const fifo = makeFifo(t);
-  native.configureJobPool(3, 10_000); // two of the three are for closes only
-  t.teardown(() => native.configureJobPool(64, 10_000));
+  native.configureJobPool(3, 10_000, 500); // two of the three are for closes only
+  t.teardown(() => native.configureJobPool(64, 10_000, 500));
   const blocked = native.openDevice(fifo, constants.O_RDONLY);
   await new Promise((resolve) => setTimeout(resolve, 50));
   const file = join(tempDir(t), 'file');
@@ -221,4 +221,32 @@ test.serial('the thread cap counts blocked threads and keeps two for closes', as
   await native.closeAsync((await blocked).fd);
   await native.closeAsync((await next).fd);
   t.true(second);
+});
+
+test.serial('back-to-back jobs are found by a spinning thread without a wake-up; jobs far apart turn the spin off; a maximum of 0 never spins', async (t) => {
+  t.teardown(() => native.configureJobPool(64, 10_000, 500));
+  native.configureJobPool(64, 10_000, 500);
+  const stats = native.jobPoolStats;
+  // Each job 30 ms after the last: every sleep ends far beyond the window's maximum, and
+  // each halves the window (at most 500 -> 250 -> 125 -> 62 -> 31 -> 0).
+  for (let i = 0; i < 8; i++) {
+    await native.probeFd(0);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+  }
+  t.is(stats().spinUs, 0, 'jobs 30 ms apart: no thread spins for them');
+  const before = stats();
+  for (let i = 0; i < 300; i++) await native.probeFd(0);
+  const after = stats();
+  const hits = after.spinHits - before.spinHits;
+  t.true(hits >= 100, `of 300 jobs each submitted as the last settled, ${hits} were found by a spinning thread`);
+  t.true(after.wakeups - before.wakeups <= 300 - hits, 'a job a spinning thread found took no wake-up');
+  t.true(after.spinUs > 0 && after.spinUs <= 500, `window after them: ${after.spinUs} us`);
+
+  native.configureJobPool(64, 10_000, 0);
+  t.is(stats().spinUs, 0, 'a maximum of 0 closes the window at once');
+  await native.probeFd(0); // a spin already under way may find this one; none starts after it
+  const off = stats();
+  for (let i = 0; i < 300; i++) await native.probeFd(0);
+  t.is(stats().spinHits - off.spinHits, 0, 'never spins');
+  t.is(stats().spinUs, 0);
 });
