@@ -314,7 +314,9 @@ export function parseCommandLine(argv: string[]): Command {
   if (deviceTimeoutMs <= deviceStallMs) throw new Error('--device-timeout-ms must be longer than --device-stall-ms');
   const maxDeviceThreads = count(values['max-device-threads'], '--max-device-threads', 64);
   if (maxDeviceThreads < 3) throw new Error('--max-device-threads: at least 3 (two are kept for closes)');
-  const deviceThreadSpinUs = count(values['device-thread-spin-us'], '--device-thread-spin-us', 500);
+  // 0 is a valid answer here (never spin), unlike for the counts.
+  const spinText = values['device-thread-spin-us'];
+  const deviceThreadSpinUs = spinText === '0' ? 0 : count(spinText, '--device-thread-spin-us', 500);
   if (deviceThreadSpinUs > 100_000) throw new Error('--device-thread-spin-us: at most 100000');
   return {
     kind: 'run',
