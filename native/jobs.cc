@@ -416,8 +416,12 @@ void JobPool::Work() {
       }
     }
     searching_++;
-    // Idle for idle_ms_: leave, unless we are the last (the next job then starts at once).
-    if (!woken && alive_ > 1) break;
+    if (woken) continue;  // configuration changed, or stopping: look again
+    // Idle for idle_ms_, far beyond any window: the window shrinks (the last thread, which
+    // stays, would otherwise spin it out again each time), and this thread leaves, unless
+    // it is the last (the next job then starts at once).
+    AdaptSpin(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - out_of_work).count());
+    if (alive_ > 1) break;
   }
   searching_--;
   alive_--;
