@@ -22,6 +22,7 @@ import { Sysfs } from '../src/sysfs.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { DaemonProcess } from '../testkit/daemon.js';
 import { createImage, readMarker } from '../testkit/image.js';
+import { claimLoopDevice, removeCreatedLoop } from '../testkit/loop.js';
 import { WireClient } from '../testkit/wire-client.js';
 import { needsRoot } from './helpers/ci.js';
 
@@ -62,7 +63,7 @@ async function carryOver(t: ExecutionContext, beforeDetach: () => Promise<void>,
   const imageA = createImage(join(dir, 'a.img'), { sizeMiB: 8, partitionsMiB: [2, 2] });
   const imageB = createImage(join(dir, 'b.img'), { sizeMiB: 16, partitionsMiB: [3, 3, 3] });
   const { LO_FLAGS_AUTOCLEAR, LO_FLAGS_PARTSCAN } = native.constants;
-  const claimed = native.loopClaim();
+  const claimed = claimLoopDevice();
   const name = `loop${claimed.index}`;
   const dev = `/dev/${name}`;
   let fd = claimed.fd;
@@ -80,6 +81,7 @@ async function carryOver(t: ExecutionContext, beforeDetach: () => Promise<void>,
       // unbound already
     }
     native.close(fd);
+    if (claimed.created) removeCreatedLoop(claimed.index);
   });
   const attach = (path: string, flags: number): bigint => {
     const backing = openSync(path, 'r+');
@@ -180,7 +182,7 @@ test('partitions added while a daemon runs are served after it restarts, with it
   let daemon = await DaemonProcess.start({ runtimeDir }, t);
   const dir = tempDir(t, 'diskseqd-provenance-');
   const image = createImage(join(dir, 'p.img'), { sizeMiB: 8, partitionsMiB: [2, 2] });
-  const { fd, index } = native.loopClaim();
+  const { fd, index, created } = claimLoopDevice();
   const dev = `/dev/loop${index}`;
   t.teardown(() => {
     try {
@@ -192,6 +194,7 @@ test('partitions added while a daemon runs are served after it restarts, with it
         // unbound already
       }
       native.close(fd);
+      if (created) removeCreatedLoop(index);
     }
   });
   const backing = openSync(image.path, 'r+');

@@ -16,13 +16,14 @@
  * loop, and LOOP_CTL_REMOVE it when this process made it exist.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { native } from '../native/index.js';
 import { onExit, sleep, type TeardownHost } from './cleanup.js';
 import { createImage } from './image.js';
+import { claimLoopDevice, removeCreatedLoop } from './loop.js';
 import { REPO_ROOT } from './repo.js';
 
 const SIZE_BYTES = 1 << 20;
@@ -96,10 +97,8 @@ export function createHungLoop(t?: TeardownHost): HungLoop {
   const mnt = join(dir, 'mnt');
   mkdirSync(mnt);
   const plain = [0, 1].map((i) => createImage(join(dir, `plain-${i}.img`), { sizeMiB: SIZE_BYTES / (1 << 20) }).path);
-  const before = new Set(readdirSync('/sys/block'));
-  const { fd: claimed, index } = native.loopClaim();
-  // The claim may have made the device exist (LOOP_CTL_ADD): then cleanup removes it.
-  const created = !before.has(`loop${index}`);
+  // The claim may have made the device exist: then cleanup removes it.
+  const { fd: claimed, index, created } = claimLoopDevice();
   let holder = -1;
   let server: ChildProcess | undefined;
   /** Resolves when the current server says it stopped answering. */
@@ -134,7 +133,7 @@ export function createHungLoop(t?: TeardownHost): HungLoop {
         holder = -1;
       }
       rmSync(dir, { recursive: true, force: true });
-      if (created) removeLoop(index);
+      if (created) removeCreatedLoop(index);
     }
   };
   const atExit = onExit(() => {
@@ -203,15 +202,3 @@ fs.writeSync(1, 'ioctl\\n'); n.loopChangeFd(loop, file);`;
   };
 }
 
-/** LOOP_CTL_REMOVE, retried while the device is still busy from its detach. */
-function removeLoop(index: number): void {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    try {
-      native.loopRemove(index);
-      return;
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'EBUSY') return;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-    }
-  }
-}

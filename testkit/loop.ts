@@ -38,6 +38,43 @@ export function loopIsBound(index: number): boolean {
   return existsSync(`/sys/block/loop${index}/loop/backing_file`);
 }
 
+/** A loop device claimed by this process: held with O_EXCL, unbound. */
+export interface LoopClaim {
+  fd: number;
+  index: number;
+  /** This claim made the device exist; whoever releases it removes it again (removeCreatedLoop). */
+  created: boolean;
+}
+
+/**
+ * native.loopClaim, and whether the device is one this claim made exist. The addon knows
+ * when it used LOOP_CTL_ADD (after losing a race to another claimer); LOOP_CTL_GET_FREE
+ * also makes a device when none is free, which only a look at /sys/block before the claim
+ * tells. Left behind, every such device slows each later daemon start (its first scan).
+ */
+export function claimLoopDevice(): LoopClaim {
+  const before = new Set(readdirSync('/sys/block'));
+  const { fd, index, created } = native.loopClaim();
+  return { fd, index, created: created || !before.has(`loop${index}`) };
+}
+
+/**
+ * LOOP_CTL_REMOVE of a device this process made exist, once nobody holds it: retried while
+ * it is still busy from its detach (EBUSY), for up to a second; then, or when another
+ * process has taken it meanwhile, left as it is.
+ */
+export function removeCreatedLoop(index: number): void {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      native.loopRemove(index);
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'EBUSY') return; // ENODEV: gone already
+      sleepSync(20);
+    }
+  }
+}
+
 function run(cmd: string, args: string[]): void {
   try {
     execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -121,8 +158,11 @@ export class LoopFixture {
   private generation = 0;
   private cleaned = false;
 
-  /** Use createLoop(). Takes ownership of `exclusiveFd` (the claimed, unbound device). */
-  constructor(exclusiveFd: number, index: number, options: LoopOptions) {
+  /**
+   * Use createLoop(). Takes ownership of `exclusiveFd` (the claimed, unbound device);
+   * `created`: the claim made the device exist, and cleanup removes it.
+   */
+  constructor(exclusiveFd: number, index: number, options: LoopOptions, private readonly created = false) {
     this.index = index;
     this.partscan = options.partscan ?? false;
     this.addPartitions = options.addPartitions ?? true;
@@ -263,6 +303,7 @@ export class LoopFixture {
       }
     } finally {
       rmSync(this.dir, { recursive: true, force: true });
+      if (this.created) removeCreatedLoop(this.index);
     }
   }
 }
@@ -272,8 +313,8 @@ export class LoopFixture {
  * registered on `t` (when given) and at process exit.
  */
 export function createLoop(options: LoopOptions = {}, t?: TeardownHost): LoopFixture {
-  const { fd, index } = native.loopClaim();
-  const fixture = new LoopFixture(fd, index, options);
+  const { fd, index, created } = claimLoopDevice();
+  const fixture = new LoopFixture(fd, index, options, created);
   t?.teardown(() => fixture.cleanup());
   return fixture;
 }
@@ -290,8 +331,11 @@ export interface UnboundLoop {
 
 /** Claims a free loop device and keeps it unbound (held with O_EXCL) until released. */
 export function claimUnboundLoop(t?: TeardownHost): UnboundLoop {
-  const { fd, index } = native.loopClaim();
-  const release = onExit(() => native.close(fd));
+  const { fd, index, created } = claimLoopDevice();
+  const release = onExit(() => {
+    native.close(fd);
+    if (created) removeCreatedLoop(index);
+  });
   try {
     const name = `loop${index}`;
     const diskseq = sysfsDiskseq(name);
@@ -317,7 +361,7 @@ export interface ChangeableLoop {
 export function readOnlyChangeableLoop(t: TeardownHost): ChangeableLoop {
   const dir = mkdtempSync(join(tmpdir(), 'diskseqd-changefd-'));
   const backing = [0, 1].map((i) => openSync(createImage(join(dir, `ro-${i}.img`), { sizeMiB: 1 }).path, 'r'));
-  const { fd, index } = native.loopClaim();
+  const { fd, index, created } = claimLoopDevice();
   t.teardown(() => {
     try {
       native.loopClear(fd);
@@ -327,6 +371,7 @@ export function readOnlyChangeableLoop(t: TeardownHost): ChangeableLoop {
       native.close(fd);
       for (const b of backing) closeSync(b);
       rmSync(dir, { recursive: true, force: true });
+      if (created) removeCreatedLoop(index);
     }
   });
   const { LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR } = native.constants;

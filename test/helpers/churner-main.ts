@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { native } from '../../native/index.js';
 import { makeMarker, MiB } from '../../testkit/image.js';
 import { sleepSync } from '../../testkit/cleanup.js';
+import { claimLoopDevice, removeCreatedLoop } from '../../testkit/loop.js';
 
 interface Slot {
   slot: number;
@@ -25,6 +26,8 @@ interface Slot {
   /** The exclusive fd through which we configured the current binding; -1 when none. */
   fd: number;
   file: string;
+  /** The claim of the current device made it exist: finish() removes it. */
+  created: boolean;
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as { loops: number; dir: string };
@@ -78,9 +81,10 @@ function newFile(slot: number, index: number): string {
 
 /** Claims a fresh free loop device for `slot` and attaches it. */
 function claimInto(slot: Slot): void {
-  const { fd, index } = native.loopClaim();
+  const { fd, index, created } = claimLoopDevice();
   slot.fd = fd;
   slot.index = index;
+  slot.created = created;
   slot.file = newFile(slot.slot, index);
   attach(slot);
 }
@@ -146,6 +150,7 @@ function finish(): void {
     }
     native.close(slot.fd);
     slot.fd = -1;
+    if (slot.created) removeCreatedLoop(slot.index);
   }
   emit({ t: 'done', attaches, replaced, waits });
   process.exit(0);
@@ -159,7 +164,7 @@ process.stdin.resume();
 
 try {
   for (let i = 0; i < config.loops; i++) {
-    const slot: Slot = { slot: i, index: -1, fd: -1, file: '' };
+    const slot: Slot = { slot: i, index: -1, fd: -1, file: '', created: false };
     slots.push(slot);
     claimInto(slot);
   }

@@ -9,6 +9,7 @@ import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../../native/index.js';
 import { tempDir } from '../../testkit/cleanup.js';
+import { claimLoopDevice, removeCreatedLoop } from '../../testkit/loop.js';
 
 /** A backing image of `size` bytes (first byte = marker), opened read-write; fd closed in teardown. */
 export function makeImage(t: ExecutionContext, size: number, marker = 0x5a): { path: string; fd: number } {
@@ -30,9 +31,9 @@ export interface ClaimedLoop {
   name: string;
 }
 
-/** Claims a free loop device race-free (native.loopClaim); always released in teardown. */
+/** Claims a free loop device race-free (native.loopClaim); always released in teardown, and removed if the claim made it. */
 export function claimLoop(t: ExecutionContext): ClaimedLoop {
-  const { fd, index } = native.loopClaim();
+  const { fd, index, created } = claimLoopDevice();
   t.teardown(() => {
     try {
       native.loopClear(fd);
@@ -41,6 +42,7 @@ export function claimLoop(t: ExecutionContext): ClaimedLoop {
       if ((error as { code?: string }).code !== 'ENXIO') throw error;
     } finally {
       native.close(fd);
+      if (created) removeCreatedLoop(index);
     }
   });
   return { fd, index, path: `/dev/loop${index}`, name: `loop${index}` };
