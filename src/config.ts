@@ -314,10 +314,7 @@ export function parseCommandLine(argv: string[]): Command {
   if (deviceTimeoutMs <= deviceStallMs) throw new Error('--device-timeout-ms must be longer than --device-stall-ms');
   const maxDeviceThreads = count(values['max-device-threads'], '--max-device-threads', 64);
   if (maxDeviceThreads < 3) throw new Error('--max-device-threads: at least 3 (two are kept for closes)');
-  // 0 is a valid answer here (never spin), unlike for the counts.
-  const spinText = values['device-thread-spin-us'];
-  const deviceThreadSpinUs = spinText === '0' ? 0 : count(spinText, '--device-thread-spin-us', 500);
-  if (deviceThreadSpinUs > 100_000) throw new Error('--device-thread-spin-us: at most 100000');
+  const deviceThreadSpinUs = upTo(values['device-thread-spin-us'], '--device-thread-spin-us', 500, 100_000); // 0: never spin
   return {
     kind: 'run',
     config: {
@@ -377,6 +374,15 @@ function dryRunQuestion(values: { [K in (typeof DRY_RUN_OPTIONS)[number]]?: stri
     throw new Error(`--access: expected ${ACCESS_MODES.join(', ')}, got ${JSON.stringify(access)}`);
   }
   return { uid, gid: text('gid'), groups: text('groups'), diskseq, partition, access: access as AccessMode, exclusive: values.exclusive === true };
+}
+
+/** A whole number from 0 to `max`. */
+function upTo(text: string | undefined, option: string, fallback: number, max: number): number {
+  if (text === undefined) return fallback;
+  if (!/^(0|[1-9][0-9]{0,8})$/.test(text) || Number(text) > max) {
+    throw new Error(`${option}: expected a whole number, at most ${max}, got ${JSON.stringify(text)}`);
+  }
+  return Number(text);
 }
 
 /** A whole percentage below 100 (0 allowed). */
