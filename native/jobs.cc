@@ -55,15 +55,16 @@ using Clock = std::chrono::steady_clock;
  * (waiting in `idlers_`). Jobs are queued with a wake-up only when no thread is searching:
  * the searching one takes them.
  *
- * Nor, for opens, while a thread took one less than kStallMs ago: that thread is back for
- * the next within microseconds, far sooner and cheaper than a second thread could be woken
- * for it. Under four connections with one request each, waking a thread per queued open
+ * Nor, for opens, while the open taken last still runs and was taken less than kStallMs
+ * ago: its thread is back for the next within microseconds, far sooner and cheaper than a
+ * second thread could be woken for it. Under four connections with one request each, waking a thread per queued open
  * kept four job threads and the JS thread passing jobs between them; one thread taking the
  * opens in turn raised the rate by half and cut the daemon's CPU per open by an eighth
  * (bench, c-client). A job blocked in the kernel must still hold up only its own thread:
  * a timer (stall_timer_, every kStallMs while opens are queued) wakes or starts one more
- * thread whenever a whole period passed with opens queued and no job finished, and a
- * thread whose open is older than kStallMs no longer defers anything. Closes are never
+ * thread whenever a whole period passed with opens queued and no job finished; an open
+ * older than kStallMs, or one that has finished, defers nothing (a thread stuck on a hung
+ * device must not make every later open wait for the timer). Closes are never
  * deferred: a thread that takes a job and leaves a close queued wakes the next at once.
  *
  * Waking a sleeping thread is what costs the JS thread (a futex wake and, on a VM, an
@@ -149,8 +150,11 @@ class JobPool {
   void AdaptSpin(int64_t idle_ns);
   /** Under mu_: whether a thread may take a job now. */
   bool HasRunnable() const;
-  /** Under mu_: the next job a thread may take (closes first), or nullptr. */
-  Job* TakeRunnable(bool* counted);
+  /**
+   * Under mu_: the next job a thread may take (closes first), or nullptr. `take` is the
+   * job's number among those taken from queue_, or 0 for a close.
+   */
+  Job* TakeRunnable(uint64_t* take);
   /**
    * Under mu_: with runnable jobs and nobody searching, claims an idle thread (to notify)
    * or starts one — unless only opens wait and a thread took one less than kStallMs ago.
@@ -199,7 +203,9 @@ class JobPool {
   std::vector<std::shared_ptr<Idler>> idlers_;
   /** Threads running a job from queue_ (not a close). */
   int busy_others_ = 0;
-  /** When a thread last took a job from queue_; jobs run to the end (stuck ones included). */
+  /** Jobs taken from queue_ so far; the newest one's number while it runs, else 0; and when. */
+  uint64_t takes_ = 0;
+  uint64_t newest_running_ = 0;
   Clock::time_point newest_take_;
   /** Jobs from queue_ that returned: the progress stall_timer_ looks for. */
   uint64_t queued_finished_ = 0;
@@ -323,16 +329,16 @@ bool JobPool::HasRunnable() const {
   return !closes_.empty() || (!queue_.empty() && busy_others_ < OthersLimit());
 }
 
-Job* JobPool::TakeRunnable(bool* counted) {
+Job* JobPool::TakeRunnable(uint64_t* take) {
   Job* job = nullptr;
-  *counted = false;
+  *take = 0;
   if (!closes_.empty()) {
     job = closes_.front();
     closes_.pop_front();
   } else if (!queue_.empty() && busy_others_ < OthersLimit()) {
     job = queue_.front();
     queue_.pop_front();
-    *counted = true;
+    *take = newest_running_ = ++takes_;
     newest_take_ = Clock::now();
   }
   return job;
@@ -340,7 +346,7 @@ Job* JobPool::TakeRunnable(bool* counted) {
 
 std::shared_ptr<JobPool::Idler> JobPool::Dispatch() {
   if (searching_ != 0 || !HasRunnable()) return nullptr;
-  if (closes_.empty() && busy_others_ > 0 && Clock::now() - newest_take_ < std::chrono::milliseconds(kStallMs)) {
+  if (closes_.empty() && newest_running_ != 0 && Clock::now() - newest_take_ < std::chrono::milliseconds(kStallMs)) {
     return nullptr;  // that thread comes back for them; stall_timer_ watches that it does
   }
   return AddThread();
@@ -435,8 +441,9 @@ void JobPool::Work() {
   std::shared_ptr<Idler> idler;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {  // here this thread counts as searching
-    bool counted;
-    if (Job* job = TakeRunnable(&counted)) {
+    uint64_t take;
+    if (Job* job = TakeRunnable(&take)) {
+      const bool counted = take != 0;
       searching_--;
       if (counted) busy_others_++;
       // Jobs left and nobody to look at them: this one may block for long, so hand them on.
@@ -449,6 +456,7 @@ void JobPool::Work() {
       if (counted) {
         busy_others_--;
         queued_finished_++;
+        if (newest_running_ == take) newest_running_ = 0;  // an older one still running is not trusted
       }
       if (deliver && stopping_) {
         // The environment is going: nobody will settle it; release what it holds here.

@@ -277,6 +277,10 @@ test.serial('concurrent opens are taken in turn by the thread that has them, not
   const { fd } = await native.openDevice(file, constants.O_RDONLY);
   await native.closeAsync(fd);
   t.true(stats().stallDispatches > stalled, 'the open behind the stuck one got its thread from the stall timer');
+  // The stuck open defers nothing now: each job below wakes the idle thread at once.
+  const stuck = stats().stallDispatches;
+  for (let i = 0; i < 20; i++) await native.probeFd(0);
+  t.is(stats().stallDispatches, stuck, 'jobs beside a stuck open waited for no stall period');
   const writer = (await openWriter(fifo))!;
   t.teardown(() => closeSync(writer));
   await native.closeAsync((await blocked).fd);
