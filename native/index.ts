@@ -84,8 +84,6 @@ export interface JobPoolStats {
   spinHits: number;
   /** Sleeping threads woken for a job. */
   wakeups: number;
-  /** Threads woken or started because queued opens waited a whole stall period with none finishing. */
-  stallDispatches: number;
   /** Jobs submitted since the addon loaded, by kind: open, probe, close, openVerify. */
   submitted: Record<string, number>;
 }

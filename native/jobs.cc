@@ -1,8 +1,7 @@
 // Job pool: worker threads fed by two mutex-protected queues (closes first), results
 // reaching JS through one uv_async_t per environment, whose callback settles every
 // finished job in one scope. Submissions are handed to the threads once per turn of the
-// loop (uv_check, uv_prepare). Threads start on demand up to a cap (a uv_timer_t adds one
-// when the queue stops moving) and leave when idle;
+// loop (uv_check, uv_prepare). Threads start on demand up to a cap and leave when idle;
 // none is ever joined: a thread blocked in the kernel on a hung device cannot be
 // cancelled, and teardown must not wait for it (docs/design.md, "Hung devices").
 #include "jobs.h"
@@ -38,12 +37,6 @@ constexpr int kDefaultIdleMs = 10000;
 constexpr int kDefaultSpinMaxUs = 500;
 /** The first spin window, and the smallest: halving below it stops spinning. */
 constexpr int64_t kSpinStartNs = 50 * 1000;
-/**
- * How long a thread that has just taken an open is trusted to come back for the next one
- * (jobs take tens of microseconds), and the period of the timer that checks it did: a
- * queue that finished nothing for a whole period gets another thread.
- */
-constexpr int kStallMs = 5;
 
 using Clock = std::chrono::steady_clock;
 
@@ -53,19 +46,8 @@ using Clock = std::chrono::steady_clock;
  * Per-environment pool. Counting under `mu_`: every live thread is exactly one of
  * searching (awake, will look at the queues before sleeping), busy (running a job) or idle
  * (waiting in `idlers_`). Jobs are queued with a wake-up only when no thread is searching:
- * the searching one takes them.
- *
- * Nor, for opens, while the open taken last still runs and was taken less than kStallMs
- * ago: its thread is back for the next within microseconds, far sooner and cheaper than a
- * second thread could be woken for it. Under four connections with one request each, waking a thread per queued open
- * kept four job threads and the JS thread passing jobs between them; one thread taking the
- * opens in turn raised the rate by half and cut the daemon's CPU per open by an eighth
- * (bench, c-client). A job blocked in the kernel must still hold up only its own thread:
- * a timer (stall_timer_, every kStallMs while opens are queued) wakes or starts one more
- * thread whenever a whole period passed with opens queued and no job finished; an open
- * older than kStallMs, or one that has finished, defers nothing (a thread stuck on a hung
- * device must not make every later open wait for the timer). Closes are never
- * deferred: a thread that takes a job and leaves a close queued wakes the next at once.
+ * the searching one takes them. A thread that takes a job and leaves more runnable wakes
+ * or starts the next itself, so a job blocked in the kernel holds up only its own thread.
  *
  * Waking a sleeping thread is what costs the JS thread (a futex wake and, on a VM, an
  * inter-processor interrupt: ~10 us measured in a micro-benchmark, ~40 us of CPU per open
@@ -124,7 +106,6 @@ class JobPool {
   static void OnAsync(uv_async_t* async);
   static void OnCheck(uv_check_t* check);
   static void OnPrepare(uv_prepare_t* prepare);
-  static void OnStallTick(uv_timer_t* timer);
   static void OnCleanup(napi_async_cleanup_hook_handle hook, void* arg);
   static void OnClosed(uv_handle_t* handle);
 
@@ -150,18 +131,10 @@ class JobPool {
   void AdaptSpin(int64_t idle_ns);
   /** Under mu_: whether a thread may take a job now. */
   bool HasRunnable() const;
-  /**
-   * Under mu_: the next job a thread may take (closes first), or nullptr. `take` is the
-   * job's number among those taken from queue_, or 0 for a close.
-   */
-  Job* TakeRunnable(uint64_t* take);
-  /**
-   * Under mu_: with runnable jobs and nobody searching, claims an idle thread (to notify)
-   * or starts one — unless only opens wait and a thread took one less than kStallMs ago.
-   */
+  /** Under mu_: the next job a thread may take (closes first), or nullptr. */
+  Job* TakeRunnable(bool* counted);
+  /** Under mu_: with runnable jobs and nobody searching, claims an idle thread (to notify) or starts one. */
   std::shared_ptr<Idler> Dispatch();
-  /** Under mu_: claims an idle thread or starts one, for runnable jobs nobody searches for. */
-  std::shared_ptr<Idler> AddThread();
   int OthersLimit() const { return max_threads_ > kCloseReserve ? max_threads_ - kCloseReserve : 1; }
   void Work();
   /** Worker thread, unlocked: runs, abandons or drops job; true to deliver it. */
@@ -175,10 +148,6 @@ class JobPool {
   uv_async_t async_;
   uv_check_t check_;
   uv_prepare_t prepare_;
-  /** Runs every kStallMs while opens are queued: see the class comment. */
-  uv_timer_t stall_timer_;
-  /** JS thread: queued_finished_ at the last tick. */
-  uint64_t finished_at_tick_ = 0;
   /** uv handles initialised and not yet closed. */
   int live_handles_ = 0;
   napi_async_cleanup_hook_handle hook_ = nullptr;
@@ -203,13 +172,6 @@ class JobPool {
   std::vector<std::shared_ptr<Idler>> idlers_;
   /** Threads running a job from queue_ (not a close). */
   int busy_others_ = 0;
-  /** Jobs taken from queue_ so far; the newest one's number while it runs, else 0; and when. */
-  uint64_t takes_ = 0;
-  uint64_t newest_running_ = 0;
-  Clock::time_point newest_take_;
-  /** Jobs from queue_ that returned: the progress stall_timer_ looks for. */
-  uint64_t queued_finished_ = 0;
-  double stall_dispatches_ = 0;
   int max_threads_ = kDefaultMaxThreads;
   int idle_ms_ = kDefaultIdleMs;
   int64_t spin_max_ns_ = kDefaultSpinMaxUs * int64_t{1000};
@@ -231,15 +193,13 @@ bool JobPool::Start(uv_loop_t* loop) {
   if (uv_async_init(loop, &async_, &JobPool::OnAsync) != 0) return false;
   uv_check_init(loop, &check_);
   uv_prepare_init(loop, &prepare_);
-  uv_timer_init(loop, &stall_timer_);
-  async_.data = check_.data = prepare_.data = stall_timer_.data = this;
-  live_handles_ = 4;
+  async_.data = check_.data = prepare_.data = this;
+  live_handles_ = 3;
   // Unreferenced while no promise is unsettled, so an idle daemon or client can exit. The
   // flush handles never keep the loop alive: a pending job's promise does, through async_.
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
   uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
   uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
-  uv_unref(reinterpret_cast<uv_handle_t*>(&stall_timer_));
   if (napi_add_async_cleanup_hook(env_, &JobPool::OnCleanup, this, nullptr) != napi_ok) {
     // Not reachable in practice; closing would need callbacks: the handles stay, idle.
     return false;
@@ -329,30 +289,22 @@ bool JobPool::HasRunnable() const {
   return !closes_.empty() || (!queue_.empty() && busy_others_ < OthersLimit());
 }
 
-Job* JobPool::TakeRunnable(uint64_t* take) {
+Job* JobPool::TakeRunnable(bool* counted) {
   Job* job = nullptr;
-  *take = 0;
+  *counted = false;
   if (!closes_.empty()) {
     job = closes_.front();
     closes_.pop_front();
   } else if (!queue_.empty() && busy_others_ < OthersLimit()) {
     job = queue_.front();
     queue_.pop_front();
-    *take = newest_running_ = ++takes_;
-    newest_take_ = Clock::now();
+    *counted = true;
   }
   return job;
 }
 
 std::shared_ptr<JobPool::Idler> JobPool::Dispatch() {
   if (searching_ != 0 || !HasRunnable()) return nullptr;
-  if (closes_.empty() && newest_running_ != 0 && Clock::now() - newest_take_ < std::chrono::milliseconds(kStallMs)) {
-    return nullptr;  // that thread comes back for them; stall_timer_ watches that it does
-  }
-  return AddThread();
-}
-
-std::shared_ptr<JobPool::Idler> JobPool::AddThread() {
   if (std::shared_ptr<Idler> idler = ClaimIdle()) return idler;
   // A failed start is fine: a thread exists (Submit made sure) and gets to the jobs.
   if (alive_ < max_threads_) StartThread();
@@ -380,34 +332,9 @@ void JobPool::Flush() {
     }
     queued_generation_.fetch_add(1, std::memory_order_release);
     woken = Dispatch();
-    if (!queue_.empty() && !uv_is_active(reinterpret_cast<uv_handle_t*>(&stall_timer_))) {
-      finished_at_tick_ = queued_finished_;
-      uv_timer_start(&stall_timer_, &JobPool::OnStallTick, kStallMs, kStallMs);
-    }
   }
   pending_.clear();
   if (woken) woken->cv.notify_one();  // counted in ClaimIdle
-}
-
-void JobPool::OnStallTick(uv_timer_t* timer) {
-  JobPool* pool = static_cast<JobPool*>(timer->data);
-  std::shared_ptr<Idler> woken;
-  {
-    std::lock_guard<std::mutex> lock(pool->mu_);
-    if (pool->queue_.empty()) {
-      uv_timer_stop(timer);
-      return;
-    }
-    const bool moved = pool->queued_finished_ != pool->finished_at_tick_;
-    pool->finished_at_tick_ = pool->queued_finished_;
-    // Opens waited a whole period and no job finished: the threads that have them may be
-    // stuck in the kernel (a hung device). One more thread, each period, until one moves.
-    if (!moved && pool->searching_ == 0 && pool->HasRunnable()) {
-      pool->stall_dispatches_++;
-      woken = pool->AddThread();
-    }
-  }
-  if (woken) woken->cv.notify_one();
 }
 
 void JobPool::OnCheck(uv_check_t* check) {
@@ -441,9 +368,8 @@ void JobPool::Work() {
   std::shared_ptr<Idler> idler;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {  // here this thread counts as searching
-    uint64_t take;
-    if (Job* job = TakeRunnable(&take)) {
-      const bool counted = take != 0;
+    bool counted;
+    if (Job* job = TakeRunnable(&counted)) {
       searching_--;
       if (counted) busy_others_++;
       // Jobs left and nobody to look at them: this one may block for long, so hand them on.
@@ -453,11 +379,7 @@ void JobPool::Work() {
       if (chain) chain->cv.notify_one();
       bool deliver = Process(job, stopping);
       lock.lock();
-      if (counted) {
-        busy_others_--;
-        queued_finished_++;
-        if (newest_running_ == take) newest_running_ = 0;  // an older one still running is not trusted
-      }
+      if (counted) busy_others_--;
       if (deliver && stopping_) {
         // The environment is going: nobody will settle it; release what it holds here.
         lock.unlock();
@@ -593,7 +515,6 @@ void JobPool::OnCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
   uv_close(reinterpret_cast<uv_handle_t*>(&pool->async_), &JobPool::OnClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&pool->check_), &JobPool::OnClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&pool->prepare_), &JobPool::OnClosed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&pool->stall_timer_), &JobPool::OnClosed);
 }
 
 void JobPool::OnClosed(uv_handle_t* handle) {
@@ -697,7 +618,6 @@ Napi::Object JobPool::Stats(Napi::Env env) {
     stats.Set("spinUs", static_cast<double>(spin_ns_) / 1000);
     stats.Set("spinHits", spin_hits_);
     stats.Set("wakeups", wakeups_);
-    stats.Set("stallDispatches", stall_dispatches_);
   }
   Napi::Object submitted = Napi::Object::New(env);
   for (const auto& entry : submitted_) submitted.Set(entry.first, entry.second);

@@ -250,38 +250,3 @@ test.serial('back-to-back jobs are found by a spinning thread without a wake-up;
   t.is(stats().spinHits - off.spinHits, 0, 'never spins');
   t.is(stats().spinUs, 0);
 });
-
-test.serial('concurrent opens are taken in turn by the thread that has them, not a thread woken for each; an open stuck in the kernel still gets the next one another thread', async (t) => {
-  t.teardown(() => native.configureJobPool(64, 10_000, 500));
-  native.configureJobPool(64, 10_000, 0); // no spin: every hand-over is a counted wake-up
-  const stats = native.jobPoolStats;
-  await new Promise((resolve) => setTimeout(resolve, 20)); // earlier tests' threads asleep
-  const before = stats();
-  const rounds = 200;
-  for (let i = 0; i < rounds; i++) await Promise.all([0, 1, 2, 3].map(() => native.probeFd(0)));
-  const after = stats();
-  // Each round's four jobs are queued at once. A thread woken for the first takes the
-  // others as it comes back: one wake-up a round (199 measured). When a thread that took a
-  // job woke the next for the rest, it was about two a round (405).
-  const wakeups = after.wakeups - before.wakeups;
-  t.true(wakeups <= rounds * 1.25, `${rounds} rounds of 4 concurrent jobs took ${wakeups} wake-ups`);
-
-  const fifo = makeFifo(t);
-  const file = join(tempDir(t), 'file');
-  writeFileSync(file, 'x');
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  const stalled = stats().stallDispatches;
-  // Queued in one turn: one thread takes the FIFO's open and sleeps in it; the file's open
-  // waits behind it until a stall period has passed with nothing finished.
-  const blocked = native.openDevice(fifo, constants.O_RDONLY);
-  const { fd } = await native.openDevice(file, constants.O_RDONLY);
-  await native.closeAsync(fd);
-  t.true(stats().stallDispatches > stalled, 'the open behind the stuck one got its thread from the stall timer');
-  // The stuck open defers nothing now: each job below wakes the idle thread at once.
-  const stuck = stats().stallDispatches;
-  for (let i = 0; i < 20; i++) await native.probeFd(0);
-  t.is(stats().stallDispatches, stuck, 'jobs beside a stuck open waited for no stall period');
-  const writer = (await openWriter(fifo))!;
-  t.teardown(() => closeSync(writer));
-  await native.closeAsync((await blocked).fd);
-});
