@@ -7,7 +7,7 @@
  * of sysfs reads per device. Snapshots of many devices are described in fair turns
  * (src/fair-turns.ts): a List never stalls other clients' opens (docs/design.md, "Limits").
  */
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from './clock.js';
 import type { FairTurns } from './fair-turns.js';
 import type { DiskEntry, PartitionEntry } from './registry.js';
 import type { Sysfs } from './sysfs.js';
@@ -45,7 +45,7 @@ const cache = new WeakMap<DiskEntry | PartitionEntry, CachedDescription>();
  */
 export function describeDevice(sysfs: Sysfs, disk: DiskEntry, part?: PartitionEntry): DeviceInfo {
   const node = part ?? disk;
-  const now = performance.now();
+  const now = monotonicMs();
   const cached = cache.get(node);
   if (cached !== undefined && cached.generation === disk.generation && now - cached.at < DESCRIPTION_MAX_AGE_MS) return cached.info;
   const info = readDescription(sysfs, disk, part);
@@ -108,7 +108,7 @@ export async function describeInTurns(turns: FairTurns, sysfs: Sysfs, devices: r
         stopped = true;
         return false;
       }
-      if (performance.now() >= deadline) break;
+      if (monotonicMs() >= deadline) break;
     }
     return next < devices.length;
   }, signal);

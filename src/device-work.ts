@@ -18,8 +18,8 @@
  * Time is judged by one sweep timer that runs while anything is outstanding or waiting:
  * no timer per request.
  */
-import { performance } from 'node:perf_hooks';
 import { closeOffLoop } from '../native/index.js';
+import { monotonicMs } from './clock.js';
 import { deviceTimeout } from './errors.js';
 import type { Logger } from './log.js';
 
@@ -97,7 +97,7 @@ export class DeviceWork {
   run<T>(key: string, name: string, uid: number, start: () => Promise<T>, dispose: (late: T) => void): Promise<T> {
     const disk = this.disk(key, name);
     const owner = this.owner(uid);
-    const deadline = performance.now() + this.limits.timeoutMs;
+    const deadline = monotonicMs() + this.limits.timeoutMs;
     if (!this.stopped && disk.stalled === 0 && disk.waiting.length === 0 && owner.outstanding < this.limits.maxPerUid && owner.waiting.length === 0) {
       return this.start(disk, owner, deadline, start, dispose);
     }
@@ -167,7 +167,7 @@ export class DeviceWork {
   }
 
   private track(disk: Disk, owner: Owner, deadline: number): Running {
-    const job: Running = { disk, owner, started: performance.now(), deadline, stalled: false, answered: false };
+    const job: Running = { disk, owner, started: monotonicMs(), deadline, stalled: false, answered: false };
     this.running.add(job);
     disk.outstanding++;
     owner.outstanding++;
@@ -182,7 +182,7 @@ export class DeviceWork {
     disk.outstanding--;
     owner.outstanding--;
     if (job.stalled && --disk.stalled === 0) {
-      this.log.info({ device: disk.name, stalledMs: Math.round(performance.now() - job.started) }, 'device answers again');
+      this.log.info({ device: disk.name, stalledMs: Math.round(monotonicMs() - job.started) }, 'device answers again');
       this.releaseDisk(disk);
     }
     if (owner.waiting.length > 0) this.releaseOwner(owner);
@@ -226,7 +226,7 @@ export class DeviceWork {
 
   private armSweep(): void {
     if (this.sweeper !== undefined) return;
-    this.lastSweep = performance.now();
+    this.lastSweep = monotonicMs();
     // Referenced: a request waiting for a stalled disk is answered even if nothing else
     // keeps the loop alive. It stops itself once nothing is outstanding or waiting.
     this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
@@ -234,7 +234,7 @@ export class DeviceWork {
 
   /** Marks stalls, answers what passed its deadline, forgets idle disks and uids. */
   private sweep(): void {
-    const now = performance.now();
+    const now = monotonicMs();
     // A sweep this late means the JS thread itself was busy: finished jobs may be waiting
     // to be delivered, so judge nothing stalled or late this time.
     const late = now - this.lastSweep > 3 * this.sweepMs;

@@ -5,10 +5,10 @@
  * that arrives meanwhile is read, started and answered while the snapshots go on: one
  * connection's batch never runs back to back with the next, ahead of another's request.
  */
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from './clock.js';
 
 /**
- * One step of a job: do some work, no later than `deadline` (performance.now()) if more
+ * One step of a job: do some work, no later than `deadline` (monotonicMs(), src/clock.ts) if more
  * than a little is left, and return whether more remains.
  */
 export type Step = (deadline: number) => boolean;
@@ -76,7 +76,7 @@ export class FairTurns {
 
   private turn(): void {
     this.scheduled = false;
-    const deadline = performance.now() + this.sliceMs;
+    const deadline = monotonicMs() + this.sliceMs;
     do {
       const job = this.dequeue();
       if (job === undefined) break;
@@ -93,7 +93,7 @@ export class FairTurns {
       }
       if (more) this.enqueue(job);
       else this.finish(job, !job.signal?.aborted);
-    } while (performance.now() < deadline);
+    } while (monotonicMs() < deadline);
     this.schedule();
   }
 

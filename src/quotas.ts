@@ -7,6 +7,7 @@
  * same Quotas, so a uid's use counts once whichever way it came in.
  */
 import type { UnreceivedFdAccount } from '../native/packet-socket.js';
+import { monotonicMs } from './clock.js';
 
 /** The bounds of one resource. */
 export interface PoolLimits {
@@ -236,7 +237,7 @@ export class UnreceivedFds {
     // few ms), then decide. The uid's own when its own share is what is full, else everyone's.
     const ownShareFull = uid !== 0 && this.shares.used(uid) + 1 > this.shares.limits.perUid;
     const key = ownShareFull ? uid : 'all';
-    const now = performance.now();
+    const now = monotonicMs();
     if (now - (this.lastRefresh.get(key) ?? -Infinity) >= REFRESH_OTHERS_MS) {
       this.lastRefresh.set(key, now);
       const sets = ownShareFull ? [this.refreshers.get(uid) ?? new Set<() => void>()] : [...this.refreshers.values()];

@@ -9,6 +9,7 @@
  * start's scan runs while the daemon already serves (startInitialScan): an X it has not
  * reached yet is never answered absent.
  */
+import { monotonicMs } from './clock.js';
 import type { Logger } from './log.js';
 import { PartitionProvenance } from './partition-provenance.js';
 import type { Sysfs, Uevent } from './sysfs.js';
@@ -67,7 +68,7 @@ export type WaitFailure = 'gone' | 'timeout' | 'cancelled';
 interface Waiter {
   diskseq: bigint;
   partition: number;
-  /** The waiting peer's uid, and when it started waiting (performance.now()), for the status view. */
+  /** The waiting peer's uid, and when it started waiting (monotonicMs()), for the status view. */
   uid: number;
   since: number;
   settle(failure: WaitFailure | null): void;
@@ -152,7 +153,7 @@ export class Registry {
    * every waiter (at most the daemon's --max-waiting): for the status view, not a hot path.
    */
   waitingOpens(limit: number, uid?: number): WaitingOpenInfo[] {
-    const now = performance.now();
+    const now = monotonicMs();
     const all: Waiter[] = [];
     for (const set of this.waiters.values()) for (const waiter of set) if (uid === undefined || waiter.uid === uid) all.push(waiter);
     all.sort((a, b) => a.since - b.since);
@@ -205,7 +206,7 @@ export class Registry {
       const onAbort = () => waiter.settle('cancelled');
       const timer = setTimeout(() => waiter.settle('timeout'), timeoutMs);
       const waiter: Waiter = {
-        diskseq, partition, uid, since: performance.now(),
+        diskseq, partition, uid, since: monotonicMs(),
         settle: (failure) => {
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
@@ -276,17 +277,17 @@ export class Registry {
   }
 
   private async initialScan(sliceMs: number, onIndexed: () => void): Promise<void> {
-    const started = performance.now();
+    const started = monotonicMs();
     const partitions: Uevent[] = [];
     const empty: string[] = [];
     let sliceStart = 0;
     const next = async (): Promise<void> => {
       await new Promise((resolve) => setImmediate(resolve));
-      sliceStart = performance.now();
+      sliceStart = monotonicMs();
     };
     // Requests are read between slices: a slice ends after `sliceMs`.
     const pause = async (): Promise<void> => {
-      if (performance.now() - sliceStart >= sliceMs) await next();
+      if (monotonicMs() - sliceStart >= sliceMs) await next();
     };
     await next(); // the caller goes on to serve first
     // The real /sys: /proc/partitions names the devices that have a size, in one read;
@@ -336,7 +337,7 @@ export class Registry {
       this.syncPartitions(disk, [...list, ...this.currentPartitions(disk)], admit);
     }
     this.provenance.save();
-    const indexedMs = performance.now() - started;
+    const indexedMs = monotonicMs() - started;
     onIndexed();
     this.wakeWaiters();
     if (nonEmpty !== undefined) {
@@ -349,10 +350,10 @@ export class Registry {
       if (diskseq != null && diskseq > this.highest) this.highest = diskseq;
     }
     // The status view's "last full scan" (unless an overrun's rescan already recorded one).
-    this.lastFullScan ??= { at: Date.now(), us: Math.round((performance.now() - started) * 1000) };
+    this.lastFullScan ??= { at: Date.now(), us: Math.round((monotonicMs() - started) * 1000) };
     this.log.info({
       disks: this.byDiskseq.size, emptyDevices: empty.length,
-      indexedMs: round(indexedMs), ms: round(performance.now() - started),
+      indexedMs: round(indexedMs), ms: round(monotonicMs() - started),
     }, 'sysfs scanned');
   }
 
@@ -365,7 +366,7 @@ export class Registry {
 
   /** Rebuilds the whole index from sysfs, telling watchers what changed. */
   scan(): void {
-    const started = performance.now();
+    const started = monotonicMs();
     for (const disk of this.byName.values()) disk.generation++;
     const seen = new Set<string>();
     const partitions: Uevent[] = [];
@@ -402,7 +403,7 @@ export class Registry {
       this.syncPartitions(disk, found.get(disk.name) ?? [], admit);
     }
     this.provenance.save();
-    const us = Math.round((performance.now() - started) * 1000);
+    const us = Math.round((monotonicMs() - started) * 1000);
     this.lastFullScan = { at: Date.now(), us };
     this.log.debug({ disks: this.byDiskseq.size, ms: us / 1000 }, 'sysfs scan');
     this.wakeWaiters();

@@ -6,6 +6,7 @@
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { readFromParent } from '../proto/attribute-keys.js';
+import { monotonicMs } from './clock.js';
 
 /** The facts one `uevent` file gives about a block device. */
 export interface Uevent {
@@ -149,10 +150,10 @@ export class Sysfs {
    */
   driverOf(major: number): string {
     let driver = this.driverByMajor?.get(major);
-    if (driver === undefined && (this.unknownUntil.get(major) ?? 0) <= performance.now()) {
+    if (driver === undefined && (this.unknownUntil.get(major) ?? 0) <= monotonicMs()) {
       this.driverByMajor = this.readDrivers();
       driver = this.driverByMajor.get(major);
-      if (driver === undefined) this.unknownUntil.set(major, performance.now() + UNKNOWN_MAJOR_RECHECK_MS);
+      if (driver === undefined) this.unknownUntil.set(major, monotonicMs() + UNKNOWN_MAJOR_RECHECK_MS);
     }
     return driver ?? `major-${major}`;
   }
