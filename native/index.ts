@@ -82,6 +82,8 @@ export interface JobPoolStats {
   spinUs: number;
   /** Spins that saw a job queued: jobs that needed no wake-up. */
   spinHits: number;
+  /** Whether a thread is spinning now (a spin's hit is counted before this turns false). */
+  spinning: boolean;
   /** Sleeping threads woken for a job. */
   wakeups: number;
   /** Jobs submitted since the addon loaded, by kind: open, probe, close, openVerify. */

@@ -617,6 +617,7 @@ Napi::Object JobPool::Stats(Napi::Env env) {
     stats.Set("maxThreads", max_threads_);
     stats.Set("spinUs", static_cast<double>(spin_ns_) / 1000);
     stats.Set("spinHits", spin_hits_);
+    stats.Set("spinning", spinning_);
     stats.Set("wakeups", wakeups_);
   }
   Napi::Object submitted = Napi::Object::New(env);
