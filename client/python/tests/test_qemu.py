@@ -14,7 +14,7 @@ import pytest
 import diskseqd
 from conftest import in_ci
 from support.daemon import CLI_SCRIPT, NODE, shebang_node_flags
-from support.qmp import QEMU, QMP, private_dir, qemu_base_args, read_back, wait_for_socket
+from support.qmp import QEMU, QMP, private_dir, qemu_base_args, read_back, start_qemu_with_qmp_pair, wait_for_socket
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_add_fd_on_the_command_line_through_diskseq_open(daemon, loop, qemu_bina
     qmp = None
     try:
         wait_for_socket(qmp_path, process)
-        qmp = QMP(qmp_path)
+        qmp = QMP.connect(qmp_path)
         fdsets = qmp.execute("query-fdsets")["return"]
         assert [(s["fdset-id"], [f["opaque"] for f in s["fds"]]) for s in fdsets] == [(1, [f"diskseq:{loop.diskseq}p1"])]
         nodes = {n["node-name"]: n for n in qmp.execute("query-named-block-nodes")["return"]}
@@ -93,19 +93,8 @@ def test_a_stale_diskseq_never_starts_qemu(daemon, make_loop, qemu_binary, workd
     assert not os.path.exists(qmp_path), "QEMU ran"
 
 
-def start_bare_qemu(workdir: str) -> tuple[subprocess.Popen, QMP]:
-    qmp_path = os.path.join(workdir, "qmp.sock")
-    process = subprocess.Popen(qemu_base_args(qmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for_socket(qmp_path, process)
-        return process, QMP(qmp_path)
-    except BaseException:
-        finish(process, None)
-        raise
-
-
-def test_qmp_add_fd_from_the_python_client(daemon, loop, qemu_binary, workdir):
-    process, qmp = start_bare_qemu(workdir)
+def test_qmp_add_fd_from_the_python_client(daemon, loop, qemu_binary):
+    process, qmp = start_qemu_with_qmp_pair()
     try:
         with diskseqd.connect(daemon.socket_path) as client:
             with client.open(loop.diskseq, partition=2) as opened:
@@ -135,11 +124,11 @@ def test_qmp_add_fd_from_the_python_client(daemon, loop, qemu_binary, workdir):
         assert os.pread(image.fileno(), 512, 4096) == b"\x5a" * 512
 
 
-def test_qmp_route_a_stale_diskseq_never_reaches_qemu(daemon, make_loop, qemu_binary, workdir):
+def test_qmp_route_a_stale_diskseq_never_reaches_qemu(daemon, make_loop, qemu_binary):
     loop = make_loop()
     old = loop.diskseq
     loop.reattach()
-    process, qmp = start_bare_qemu(workdir)
+    process, qmp = start_qemu_with_qmp_pair()
     try:
         with diskseqd.connect(daemon.socket_path) as client:
             with pytest.raises(diskseqd.DiskseqError) as info:

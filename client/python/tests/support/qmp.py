@@ -16,23 +16,37 @@ QEMU = shutil.which("qemu-system-x86_64")
 
 
 class QMP:
-    def __init__(self, path: str, timeout: float = 20.0) -> None:
-        # The socket file appears at bind(), a moment before QEMU listens: retry a refusal.
-        deadline = time.monotonic() + timeout
-        while True:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                self.sock.connect(path)
-                break
-            except ConnectionRefusedError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+    """One QMP session on a connected stream socket. Every read waits at most `timeout`
+    seconds: a QEMU that stops answering fails the test with TimeoutError, not a hang."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 20.0) -> None:
+        self.sock = sock
+        self.sock.settimeout(timeout)
         self.file = self.sock.makefile("rb")
         greeting = self._read()
         assert "QMP" in greeting, greeting
         self.execute("qmp_capabilities")
+
+    @classmethod
+    def connect(cls, path: str, timeout: float = 20.0) -> "QMP":
+        """Connects to QEMU's listening QMP socket (`-qmp unix:PATH,server=on,wait=off`)."""
+        # The socket file appears at bind(), a moment before QEMU listens: retry a refusal.
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(path)
+            except ConnectionRefusedError:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+                continue
+            try:
+                return cls(sock, timeout)
+            except BaseException:
+                sock.close()
+                raise
 
     def _read(self) -> dict[str, Any]:
         while True:
@@ -68,9 +82,40 @@ def wait_for_socket(path: str, process: subprocess.Popen, timeout: float = 20.0)
 
 
 def qemu_base_args(qmp_path: str) -> list[str]:
-    """A QEMU that runs no guest at all: no machine, no CPU started, no default devices."""
-    return [QEMU or "qemu-system-x86_64", "-M", "none", "-nographic", "-nodefaults", "-S",
-            "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+    """A QEMU that runs no guest at all (no machine, no CPU started, no default devices),
+    listening for QMP on `qmp_path`."""
+    return [*qemu_no_guest_args(), "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+
+
+def qemu_no_guest_args() -> list[str]:
+    return [QEMU or "qemu-system-x86_64", "-M", "none", "-nographic", "-nodefaults", "-S"]
+
+
+def start_qemu_with_qmp_pair() -> tuple[subprocess.Popen, "QMP"]:
+    """A QEMU that runs no guest, its QMP monitor on one end of a socketpair it inherits.
+
+    Not a listening socket: under load, QEMU 7.2 was once seen blocked in a second, blocking
+    accept() on its QMP listener right after accepting the test's connection and sending the
+    greeting, never reading qmp_capabilities (CI: the test waited in recv until its limit).
+    A connected socket leaves it nothing to accept."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        args = [*qemu_no_guest_args(), "-chardev", f"socket,id=qmp0,fd={theirs.fileno()},server=off",
+                "-mon", "chardev=qmp0,mode=control"]
+        process = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    try:
+        return process, QMP(ours)
+    except BaseException:
+        process.kill()
+        process.communicate()
+        ours.close()
+        raise
 
 
 HEXDUMP = re.compile(r"^([0-9a-f]{8}):((?:\s+[0-9a-f]{2}){1,16})", re.MULTILINE)
