@@ -313,11 +313,10 @@ export interface NativeBinding {
   /**
    * Race-free claim of a free loop device: LOOP_CTL_GET_FREE, open /dev/loopN with
    * O_RDWR|O_EXCL|O_CLOEXEC, confirm it is unbound (LOOP_GET_STATUS64 gives ENXIO); retries
-   * while another claimer wins (with LOOP_CTL_ADD, which makes a new device). Returns the
-   * exclusive fd, N, and whether this claim made the device exist (LOOP_CTL_ADD; a
-   * LOOP_CTL_GET_FREE that found none free makes one too, which it does not say).
+   * while another claimer wins (with LOOP_CTL_ADD, which makes a new device; so does a
+   * LOOP_CTL_GET_FREE that finds none free). Returns the exclusive fd and N.
    */
-  loopClaim(): { fd: number; index: number; created: boolean };
+  loopClaim(): { fd: number; index: number };
   /** LOOP_CONFIGURE on loopFd with backingFd, lo_flags, offset and sizelimit (bytes). */
   loopConfigure(loopFd: number, backingFd: number, flags: number, offset: number, sizelimit: number): void;
   /** LOOP_CLR_FD. */

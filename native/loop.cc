@@ -71,7 +71,6 @@ Napi::Value LoopClaim(const Napi::CallbackInfo& info) {
   std::string syscall = "loopClaim";
   int fd = -1;
   int index = -1;
-  bool created = false;
   for (int attempt = 0; attempt < kClaimAttempts && fd < 0; attempt++) {
     // LOOP_CTL_GET_FREE returns the first unbound device even while another claimer holds
     // it open exclusively; after a lost race, LOOP_CTL_ADD(-1) makes a fresh one instead.
@@ -84,7 +83,6 @@ Napi::Value LoopClaim(const Napi::CallbackInfo& info) {
       break;
     }
     fd = TryClaim(index, &err, &syscall);
-    created = attempt > 0;  // LOOP_CTL_ADD made it (GET_FREE may too, unknowably, when none is free)
     if (fd == -2) break;
     if (fd < 0) {
       err = EBUSY;
@@ -100,7 +98,6 @@ Napi::Value LoopClaim(const Napi::CallbackInfo& info) {
   Napi::Object result = Napi::Object::New(env);
   result.Set("fd", Napi::Number::New(env, fd));
   result.Set("index", Napi::Number::New(env, index));
-  result.Set("created", Napi::Boolean::New(env, created));
   if (env.IsExceptionPending()) {
     close(fd);
     return env.Undefined();

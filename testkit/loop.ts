@@ -47,15 +47,15 @@ export interface LoopClaim {
 }
 
 /**
- * native.loopClaim, and whether the device is one this claim made exist. The addon knows
- * when it used LOOP_CTL_ADD (after losing a race to another claimer); LOOP_CTL_GET_FREE
- * also makes a device when none is free, which only a look at /sys/block before the claim
- * tells. Left behind, every such device slows each later daemon start (its first scan).
+ * native.loopClaim, and whether the device is one this claim made exist: the claim makes
+ * one with LOOP_CTL_ADD after losing a race to another claimer, and LOOP_CTL_GET_FREE makes
+ * one when none is free; either way it was not in /sys/block before. Left behind, every
+ * such device slows each later daemon start (its first scan).
  */
 export function claimLoopDevice(): LoopClaim {
   const before = new Set(readdirSync('/sys/block'));
-  const { fd, index, created } = native.loopClaim();
-  return { fd, index, created: created || !before.has(`loop${index}`) };
+  const { fd, index } = native.loopClaim();
+  return { fd, index, created: !before.has(`loop${index}`) };
 }
 
 /**
