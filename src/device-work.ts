@@ -21,6 +21,7 @@
 import { closeOffLoop } from '../native/index.js';
 import { monotonicMs } from './clock.js';
 import { deviceTimeout } from './errors.js';
+import { InsertionList, type Linked } from './insertion-list.js';
 import type { Logger } from './log.js';
 
 /** The bounds (see the module comment). */
@@ -49,7 +50,7 @@ interface Owner {
 }
 
 /** One job that has been started and has not returned. */
-interface Running {
+interface Running extends Linked<Running> {
   readonly disk: Disk;
   readonly owner: Owner;
   readonly started: number;
@@ -62,7 +63,7 @@ interface Running {
 }
 
 /** A request that has not started its job yet. */
-interface Waiter {
+interface Waiter extends Linked<Waiter> {
   disk: Disk;
   readonly owner: Owner;
   readonly deadline: number;
@@ -75,10 +76,10 @@ interface Waiter {
 export class DeviceWork {
   private readonly disks = new Map<string, Disk>();
   private readonly owners = new Map<number, Owner>();
-  /** In start order, so the oldest are looked at first. */
-  private readonly running = new Set<Running>();
+  /** In start order, so the oldest are looked at first. Lists, not Sets: src/insertion-list.ts. */
+  private readonly running = new InsertionList<Running>();
   /** In arrival order, which is deadline order. */
-  private readonly waiters = new Set<Waiter>();
+  private readonly waiters = new InsertionList<Waiter>();
   private readonly sweepMs: number;
   private sweeper: NodeJS.Timeout | undefined;
   private lastSweep = 0;
@@ -105,6 +106,7 @@ export class DeviceWork {
       if (this.stopped) return reject(deviceTimeout('the daemon is shutting down'));
       const waiter: Waiter = {
         disk, owner, deadline, start, dispose: dispose as (late: unknown) => void, resolve: resolve as (value: unknown) => void, reject,
+        prev: undefined, next: undefined,
       };
       this.waiters.add(waiter);
       (disk.stalled > 0 || disk.waiting.length > 0 ? disk.waiting : owner.waiting).push(waiter);
@@ -167,7 +169,7 @@ export class DeviceWork {
   }
 
   private track(disk: Disk, owner: Owner, deadline: number): Running {
-    const job: Running = { disk, owner, started: monotonicMs(), deadline, stalled: false, answered: false };
+    const job: Running = { disk, owner, started: monotonicMs(), deadline, stalled: false, answered: false, prev: undefined, next: undefined };
     this.running.add(job);
     disk.outstanding++;
     owner.outstanding++;
