@@ -8,6 +8,7 @@ import { setMaxListeners } from 'node:events';
 import { describeInTurns, listDevices } from './device-info.js';
 import { BrokerError, internal, invalidArgument, resourceExhausted, unsupported } from './errors.js';
 import type { FairTurns } from './fair-turns.js';
+import type { Linked } from './insertion-list.js';
 import type { Logger } from './log.js';
 import { RequestCancelled, type Opener, type OpenTrace } from './opener.js';
 import { PacketSocket, type CloseReason, type IncomingPacket } from '../native/packet-socket.js';
@@ -56,7 +57,10 @@ export interface ConnectionContext {
 /** The request kinds HelloReply.features lists. */
 const FEATURES = ['open', 'list', 'watch', 'wait', 'status'];
 
-export class Connection {
+export class Connection implements Linked<Connection> {
+  /** The server's list of connections links its members here (src/insertion-list.ts). */
+  prev: Connection | undefined = undefined;
+  next: Connection | undefined = undefined;
   private readonly socket: PacketSocket;
   private readonly log: Logger;
   private readonly fdAccount: ConnectionFdAccount;

@@ -8,6 +8,7 @@
  */
 import type { UnreceivedFdAccount } from '../native/packet-socket.js';
 import { monotonicMs } from './clock.js';
+import { InsertionList, type Linked } from './insertion-list.js';
 
 /** The bounds of one resource. */
 export interface PoolLimits {
@@ -195,6 +196,11 @@ export interface ConnectionFdAccount extends UnreceivedFdAccount {
 /** How often, at most, the counts of other connections are re-read when a share is full. */
 const REFRESH_OTHERS_MS = 20;
 
+/** One connection's refresh function in its uid's list. */
+interface Refresher extends Linked<Refresher> {
+  readonly refresh: () => void;
+}
+
 /**
  * The fds the daemon has sent and its peers not yet received (docs/design.md, "Limits:
  * fds in flight"): the kernel charges them to the daemon's user, and past its
@@ -203,7 +209,8 @@ const REFRESH_OTHERS_MS = 20;
  * up per uid, whichever front-end they went through, and decides whether one more may go.
  */
 export class UnreceivedFds {
-  private readonly refreshers = new Map<number, Set<() => void>>();
+  /** Per uid, its connections' refresh functions; lists, not Sets (src/insertion-list.ts). */
+  private readonly refreshers = new Map<number, InsertionList<Refresher>>();
   private readonly lastRefresh = new Map<number | 'all', number>();
 
   constructor(readonly shares: UidShares, readonly perConnection: number) {}
@@ -215,9 +222,10 @@ export class UnreceivedFds {
    * when its socket sends.
    */
   account(uid: number, refresh: () => void): ConnectionFdAccount {
-    let set = this.refreshers.get(uid);
-    if (set === undefined) this.refreshers.set(uid, (set = new Set()));
-    set.add(refresh);
+    let list = this.refreshers.get(uid);
+    if (list === undefined) this.refreshers.set(uid, (list = new InsertionList()));
+    const member: Refresher = { refresh, prev: undefined, next: undefined };
+    list.add(member);
     return {
       mayAdd: (unreceived) => unreceived < this.perConnection && this.shareAdmits(uid),
       changed: (delta) => {
@@ -225,8 +233,8 @@ export class UnreceivedFds {
         else if (delta < 0) this.shares.give(uid, -delta);
       },
       close: () => {
-        set.delete(refresh);
-        if (set.size === 0 && this.refreshers.get(uid) === set) this.refreshers.delete(uid);
+        list.delete(member);
+        if (list.size === 0 && this.refreshers.get(uid) === list) this.refreshers.delete(uid);
       },
     };
   }
@@ -240,8 +248,8 @@ export class UnreceivedFds {
     const now = monotonicMs();
     if (now - (this.lastRefresh.get(key) ?? -Infinity) >= REFRESH_OTHERS_MS) {
       this.lastRefresh.set(key, now);
-      const sets = ownShareFull ? [this.refreshers.get(uid) ?? new Set<() => void>()] : [...this.refreshers.values()];
-      for (const set of sets) for (const refresh of [...set]) refresh();
+      const lists = ownShareFull ? [this.refreshers.get(uid)] : [...this.refreshers.values()];
+      for (const list of lists) for (const { refresh } of list === undefined ? [] : [...list]) refresh();
     }
     return this.shares.admits(uid);
   }

@@ -11,6 +11,7 @@ import { native, POLL_READABLE, type Poller } from '../native/index.js';
 import { receiveBuffer } from '../native/queued-socket.js';
 import { resourceExhausted } from './errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
+import { InsertionList } from './insertion-list.js';
 import { acceptPending, bindReplacingStale, readPeer, type SocketKind } from './listen-socket.js';
 import type { Peer } from './policy/index.js';
 import type { RequestTally } from './request-tally.js';
@@ -36,7 +37,8 @@ const SEQPACKET: SocketKind = { listen: (path, backlog) => native.listenSeqpacke
 const ACCEPT_RETRY_MS = 100;
 
 export class Server {
-  private readonly connections = new Set<Connection>();
+  /** A list, not a Set: src/insertion-list.ts. */
+  private readonly connections = new InsertionList<Connection>();
   private listenFd = -1;
   private poller: Poller | undefined;
   private ownsSocketPath = false;
