@@ -9,7 +9,8 @@
  * highest before it (a new high is growth, a GC's dip is not). Goal: <= 64 MiB at the end,
  * < 2 MiB growth in the last quarter. Also where the memory is at the end (smaps_rollup).
  *
- * Run: node dist/bench/memory.js   (root). BENCH_MEMORY_N sets the opens and packets.
+ * Run: node dist/bench/memory.js   (root). BENCH_MEMORY_N sets the opens and packets;
+ * BENCH_MEMORY_ONLY=opens|fuzz|connections runs only the workloads whose name has that word.
  */
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -24,6 +25,7 @@ import { throughput } from './open-roundtrip.js';
 
 const MiB = 2 ** 20;
 const N = Number(process.env.BENCH_MEMORY_N ?? 100_000);
+const ONLY = process.env.BENCH_MEMORY_ONLY;
 
 /** One workload's figures, in MiB. */
 interface MemoryResult {
@@ -77,6 +79,7 @@ export async function memoryBench(): Promise<MemoryResult[]> {
     console.log(`\ndaemon RSS through its shebang (MiB; sampled every 250 ms)`);
     console.log(`  ${'workload'.padEnd(36)} ${'start'.padStart(6)} ${'peak'.padStart(6)} ${'end'.padStart(6)} ${'last quarter'.padStart(13)} ${'new high'.padStart(9)}   goal: end <= 64, last quarter < 2`);
     const measured = async (name: string, work: (daemon: DaemonProcess) => Promise<void>): Promise<void> => {
+      if (ONLY !== undefined && !name.includes(ONLY)) return;
       const r = await measure(name, work);
       console.log(`  ${r.name.padEnd(36)} ${r.startMiB.toFixed(1).padStart(6)} ${r.peakMiB.toFixed(1).padStart(6)} ${r.endMiB.toFixed(1).padStart(6)} ${r.lastQuarterMiB.toFixed(1).padStart(13)} ${r.lastQuarterNewHighMiB.toFixed(1).padStart(9)}   ${r.endMiB <= 64 && r.lastQuarterNewHighMiB < 2 ? 'met' : 'NOT met'}`);
       console.log(`  ${''.padEnd(36)} at the end: ${r.where}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
