@@ -13,6 +13,7 @@
  * holds fds back, no call is started and none is read.
  */
 import { StreamSocket, type CloseReason, type StreamChunk } from '../../native/stream-socket.js';
+import type { Linked } from '../insertion-list.js';
 import type { Logger } from '../log.js';
 import { RequestCancelled } from '../opener.js';
 import type { Peer } from '../policy/index.js';
@@ -59,7 +60,10 @@ export interface VarlinkContext {
 /** The protocol violation log line, the same as the SEQPACKET connection's. */
 const VIOLATION = 'protocol violation; dropping connection';
 
-export class VarlinkConnection {
+export class VarlinkConnection implements Linked<VarlinkConnection> {
+  /** The listener's list of connections links its members here (src/insertion-list.ts). */
+  prev: VarlinkConnection | undefined = undefined;
+  next: VarlinkConnection | undefined = undefined;
   private readonly socket: StreamSocket;
   private readonly framer: MessageFramer;
   private readonly log: Logger;

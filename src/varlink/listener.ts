@@ -13,6 +13,7 @@ import { native, POLL_READABLE, type Poller } from '../../native/index.js';
 import type { Peer } from '../policy/index.js';
 import type { UidShares } from '../quotas.js';
 import type { RequestTally } from '../request-tally.js';
+import { InsertionList } from '../insertion-list.js';
 import { acceptPending, bindReplacingStale, readPeer, type SocketKind } from '../listen-socket.js';
 import { VarlinkConnection, type VarlinkContext } from './connection.js';
 import { encodeError, VarlinkError } from './message.js';
@@ -39,7 +40,8 @@ const STREAM: SocketKind = { listen: (path, backlog) => native.listenStream(path
 const ACCEPT_RETRY_MS = 100;
 
 export class VarlinkListener {
-  private readonly connections = new Set<VarlinkConnection>();
+  /** A list, not a Set: src/insertion-list.ts. */
+  private readonly connections = new InsertionList<VarlinkConnection>();
   private listenFd = -1;
   private poller: Poller | undefined;
   private ownsSocketPath = false;
