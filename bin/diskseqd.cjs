@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --optimize-for-size
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --optimize-for-size
 // What each setting buys (measured with bench/memory.ts, the daemon exec'd through this line;
 // docs/design.md, "Memory"): most of the RSS is Node's own binary (~43 MiB of file pages)
 // and the V8 heap; the rest is malloc.
@@ -10,6 +10,9 @@
 //   Not a limit: the heap still grows as far as a hostile load needs.
 // MALLOC_ARENA_MAX=2: glibc gives each thread that mallocs (V8's, libuv's, the addon's
 //   workers) an arena of its own; two arenas save ~1.5 MiB. glibc reads it at exec, so here.
+// -u NODE_EXTRA_CA_CERTS: Node parses that certificate file before it runs a line, ~55 ms
+//   where a login environment sets it to the system bundle (bench/cold-start.ts); the daemon
+//   makes no TLS connection and starts no program.
 //
 // CommonJS, and the daemon as one bundled file (scripts/bundle.js): an ES module entry
 // point alone costs Node its ES module loader before the first line runs.

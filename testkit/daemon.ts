@@ -25,7 +25,7 @@ import { createInterface } from 'node:readline';
 import { native } from '../native/index.js';
 import { onExit, sleep, type ExitHook, type TeardownHost } from './cleanup.js';
 import { fdCount, fdTargets, rssBytes } from './proc.js';
-import { DAEMON_SCRIPT, daemonArgv, SHEBANG_ENV } from './repo.js';
+import { DAEMON_SCRIPT, daemonArgv, SHEBANG_ENV, SHEBANG_UNSET } from './repo.js';
 
 /** One parsed log line (a line that is not JSON becomes { msg: '(not JSON)', text }). */
 export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
@@ -160,6 +160,7 @@ export class DaemonProcess {
       [node, ...argv] = daemonArgv(...args) as [string, ...string[]];
       argv.unshift(...(options.nodeArgs ?? []), ...diagnosis);
       Object.assign(env, SHEBANG_ENV);
+      for (const key of SHEBANG_UNSET) delete env[key];
     }
     if (options.wrapper !== undefined && options.wrapper.length > 0) {
       argv = [...options.wrapper.slice(1), node, ...argv];

@@ -35,6 +35,10 @@ export const SHEBANG_NODE_FLAGS: readonly string[] = readFileSync(DAEMON_SCRIPT,
 export const SHEBANG_ENV: Readonly<Record<string, string>> = Object.fromEntries(readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
   .split(/\s+/).filter((word) => /^[A-Z_][A-Z0-9_]*=/.test(word)).map((word) => [word.slice(0, word.indexOf('=')), word.slice(word.indexOf('=') + 1)]));
 
+/** The variables that line removes (`env -S -u NAME`): NODE_EXTRA_CA_CERTS. */
+export const SHEBANG_UNSET: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
+  .split(/\s+/).flatMap((word, i, words) => (i > 0 && words[i - 1] === '-u' ? [word] : []));
+
 /**
  * A --runtime-dir of its own for one test daemon: `run` in a fresh 0700 directory, removed
  * at process exit. A test daemon must never share the system's /run/diskseqd (other runs
