@@ -10,7 +10,7 @@
 //   Not a limit: the heap still grows as far as a hostile load needs.
 // MALLOC_ARENA_MAX=2: glibc gives each thread that mallocs (V8's, libuv's, the addon's
 //   workers) an arena of its own; two arenas save ~1.5 MiB. glibc reads it at exec, so here.
-// -u NODE_EXTRA_CA_CERTS: Node parses that certificate file before it runs a line, ~55 ms
+// -u NODE_EXTRA_CA_CERTS: Node parses that certificate file before it runs a line, ~53 ms
 //   where a login environment sets it to the system bundle (bench/cold-start.ts); the daemon
 //   makes no TLS connection and starts no program.
 //
