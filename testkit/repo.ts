@@ -24,20 +24,21 @@ export const CLI_MODULE = join(REPO_ROOT, 'dist', 'client', 'cli.js');
 /** Where `make -C native/preload` puts the shim. */
 export const SHIM_PATH = join(REPO_ROOT, 'build', 'Release', 'libdiskseq-preload.so');
 
+/** The words of bin/diskseqd.cjs's `#!/usr/bin/env -S ...` line, which the three below pick from. */
+const SHEBANG_WORDS: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!.split(/\s+/);
+
 /**
- * The node flags of bin/diskseqd.cjs's `#!/usr/bin/env -S node ...` line: tests and
- * benchmarks run the daemon the way users run it (the flags change its memory use).
+ * The node flags of that line: tests and benchmarks run the daemon the way users run it
+ * (the flags change its memory use).
  */
-export const SHEBANG_NODE_FLAGS: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
-  .split(/\s+/).filter((word) => word.startsWith('--'));
+export const SHEBANG_NODE_FLAGS: readonly string[] = SHEBANG_WORDS.filter((word) => word.startsWith('--'));
 
 /** The NAME=VALUE words of that line: environment `env -S` gives the daemon (MALLOC_ARENA_MAX). */
-export const SHEBANG_ENV: Readonly<Record<string, string>> = Object.fromEntries(readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
-  .split(/\s+/).filter((word) => /^[A-Z_][A-Z0-9_]*=/.test(word)).map((word) => [word.slice(0, word.indexOf('=')), word.slice(word.indexOf('=') + 1)]));
+export const SHEBANG_ENV: Readonly<Record<string, string>> = Object.fromEntries(SHEBANG_WORDS
+  .filter((word) => /^[A-Z_][A-Z0-9_]*=/.test(word)).map((word) => [word.slice(0, word.indexOf('=')), word.slice(word.indexOf('=') + 1)]));
 
 /** The variables that line removes (`env -S -u NAME`): NODE_EXTRA_CA_CERTS. */
-export const SHEBANG_UNSET: readonly string[] = readFileSync(DAEMON_SCRIPT, 'utf8').split('\n')[0]!
-  .split(/\s+/).flatMap((word, i, words) => (i > 0 && words[i - 1] === '-u' ? [word] : []));
+export const SHEBANG_UNSET: readonly string[] = SHEBANG_WORDS.filter((_, i) => i > 0 && SHEBANG_WORDS[i - 1] === '-u');
 
 /**
  * A --runtime-dir of its own for one test daemon: `run` in a fresh 0700 directory, removed
