@@ -248,8 +248,9 @@ export class UnreceivedFds {
     const now = monotonicMs();
     if (now - (this.lastRefresh.get(key) ?? -Infinity) >= REFRESH_OTHERS_MS) {
       this.lastRefresh.set(key, now);
-      const lists = ownShareFull ? [this.refreshers.get(uid)] : [...this.refreshers.values()];
-      for (const list of lists) for (const { refresh } of list === undefined ? [] : [...list]) refresh();
+      const own = this.refreshers.get(uid);
+      const lists = ownShareFull ? (own === undefined ? [] : [own]) : [...this.refreshers.values()];
+      for (const list of lists) for (const { refresh } of [...list]) refresh();
     }
     return this.shares.admits(uid);
   }
