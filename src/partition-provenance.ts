@@ -25,9 +25,10 @@
  * daemon's own (owner, mode 0600) is ignored with a warning, never trusted. Bounded: at
  * most MAX_ENTRIES; beyond it new partitions are not recorded, and so not admitted.
  */
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from './log.js';
+import { makeOwnDirectory, readOwnFile, writeOwnFile } from './own-file.js';
 
 /** Entries kept at most: far more loop partitions than any system has at once. */
 export const MAX_ENTRIES = 16384;
@@ -70,7 +71,7 @@ export class PartitionProvenance {
    * partition. A missing or untrustworthy file starts empty (with a warning for the latter).
    */
   static inDirectory(runtimeDir: string, log: Logger): PartitionProvenance {
-    checkRuntimeDir(runtimeDir);
+    makeOwnDirectory(runtimeDir);
     const provenance = new PartitionProvenance(join(runtimeDir, FILE_NAME), readBootId(), log);
     provenance.load();
     return provenance;
@@ -145,20 +146,8 @@ export class PartitionProvenance {
       format: FORMAT, version: VERSION, bootId: this.bootId,
       partitions: [...this.entries].map(([name, e]) => [name, e.ino.toString(), e.diskseq.toString()]),
     });
-    const temp = `${this.file}.tmp`;
     try {
-      try {
-        unlinkSync(temp);
-      } catch {
-        // usually absent
-      }
-      const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      try {
-        writeSync(fd, body);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(temp, this.file);
+      writeOwnFile(this.file, [body]);
       if (this.saveFailed) this.log?.info({ file: this.file }, 'partition provenance saved again');
       this.saveFailed = false;
     } catch (error) {
@@ -185,7 +174,7 @@ export class PartitionProvenance {
   private load(): void {
     let text: string;
     try {
-      text = readOwnFile(this.file!);
+      text = readOwnFile(this.file!, MAX_FILE_BYTES).toString('utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         this.log?.info({ file: this.file }, 'no partition provenance yet (first start since boot)');
@@ -201,44 +190,6 @@ export class PartitionProvenance {
     }
     for (const [name, entry] of parsed) this.entries.set(name, entry);
     this.log?.info({ file: this.file, partitions: parsed.size }, 'partition provenance loaded');
-  }
-}
-
-/** The directory must be ours alone (see inDirectory). */
-function checkRuntimeDir(dir: string): void {
-  try {
-    mkdirSync(dir, { mode: 0o700 });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`runtime directory ${dir}: ${(error as Error).message}`);
-  }
-  const stat = lstatSync(dir);
-  const euid = process.geteuid?.() ?? 0;
-  if (!stat.isDirectory()) throw new Error(`runtime directory ${dir} is not a directory`);
-  if (stat.uid !== 0 && stat.uid !== euid) throw new Error(`runtime directory ${dir} is owned by uid ${stat.uid}; it must be owned by root`);
-  if ((stat.mode & 0o022) !== 0) {
-    throw new Error(`runtime directory ${dir} is writable by others (mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')})`);
-  }
-}
-
-/** The file's text, if it is a regular file of ours (owner, mode 0600 or stricter) and small. */
-function readOwnFile(path: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    const stat = fstatSync(fd);
-    const euid = process.geteuid?.() ?? 0;
-    if (!stat.isFile()) throw new Error('not a regular file');
-    if (stat.uid !== euid) throw new Error(`owned by uid ${stat.uid}, not by the daemon's user`);
-    if ((stat.mode & 0o077) !== 0) throw new Error(`mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}, not 0600`);
-    if (stat.size > MAX_FILE_BYTES) throw new Error(`${stat.size} bytes, more than ${MAX_FILE_BYTES}`);
-    const buffer = Buffer.alloc(MAX_FILE_BYTES + 1);
-    let length = 0;
-    for (let n; (n = readSync(fd, buffer, length, buffer.length - length, null)) > 0;) {
-      length += n;
-      if (length > MAX_FILE_BYTES) throw new Error(`more than ${MAX_FILE_BYTES} bytes`);
-    }
-    return buffer.toString('utf8', 0, length);
-  } finally {
-    closeSync(fd);
   }
 }
 
