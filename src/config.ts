@@ -9,9 +9,7 @@ import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { parseIdleExit } from './systemd/idle-exit.js';
 import { ACCESS_MODES, DEFAULT_SOCKET_PATH, type AccessMode } from '../proto/contract.js';
 import { DEFAULT_VARLINK_SOCKET_PATH } from './varlink/default-path.js';
-
-/** The service's RuntimeDirectory= (systemd/diskseqd.service), kept until reboot. */
-export const DEFAULT_RUNTIME_DIR = '/run/diskseqd';
+import { DEFAULT_RUNTIME_DIR, OPTIONS } from './options.js';
 
 /** The daemon's settings after parsing. */
 export interface Config {
@@ -210,49 +208,6 @@ Exit status: 0 after a clean shutdown; 1 on a startup failure (not root, a bad
 policy file, the socket in use); 2 on a usage error.
 `;
 
-const OPTIONS = {
-  socket: { type: 'string' },
-  'varlink-socket': { type: 'string' },
-  'no-varlink': { type: 'boolean' },
-  'log-level': { type: 'string' },
-  'log-format': { type: 'string' },
-  'sysfs-root': { type: 'string' },
-  'runtime-dir': { type: 'string' },
-  policy: { type: 'string' },
-  'check-policy': { type: 'string' },
-  uid: { type: 'string' },
-  gid: { type: 'string' },
-  groups: { type: 'string' },
-  device: { type: 'string' },
-  access: { type: 'string' },
-  exclusive: { type: 'boolean' },
-  'max-waiting': { type: 'string' },
-  'max-wait-ms': { type: 'string' },
-  'max-watchers': { type: 'string' },
-  'max-waiting-per-uid': { type: 'string' },
-  'max-watchers-per-uid': { type: 'string' },
-  'max-snapshots': { type: 'string' },
-  'max-snapshots-per-uid': { type: 'string' },
-  'max-unreceived-fds': { type: 'string' },
-  'max-unreceived-fds-per-uid': { type: 'string' },
-  'max-unreceived-fds-total': { type: 'string' },
-  'root-share': { type: 'string' },
-  'uevent-buffer': { type: 'string' },
-  'max-connections': { type: 'string' },
-  'max-in-flight': { type: 'string' },
-  'max-queued-bytes': { type: 'string' },
-  'max-connections-per-uid': { type: 'string' },
-  'stall-timeout-ms': { type: 'string' },
-  'idle-exit': { type: 'string' },
-  'device-stall-ms': { type: 'string' },
-  'device-timeout-ms': { type: 'string' },
-  'max-device-jobs-per-uid': { type: 'string' },
-  'max-device-threads': { type: 'string' },
-  'device-thread-idle-ms': { type: 'string' },
-  'device-thread-spin-us': { type: 'string' },
-  help: { type: 'boolean' },
-  version: { type: 'boolean' },
-} as const;
 
 /** The options of the policy dry run; only valid with --check-policy. */
 const DRY_RUN_OPTIONS = ['uid', 'gid', 'groups', 'device', 'access', 'exclusive'] as const;

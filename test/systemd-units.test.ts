@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from '../testkit/repo.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { needsTool } from './helpers/ci.js';
-import { DEFAULT_RUNTIME_DIR } from '../src/config.js';
+import { DEFAULT_RUNTIME_DIR } from '../src/options.js';
 
 const run = promisify(execFile);
 const service = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
