@@ -4,6 +4,7 @@
       "target_name": "diskseqd",
       "sources": [
         "native/addon.cc",
+        "native/checksum.cc",
         "native/device.cc",
         "native/errors.cc",
         "native/jobs.cc",

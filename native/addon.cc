@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   diskseqd::InitUevent(env, exports);
   diskseqd::InitPoller(env, exports);
   diskseqd::InitProcessMemory(env, exports);
+  diskseqd::InitChecksum(env, exports);
   diskseqd::InitLoop(env, exports);
   return exports;
 }

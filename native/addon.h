@@ -22,6 +22,8 @@ void InitUevent(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
 /** trimMalloc: the process's free malloc pages back to the kernel. */
 void InitProcessMemory(Napi::Env env, Napi::Object exports);
+/** checksum: FNV-1a of a buffer (the code cache's check). */
+void InitChecksum(Napi::Env env, Napi::Object exports);
 /** Loop device helpers for tests and benchmarks. */
 void InitLoop(Napi::Env env, Napi::Object exports);
 

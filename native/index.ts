@@ -309,6 +309,9 @@ export interface NativeBinding {
    */
   trimMalloc(): boolean;
 
+  /** FNV-1a (64 bits) of the bytes: tells a damaged file from the one written (src/code-cache.ts). */
+  checksum(bytes: Uint8Array): bigint;
+
   // --- loop devices (for tests and benchmarks; the daemon never attaches anything) -------
   /**
    * Race-free claim of a free loop device: LOOP_CTL_GET_FREE, open /dev/loopN with
