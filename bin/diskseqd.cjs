@@ -15,6 +15,7 @@
 //   makes no TLS connection and starts no program.
 //
 // CommonJS, and the daemon as one bundled file (scripts/bundle.js): an ES module entry
-// point alone costs Node its ES module loader before the first line runs.
+// point alone costs Node its ES module loader before the first line runs. start.cjs loads
+// that file with the code cache of the runtime directory (src/code-cache.ts).
 'use strict';
-require('../dist/bundle/diskseqd.cjs');
+require('../dist/bundle/start.cjs');

@@ -119,9 +119,10 @@ Options:
                            loop device without LO_FLAGS_PARTSCAN)
   --sysfs-root DIR         read block devices from DIR instead of /sys (for tests)
   --runtime-dir DIR        keep what must survive a restart or idle exit until reboot
-                           (which disk instance each loop partition was added to) in
-                           DIR (default ${DEFAULT_RUNTIME_DIR}; created 0700; refused
-                           unless owned by root and writable by nobody else)
+                           (which disk instance each loop partition was added to, and
+                           the daemon's compiled code) in DIR (default
+                           ${DEFAULT_RUNTIME_DIR}; created 0700; refused unless owned by
+                           root and writable by nobody else)
   --max-connections N      connections served at once (default 1024); the next one
                            gets RESOURCE_EXHAUSTED and is closed
   --max-connections-per-uid N

@@ -5,6 +5,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { checkPolicy, logPolicyWarnings } from './check-policy.js';
+import { monotonicMs } from './clock.js';
+import type { CodeCache, CodeCacheUse } from './code-cache.js';
 import { defaultUnreceivedFdsTotal, parseCommandLine, USAGE, type Config } from './config.js';
 import { FairTurns } from './fair-turns.js';
 import { DeviceWork } from './device-work.js';
@@ -14,7 +16,7 @@ import { PartitionProvenance } from './partition-provenance.js';
 import { formatPolicyError, Policy, PolicyError } from './policy/index.js';
 import { PrivateNodes } from './private-nodes.js';
 import { Quotas, type QuotaLimits } from './quotas.js';
-import { MemoryTrimmer } from './memory-trim.js';
+import { MemoryTrimmer, TRIM_DELAY_MS } from './memory-trim.js';
 import { RequestTally } from './request-tally.js';
 import { Server } from './server.js';
 import type { Registry } from './registry.js';
@@ -59,12 +61,14 @@ interface Daemon {
   socketPath: string;
   inherited: boolean;
   tally: RequestTally;
+  /** What became of the code cache at this start (undefined: not loaded by src/start.ts). */
+  codeCache: CodeCacheUse | undefined;
   /** Set once when --idle-exit is given. */
   idle?: IdleExit;
 }
 
-function run(config: Config, createVarlink: typeof CreateVarlink | undefined): void {
-  const daemon = assemble(config, createVarlink);
+function run(config: Config, createVarlink: typeof CreateVarlink | undefined, codeCache: CodeCache | undefined): void {
+  const daemon = assemble(config, createVarlink, codeCache);
   handleSignals(config, daemon);
   serve(daemon);
 }
@@ -75,10 +79,11 @@ function run(config: Config, createVarlink: typeof CreateVarlink | undefined): v
  * front-ends sharing one opener, registry, policy, quotas and audit log. Throws (exit 1)
  * on a bad policy, runtime directory or inherited socket.
  */
-function assemble(config: Config, createVarlink: typeof CreateVarlink | undefined): Daemon {
+function assemble(config: Config, createVarlink: typeof CreateVarlink | undefined, codeCache: CodeCache | undefined): Daemon {
   const log = createLogger(config.logLevel, { format: config.logFormat });
   // Whatever way the process ends, what waits for standard output is written (bounded in time).
   process.on('exit', () => log.flush());
+  if (codeCache?.why !== undefined) log.warn({ use: codeCache.use, why: codeCache.why }, 'code cache ignored; the daemon is compiled anew');
   const inherited = inheritedListeners(); // throws on a wrong kind of fd: exit 1
   const inheritedFd = inherited?.seqpacket;
   // An inherited socket is where systemd bound it, whatever --socket says.
@@ -111,7 +116,12 @@ function assemble(config: Config, createVarlink: typeof CreateVarlink | undefine
     // none from List and Watch): the fd bound is a backstop, the stall timeout drops.
     maxQueuedBytes: config.maxQueuedBytes, maxQueuedFds: config.maxInFlight, stallTimeoutMs: config.stallTimeoutMs,
   };
-  const trimmer = new MemoryTrimmer();
+  // The code cache is written at the first quiet moment after a request has ended: the code
+  // that served it is compiled by then (src/code-cache.ts).
+  const trimmer = new MemoryTrimmer(TRIM_DELAY_MS, () => {
+    if (tally.total > 0 && codeCache?.wanted) saveCodeCache(codeCache, config.runtimeDir, log);
+    native.trimMalloc();
+  });
   const idleNow = () => {
     trimmer.touch();
     daemon.idle?.update(server.connectionCount + (varlink?.connectionCount ?? 0) === 0 && !server.busy && !varlink?.busy);
@@ -138,7 +148,7 @@ function assemble(config: Config, createVarlink: typeof CreateVarlink | undefine
   const varlink = createVarlink?.(config, inherited, { opener, registry, log, serverVersion: VERSION, quotas, turns, tally, connectionLimits }, idleNow);
   const daemon: Daemon = {
     log, notifier, policy, registry, uevents, scanned, privateNodes, quotas, work, server, varlink,
-    socketPath, inherited: inheritedFd !== undefined, tally,
+    socketPath, inherited: inheritedFd !== undefined, tally, codeCache: codeCache?.use,
   };
   return daemon;
 }
@@ -199,7 +209,7 @@ function serve(daemon: Daemon): void {
   const { log, notifier, registry, server, varlink } = daemon;
   server.start();
   const varlinkPath = varlink?.start() ? varlink.socketPath : null;
-  log.info({ socket: daemon.socketPath, inherited: daemon.inherited, varlink: varlinkPath, version: VERSION, limits: daemon.quotas.limits }, 'serving');
+  log.info({ socket: daemon.socketPath, inherited: daemon.inherited, varlink: varlinkPath, version: VERSION, limits: daemon.quotas.limits, codeCache: daemon.codeCache }, 'serving');
   const status = () => `${registry.size} disks, ${server.connectionCount + (varlink?.connectionCount ?? 0)} connections, ` +
     `${daemon.tally.total} requests served` +
     (log.dropped > 0 ? `, ${log.dropped} log lines dropped` : '');
@@ -228,7 +238,22 @@ function describeError(error: unknown): string {
   return error instanceof PolicyError ? formatPolicyError(error) : (error as Error).message;
 }
 
-function main(argv: string[]): void {
+/** Writes the code cache (once); a failure costs only the next start's compile. */
+function saveCodeCache(cache: CodeCache, dir: string, log: Logger): void {
+  const started = monotonicMs();
+  try {
+    cache.save(dir);
+    log.info({ ms: Math.round((monotonicMs() - started) * 10) / 10 }, 'code cache saved');
+  } catch (error) {
+    log.warn({ error: (error as Error).message }, 'cannot save the code cache; the next start compiles the daemon anew');
+  }
+}
+
+/**
+ * The daemon's command line (argv without node and the script). `codeCache`: how
+ * src/start.ts loaded this code, when it did.
+ */
+export function main(argv: string[], codeCache?: CodeCache): void {
   let command;
   try {
     command = parseCommandLine(argv);
@@ -262,7 +287,7 @@ function main(argv: string[]): void {
         : import('./varlink/start.js').then((m) => m.createVarlink);
       void front.then((createVarlink) => {
         try {
-          run(config, createVarlink);
+          run(config, createVarlink, codeCache);
         } catch (error) {
           fail(error);
         }
@@ -270,6 +295,4 @@ function main(argv: string[]): void {
     }
   }
 }
-
-main(process.argv.slice(2));
 

@@ -29,6 +29,8 @@ test('npm pack carries the units, the addon sources and every bin target', async
   for (const source of gyp.targets.flatMap((target) => target.sources)) t.true(files.has(source), source);
   t.true(files.has('binding.gyp'));
   t.true(files.has('dist/src/main.js'));
+  // What bin/diskseqd.cjs runs, and the daemon's bundle it loads.
+  for (const bundle of ['dist/bundle/start.cjs', 'dist/bundle/diskseqd.cjs']) t.true(files.has(bundle), bundle);
 });
 
 test('after npm install -g of the tarball every bin entry runs --help', async (t) => {

@@ -1,0 +1,13 @@
+/**
+ * What bin/diskseqd.cjs runs: loads the daemon's bundle (dist/bundle/diskseqd.cjs) with the
+ * code cache of its runtime directory (src/code-cache.ts), then runs its main(). A bundle of
+ * its own (dist/bundle/start.cjs), small, so that little is compiled before the cache is.
+ */
+import { fileURLToPath } from 'node:url';
+import { loadBundle } from './code-cache.js';
+import type { main as Main } from './main.js';
+import { runtimeDirOf } from './options.js';
+
+const argv = process.argv.slice(2);
+const { exports, cache } = loadBundle(fileURLToPath(new URL('diskseqd.cjs', import.meta.url)), runtimeDirOf(argv));
+(exports.main as typeof Main)(argv, cache);
