@@ -75,7 +75,10 @@ function row(cells: (string | number)[], widths: number[]): string {
   }).join('  ');
 }
 
-/** exec -> "serving", in milliseconds, over a few daemon starts (includes Node's own startup). */
+/**
+ * exec -> "serving", in milliseconds, over a few daemon starts (includes Node's own startup).
+ * Each in a runtime directory of its own, so without a code cache: first starts since boot.
+ */
 async function startupSeries(runs: number): Promise<Series> {
   const samples: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -84,7 +87,7 @@ async function startupSeries(runs: number): Promise<Series> {
     samples.push(performance.now() - t0);
     await daemon.stop();
   }
-  return summarise(`exec -> "serving" (milliseconds, ${runs} starts)`, samples);
+  return summarise(`exec -> "serving", first starts (milliseconds, ${runs} starts)`, samples);
 }
 
 async function main(): Promise<void> {
