@@ -158,6 +158,15 @@ export class PacketSocket extends QueuedSocket<QueuedOutput, PacketSocketLimits,
     }
   }
 
+  /**
+   * Reads what already waits, without waiting for readiness: a client usually sends its
+   * first request with the connection, so a socket just accepted has it before the loop's
+   * next poll, and whatever runs in between (a slice of the first scan) would delay it.
+   */
+  readWaiting(): void {
+    if (!this.closed && this.reading) this.readBurst();
+  }
+
   private readBurst(): void {
     for (let i = 0; i < READ_BURST && this.reading && !this.closed; i++) {
       let received;

@@ -107,6 +107,11 @@ export class Connection implements Linked<Connection> {
     return this.inFlight > 0;
   }
 
+  /** Handles the requests the client has already sent; the server calls it once it counts the connection. */
+  readWaiting(): void {
+    this.socket.readWaiting();
+  }
+
   /**
    * Ends the connection (every fd queued for it closed); idempotent. Its socket may stay
    * open, shut down, while the peer still holds fds it has not received.

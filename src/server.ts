@@ -216,6 +216,7 @@ export class Server {
     this.connections.add(connection);
     shares.take(peer.uid, 1);
     this.activity();
+    connection.readWaiting();
   }
 
   private refuse(fd: number, peer: Peer, why: string): void {
