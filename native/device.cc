@@ -218,6 +218,7 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("LO_FLAGS_PARTSCAN", static_cast<int>(LO_FLAGS_PARTSCAN));
   c.Set("LO_FLAGS_AUTOCLEAR", static_cast<int>(LO_FLAGS_AUTOCLEAR));
   c.Set("LO_FLAGS_READ_ONLY", static_cast<int>(LO_FLAGS_READ_ONLY));
+  c.Set("ETIMEDOUT", ETIMEDOUT);
   c.Freeze();
   return c;
 }

@@ -195,12 +195,15 @@ export interface NativeBinding {
   close(fd: number): void;
   /** mknod(path, S_IFBLK | (mode & 07777), makedev(major, minor)). */
   mknodBlock(path: string, mode: number, major: number, minor: number): void;
-  /** The open(2) flag values of this platform, so TypeScript never hard-codes them. */
+  /**
+   * The open(2) flag values of this platform, and the errno values TypeScript names, so
+   * that it never hard-codes them (errno values differ between Linux architectures).
+   */
   constants: {
     O_RDONLY: number; O_WRONLY: number; O_RDWR: number; O_EXCL: number; O_DIRECT: number;
     O_NONBLOCK: number; O_SYNC: number; O_DSYNC: number; O_CLOEXEC: number;
     S_IFMT: number; S_IFBLK: number; LO_FLAGS_PARTSCAN: number; LO_FLAGS_AUTOCLEAR: number;
-    LO_FLAGS_READ_ONLY: number;
+    LO_FLAGS_READ_ONLY: number; ETIMEDOUT: number;
   };
 
   // --- SEQPACKET sockets ----------------------------------------------------------------

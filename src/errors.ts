@@ -5,7 +5,7 @@
  * there (in the request's audit line). proto/diskseqd.proto says what each code means to a
  * client.
  */
-import { constants } from 'node:os';
+import { native } from '../native/index.js';
 import { ErrorCode } from '../proto/contract.js';
 
 /** A refusal: a protocol ErrorCode, a message for the client, the errno behind it (0: none). */
@@ -37,7 +37,7 @@ export const timeout = (message: string) => new BrokerError(ErrorCode.ERROR_CODE
  * stuck in the kernel past --device-timeout-ms. TIMEOUT like an expired wait_ms, told apart
  * by os_errno ETIMEDOUT and the message (docs/design.md, "Hung devices").
  */
-export const deviceTimeout = (message: string) => new BrokerError(ErrorCode.ERROR_CODE_TIMEOUT, message, constants.errno.ETIMEDOUT);
+export const deviceTimeout = (message: string) => new BrokerError(ErrorCode.ERROR_CODE_TIMEOUT, message, native.constants.ETIMEDOUT);
 /** An `expect` attribute did not hold. */
 export const expectationFailed = (message: string) => new BrokerError(ErrorCode.ERROR_CODE_EXPECTATION_FAILED, message);
 /** A bound of the daemon (connections, waiters, watchers) is reached. */
