@@ -9,9 +9,22 @@
 // dist/bundle/ sits two levels below the package root, as dist/src/ and dist/native/ do,
 // so the paths the modules compute from import.meta.url (the addon, package.json) hold.
 import { build } from 'esbuild';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
+const require = createRequire(import.meta.url);
+
+// long ships an ES module for import and a UMD file for require: the daemon imports it and
+// protobufjs requires it, which made two copies of the library, and of the Long class, in
+// the bundle. Both now get the one require() gets.
+const oneLong = {
+  name: 'one-long',
+  setup(b) {
+    const longPath = require.resolve('long');
+    b.onResolve({ filter: /^long$/ }, () => ({ path: longPath }));
+  },
+};
 
 const common = {
   bundle: true,
@@ -24,6 +37,7 @@ const common = {
   banner: { js: "'use strict';\nconst __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   legalComments: 'none',
   logLevel: 'warning',
+  plugins: [oneLong],
 };
 
 // The daemon, loaded by start.cjs with the code cache (src/code-cache.ts); main() exported.
