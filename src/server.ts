@@ -84,7 +84,7 @@ export class Server {
   private pollListener(): Poller {
     return new native.Poller(this.listenFd, (status) => {
       if (status < 0) this.ctx.log.error({ status }, 'poll on the listening socket failed');
-      else this.acceptAll();
+      else this.acceptAll(true);
     });
   }
 
@@ -134,7 +134,9 @@ export class Server {
     this.poller?.stop();
     const unlinked = this.ownsSocketPath && this.unlinkSocketPath();
     const before = this.connections.size;
-    this.acceptAll();
+    // Not read at accept: a client answered before the path is bound again could connect
+    // anew and find no socket. They are read at the next poll.
+    this.acceptAll(false);
     const admitted = this.connections.size > before;
     if (admitted && (!unlinked || this.rebind())) {
       this.poller?.start(POLL_READABLE);
@@ -181,8 +183,9 @@ export class Server {
     return bindReplacingStale(this.options.socketPath, SEQPACKET, this.options.backlog, this.options.socketMode);
   }
 
-  private acceptAll(): void {
-    const error = acceptPending(this.listenFd, () => !this.closing, (fd) => this.admit(fd));
+  /** Accepts every connection in the backlog; `readFirst`: and handles what each has already sent. */
+  private acceptAll(readFirst: boolean): void {
+    const error = acceptPending(this.listenFd, () => !this.closing, (fd) => this.admit(fd, readFirst));
     if (error === undefined) return;
     // Out of fds: leave the connection in the backlog and try again shortly.
     this.ctx.log.error({ err: error }, 'accept failed; pausing');
@@ -190,7 +193,7 @@ export class Server {
     this.acceptRetry = setTimeout(() => this.poller?.start(POLL_READABLE), ACCEPT_RETRY_MS);
   }
 
-  private admit(fd: number): void {
+  private admit(fd: number, readFirst: boolean): void {
     const peer = readPeer(fd, this.ctx.log);
     if (peer === undefined) return;
     const shares = this.ctx.quotas.connections;
@@ -216,7 +219,7 @@ export class Server {
     this.connections.add(connection);
     shares.take(peer.uid, 1);
     this.activity();
-    connection.readWaiting();
+    if (readFirst) connection.readWaiting();
   }
 
   private refuse(fd: number, peer: Peer, why: string): void {
