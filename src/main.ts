@@ -202,8 +202,8 @@ function handleSignals(config: Config, daemon: Daemon): void {
 /**
  * Starts both front-ends and tells systemd. Called only once every signal has its handler:
  * a signal in between would take the default action and leave requests unanswered and the
- * socket file behind. For the same reason READY=1 comes last: systemd may send SIGTERM as
- * soon as it reads it.
+ * socket file behind. For the same reason READY=1 comes last, once the first scan has
+ * indexed the bound disks: systemd may send SIGTERM as soon as it reads it.
  */
 function serve(daemon: Daemon): void {
   const { log, notifier, registry, server, varlink } = daemon;
@@ -213,9 +213,15 @@ function serve(daemon: Daemon): void {
   const status = () => `${registry.size} disks, ${server.connectionCount + (varlink?.connectionCount ?? 0)} connections, ` +
     `${daemon.tally.total} requests served` +
     (log.dropped > 0 ? `, ${log.dropped} log lines dropped` : '');
-  notifier.ready(status());
-  notifier.startWatchdog();
-  notifier.trackStatus(status);
+  // READY=1 once every bound disk is indexed: from then on no lookup waits for the first
+  // scan. Also off the path of the first requests: the first notification loads unix-dgram
+  // (6-8 ms), which the connection that activated the daemon would otherwise wait for.
+  // A SIGTERM before then sends STOPPING=1 and no READY=1 (Notifier).
+  void registry.indexed().then(() => {
+    notifier.ready(status());
+    notifier.startWatchdog();
+    notifier.trackStatus(status);
+  });
   void daemon.scanned.then(() => notifier.status(status()));
 }
 

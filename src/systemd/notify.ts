@@ -31,8 +31,10 @@ interface UnixDgram {
 }
 
 /**
- * unix-dgram, loaded on first use: it is a native addon of its own, and a daemon not run
+ * unix-dgram, loaded on first send: it is a native addon of its own, and a daemon not run
  * by systemd (or a --help) should not fail because it did not build. null when it failed.
+ * Not at construction: loading it (Node's dgram, the bindings lookup) took 6-8 ms here,
+ * which a daemon's first request would wait for if it came before serving.
  */
 let unixDgram: UnixDgram | null | undefined;
 function loadUnixDgram(log: NotifyLog): UnixDgram | null {
@@ -63,18 +65,21 @@ export class Notifier {
   private statusTimer: NodeJS.Timeout | null = null;
   private lastStatus: string | null = null;
   private sendFailed = false;
+  /** stopping() was called: no READY=1, watchdog or status after it. */
+  private stopped = false;
 
   constructor(options: NotifierOptions) {
     const env = options.env ?? process.env;
     const pid = options.pid ?? process.pid;
     this.log = options.log;
     const path = usableSocketPath(env.NOTIFY_SOCKET, this.log);
-    this.socketPath = path !== null && loadUnixDgram(this.log) !== null ? path : null;
+    this.socketPath = path;
     this.watchdogUsec = watchdogUsec(env, pid, this.log);
   }
 
-  /** READY=1 (with a first STATUS=): send only once the socket is serving. */
+  /** READY=1 (with a first STATUS=): send only once the socket is serving; never after stopping(). */
   ready(status?: string): void {
+    if (this.stopped) return;
     if (status !== undefined) this.lastStatus = status;
     this.send(status === undefined ? 'READY=1' : `READY=1\nSTATUS=${oneLine(status)}`);
   }
@@ -91,7 +96,7 @@ export class Notifier {
    */
   trackStatus(summary: () => string, intervalMs = 2000): void {
     if (this.statusTimer) clearInterval(this.statusTimer);
-    if (this.socketPath === null) return;
+    if (this.socketPath === null || this.stopped) return;
     this.statusTimer = setInterval(() => {
       const text = summary();
       if (text !== this.lastStatus) this.status(text);
@@ -101,6 +106,7 @@ export class Notifier {
 
   /** STOPPING=1: the daemon began shutting down. Stops the watchdog and status timers. */
   stopping(status?: string): void {
+    this.stopped = true;
     this.close();
     this.send(status === undefined ? 'STOPPING=1' : `STOPPING=1\nSTATUS=${oneLine(status)}`);
   }
@@ -116,7 +122,7 @@ export class Notifier {
    */
   startWatchdog(): boolean {
     const interval = this.watchdogIntervalMs;
-    if (interval === null || this.socketPath === null) return false;
+    if (interval === null || this.socketPath === null || this.stopped) return false;
     if (this.watchdogTimer) clearInterval(this.watchdogTimer);
     this.watchdogTimer = setInterval(() => this.send('WATCHDOG=1'), interval);
     this.watchdogTimer.unref();
@@ -138,12 +144,14 @@ export class Notifier {
    */
   private send(message: string): void {
     const path = this.socketPath;
-    if (path === null || !unixDgram) return;
+    if (path === null) return;
+    const dgram = loadUnixDgram(this.log);
+    if (dgram === null) return;
     const buf = Buffer.from(message);
     let error: Error | undefined;
     let sock: DgramSocket | undefined;
     try {
-      sock = unixDgram.createSocket('unix_dgram');
+      sock = dgram.createSocket('unix_dgram');
       sock.on('error', (err) => { error ??= err; });
       sock.send(buf, 0, buf.length, path, (err) => { error ??= err; });
     } catch (err) {
