@@ -29,6 +29,21 @@ test('READY=1 with STATUS, STATUS=, STOPPING=1 arrive in order, one line each', 
   ]);
 });
 
+test('after STOPPING=1 no READY=1, and neither watchdog nor status timer starts', async (t) => {
+  const receiver = new NotifyReceiver(t);
+  const notifier = new Notifier({
+    log: recordingLog(), env: { NOTIFY_SOCKET: receiver.path, WATCHDOG_USEC: '40000', WATCHDOG_PID: String(process.pid) },
+  });
+  t.teardown(() => notifier.close());
+  notifier.stopping();
+  notifier.ready('late');
+  t.false(notifier.startWatchdog());
+  notifier.trackStatus(() => 'late', 10);
+  await receiver.waitFor((m) => m === 'STOPPING=1');
+  await sleep(200); // ten watchdog intervals, twenty status intervals
+  t.deepEqual(receiver.messages, ['STOPPING=1']);
+});
+
 test('WATCHDOG=1 is sent at half of WATCHDOG_USEC and stops with STOPPING=1', async (t) => {
   const receiver = new NotifyReceiver(t);
   const notifier = new Notifier({
