@@ -86,12 +86,19 @@ test('256 clients that die with 16 waits each, their reading paused, free their 
     clients.push(client);
     for (let j = 1; j <= 16; j++) await client.send(encodeRequest({ id: u64(j), open: { diskseq, waitMs: 600_000 } }));
   }
-  // 4096 waits fill --max-waiting (each registered as the daemon reads it: ask until full).
+  // 4096 waits fill --max-waiting. Probe only once the daemon has read them all (its status
+  // counts them): it orders nothing between connections, and a probe read before a client's
+  // last waits would take a slot and leave one of them refused.
   const probe = new RawClient(daemon.socketPath);
   t.teardown(() => probe.close());
-  let outcome = await rootShortWait(probe, diskseq);
-  for (let tries = 0; outcome !== 'RESOURCE_EXHAUSTED' && tries < 200; tries++) outcome = await rootShortWait(probe, diskseq);
-  t.is(outcome, 'RESOURCE_EXHAUSTED', 'the 256 x 16 waits fill the pool');
+  const waiting = async (): Promise<number> => (await ask(probe, { id: u64(9998), status: {} })).response.status?.waiting ?? -1;
+  let parked = await waiting();
+  for (let tries = 0; parked < 4096 && tries < 400; tries++) {
+    await new Promise((r) => setTimeout(r, 25));
+    parked = await waiting();
+  }
+  t.is(parked, 4096, 'the daemon has read every wait');
+  t.is(await rootShortWait(probe, diskseq), 'RESOURCE_EXHAUSTED', 'the 256 x 16 waits fill the pool');
   t.log(`with 256 waiting clients: ${describeFootprint(daemon.footprint())}`);
 
   for (const client of clients) client.close(); // each has 16 requests in flight: its reading is paused
