@@ -3,8 +3,9 @@
 // bin/diskseqd.cjs runs (dist/src/start.js) into dist/bundle/start.cjs. Measured
 // (bench/cold-start.ts): a daemon of ~40 ES modules spends as long again as `node -e 0`
 // before it serves, most of it in Node's ES module loader (resolving each import, reading
-// package scopes) and in loading the modules one by one; one CommonJS file needs neither. Native addons stay outside: the .node files are loaded where npm built
-// them, and unix-dgram (loaded only under systemd) from node_modules.
+// package scopes) and in loading the modules one by one; one CommonJS file needs neither.
+// Native addons stay outside: the .node files are loaded where npm built them, and
+// unix-dgram (loaded only under systemd) from node_modules.
 //
 // dist/bundle/ sits two levels below the package root, as dist/src/ and dist/native/ do,
 // so the paths the modules compute from import.meta.url (the addon, package.json) hold.

@@ -2,6 +2,8 @@
  * What bin/diskseqd.cjs runs: loads the daemon's bundle (dist/bundle/diskseqd.cjs) with the
  * code cache of its runtime directory (src/code-cache.ts), then runs its main(). A bundle of
  * its own (dist/bundle/start.cjs), small, so that little is compiled before the cache is.
+ * It loads the addon first (the cache's checksum); the daemon's bundle, in the same
+ * directory, then gets the same module from require's cache, not a second copy.
  */
 import { fileURLToPath } from 'node:url';
 import { loadBundle } from './code-cache.js';
