@@ -206,15 +206,22 @@ async function daemonStart(script: string, socketPath: string, runtimeDir: strin
 }
 
 /**
- * Leaves a code cache in `runtimeDir`, as the first start since boot does: a start that
- * serves a request, then waits for the cache file before it stops.
+ * Leaves a code cache in `runtimeDir`, as the first start since boot does: a start with the
+ * measured starts' options that serves what they ask (a hello, and an open of `loop`), then
+ * waits for the cache file before it stops.
  */
-async function makeCodeCache(socketPath: string, runtimeDir: string): Promise<void> {
-  const child = spawn(DAEMON_SCRIPT, ['--socket', socketPath, '--runtime-dir', runtimeDir, '--no-varlink', '--log-level', 'warn'], { stdio: 'ignore', env: cleanEnv() });
+async function makeCodeCache(socketPath: string, runtimeDir: string, ready: ReadyListener, loop: LoopFixture | undefined): Promise<void> {
+  const args = ['--socket', socketPath, '--runtime-dir', runtimeDir, '--no-varlink', '--log-level', 'info', '--log-format', 'json'];
+  const child = spawn(DAEMON_SCRIPT, args, { stdio: 'ignore', env: cleanEnv({ NOTIFY_SOCKET: ready.path }) });
   try {
     const client = await connectEarly(socketPath, child);
     try {
       await client.hello();
+      if (loop !== undefined) {
+        const opened = await client.open({ diskseq: loop.diskseq });
+        if (!opened.ok) throw new Error(`open while making the code cache failed: ${opened.code} ${opened.message}`);
+        native.close(opened.fd);
+      }
     } finally {
       client.close();
     }
@@ -268,7 +275,7 @@ export async function startupRuns(runs: number, loop: LoopFixture | undefined): 
   // Every start but the first since boot finds the cache an earlier one left (src/code-cache.ts).
   const cachedRuntimeDir = join(dir, 'cached.run');
   try {
-    await makeCodeCache(join(dir, 'cache.sock'), cachedRuntimeDir);
+    await makeCodeCache(join(dir, 'cache.sock'), cachedRuntimeDir, ready, loop);
     for (let i = 0; i < runs; i++) {
       (samples['node -e 0: exec -> exit'] ??= []).push(await execToExit(process.execPath, ['-e', '0']));
       const floorT0 = now();
