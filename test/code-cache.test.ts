@@ -151,6 +151,17 @@ test('code cache: a file that is not the daemon\'s own, or in a directory others
   t.regex(linked.why ?? '', /ELOOP/);
 });
 
+// scripts/bundle.js spells the comments esbuild keeps in ASCII: one character beyond it (the
+// sources' dashes) makes Node read the file into a two-byte string, which cost every start
+// ~5 ms with the cache.
+test('bundles: the loader and the daemon are ASCII, so that Node reads them into one-byte strings', (t) => {
+  for (const name of ['start.cjs', 'diskseqd.cjs']) {
+    const bytes = readFileSync(join(REPO_ROOT, 'dist', 'bundle', name));
+    const at = bytes.findIndex((byte) => byte > 0x7f);
+    t.is(at, -1, `${name}: byte ${at} is beyond ASCII: ${bytes.subarray(Math.max(0, at - 40), at + 10).toString()}`);
+  }
+});
+
 test('daemon: the first start writes the cache after its first request; the next uses it and opens', async (t) => {
   if (!needsRoot(t)) return;
   const loop = createLoop({});
