@@ -377,7 +377,7 @@ function verifiedFd(slots: Slots): VerifiedFd {
   };
 }
 
-const require = createRequire(import.meta.url);
+const require = createRequire(import.meta.filename);
 const addon = require('../../build/Release/diskseqd.node') as Omit<NativeBinding, keyof RawProbeFunctions> & RawProbeFunctions;
 
 /** The loaded addon. Import this, never the .node file. */

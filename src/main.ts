@@ -4,6 +4,7 @@
  * order on SIGTERM/SIGINT.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { checkPolicy, logPolicyWarnings } from './check-policy.js';
 import { monotonicMs } from './clock.js';
 import type { CodeCache, CodeCacheUse } from './code-cache.js';
@@ -35,7 +36,7 @@ import type { createVarlink as CreateVarlink } from './varlink/start.js';
 /** How long shutdown waits for in-flight requests before closing connections anyway. */
 const SHUTDOWN_GRACE_MS = 5000;
 
-const VERSION: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+const VERSION: string = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')).version;
 
 /** The policy in force: the file if it exists (or was named), else the built-in default. */
 function loadPolicy(config: Config): Policy {

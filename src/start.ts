@@ -5,11 +5,11 @@
  * It loads the addon first (the cache's checksum); the daemon's bundle, in the same
  * directory, then gets the same module from require's cache, not a second copy.
  */
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { loadBundle } from './code-cache.js';
 import type { main as Main } from './main.js';
 import { runtimeDirOf } from './options.js';
 
 const argv = process.argv.slice(2);
-const { exports, cache } = loadBundle(fileURLToPath(new URL('diskseqd.cjs', import.meta.url)), runtimeDirOf(argv));
+const { exports, cache } = loadBundle(join(import.meta.dirname, 'diskseqd.cjs'), runtimeDirOf(argv));
 (exports.main as typeof Main)(argv, cache);

@@ -40,7 +40,7 @@ let unixDgram: UnixDgram | null | undefined;
 function loadUnixDgram(log: NotifyLog): UnixDgram | null {
   if (unixDgram === undefined) {
     try {
-      unixDgram = createRequire(import.meta.url)('unix-dgram') as UnixDgram;
+      unixDgram = createRequire(import.meta.filename)('unix-dgram') as UnixDgram;
     } catch (err) {
       log.warn({ err }, 'cannot load unix-dgram (was its native part built at install?): not notifying systemd');
       unixDgram = null;
