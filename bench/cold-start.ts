@@ -8,9 +8,10 @@
  * - the daemon: exec -> accepting (a client that connects as early as it can gets its
  *   HelloReply), exec -> READY=1, exec -> the first Opened of a loop device of the bench's
  *   own (requested on that first connection), and the first scan's own times from its
- *   'sysfs scanned' line. Twice: with the code cache an earlier start left in the runtime
- *   directory (every start but the first since boot; one start made it before the runs),
- *   and in a new runtime directory, as the first start since boot (src/code-cache.ts);
+ *   'sysfs scanned' line. Every start has a new runtime directory, as after a reboot. Twice:
+ *   with the code cache an earlier start left in the cache directory (every start but the
+ *   first after an upgrade of the daemon or Node; one start made it before the runs), and
+ *   with a new cache directory, as the first start after an upgrade (src/code-cache.ts);
  *   each run checks from the daemon's 'serving' line that it used the cache, or had none;
  * - socket activation: systemd-socket-activate holds the socket; a client connects and
  *   asks for an open; the connection execs the daemon, which finds the code cache:
@@ -59,9 +60,15 @@ const b = Buffer.from('READY=1');
 s.send(b, 0, b.length, process.env.NOTIFY_SOCKET, () => s.close());
 setInterval(() => {}, 1000);`;
 
-/** The two kinds of daemon start: with the code cache an earlier start left, and the first since boot. */
+/** The two kinds of daemon start: with the code cache an earlier start left, and the first after an upgrade. */
 const CACHED = 'daemon, code cache of an earlier start';
-const FIRST = 'daemon, first start since boot (no code cache)';
+const FIRST = 'daemon, first start after an upgrade (no code cache)';
+
+/** A start's --runtime-dir and --cache-dir. */
+interface StartDirs {
+  runtime: string;
+  cache: string;
+}
 
 /** One series' samples in milliseconds. */
 type Samples = Record<string, number[]>;
@@ -160,12 +167,12 @@ async function connectEarly(socketPath: string, child: ChildProcess, deadlineMs 
 }
 
 /** One direct start: exec -> accepting, -> READY=1, -> first Opened; and the scan's times. */
-async function daemonStart(script: string, socketPath: string, runtimeDir: string, ready: ReadyListener, loop: LoopFixture | undefined, samples: Samples, label: string, codeCache?: CodeCacheUse): Promise<void> {
+async function daemonStart(script: string, socketPath: string, dirs: StartDirs, ready: ReadyListener, loop: LoopFixture | undefined, samples: Samples, label: string, codeCache?: CodeCacheUse): Promise<void> {
   const t0 = now();
   const readyAt = ready.next();
-  // An older daemon may not know them. A private runtime directory, and never the machine's
+  // An older daemon may not know them. Private runtime and cache directories, and never the machine's
   // default Varlink path.
-  const newArgs = script === DAEMON_SCRIPT ? ['--log-format', 'json', '--runtime-dir', runtimeDir, '--no-varlink'] : [];
+  const newArgs = script === DAEMON_SCRIPT ? ['--log-format', 'json', '--runtime-dir', dirs.runtime, '--cache-dir', dirs.cache, '--no-varlink'] : [];
   const child = spawn(script, ['--socket', socketPath, '--log-level', 'info', ...newArgs], {
     stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv({ NOTIFY_SOCKET: ready.path }),
   });
@@ -206,12 +213,12 @@ async function daemonStart(script: string, socketPath: string, runtimeDir: strin
 }
 
 /**
- * Leaves a code cache in `runtimeDir`, as the first start since boot does: a start with the
+ * Leaves a code cache in `dirs.cache`, as the first start after an upgrade does: a start with the
  * measured starts' options that serves what they ask (a hello, and an open of `loop`), then
  * waits for the cache file before it stops.
  */
-async function makeCodeCache(socketPath: string, runtimeDir: string, ready: ReadyListener, loop: LoopFixture | undefined): Promise<void> {
-  const args = ['--socket', socketPath, '--runtime-dir', runtimeDir, '--no-varlink', '--log-level', 'info', '--log-format', 'json'];
+async function makeCodeCache(socketPath: string, dirs: StartDirs, ready: ReadyListener, loop: LoopFixture | undefined): Promise<void> {
+  const args = ['--socket', socketPath, '--runtime-dir', dirs.runtime, '--cache-dir', dirs.cache, '--no-varlink', '--log-level', 'info', '--log-format', 'json'];
   const child = spawn(DAEMON_SCRIPT, args, { stdio: 'ignore', env: cleanEnv({ NOTIFY_SOCKET: ready.path }) });
   try {
     const client = await connectEarly(socketPath, child);
@@ -225,7 +232,7 @@ async function makeCodeCache(socketPath: string, runtimeDir: string, ready: Read
     } finally {
       client.close();
     }
-    const file = join(runtimeDir, CODE_CACHE_FILE);
+    const file = join(dirs.cache, CODE_CACHE_FILE);
     for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 25));
     if (!existsSync(file)) throw new Error(`the daemon wrote no ${file} within 5 s of a request`);
   } finally {
@@ -235,8 +242,8 @@ async function makeCodeCache(socketPath: string, runtimeDir: string, ready: Read
 }
 
 /** One socket activation: connect + open request -> Opened, the connection exec'ing the daemon. */
-async function activatedStart(socketPath: string, runtimeDir: string, loop: LoopFixture, samples: Samples): Promise<void> {
-  const activator = spawn('systemd-socket-activate', ['--seqpacket', '-l', socketPath, DAEMON_SCRIPT, '--socket', socketPath, '--runtime-dir', runtimeDir, '--no-varlink', '--log-level', 'warn'], {
+async function activatedStart(socketPath: string, dirs: StartDirs, loop: LoopFixture, samples: Samples): Promise<void> {
+  const activator = spawn('systemd-socket-activate', ['--seqpacket', '-l', socketPath, DAEMON_SCRIPT, '--socket', socketPath, '--runtime-dir', dirs.runtime, '--cache-dir', dirs.cache, '--no-varlink', '--log-level', 'warn'], {
     stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv(),
   });
   let stderr = '';
@@ -272,10 +279,13 @@ export async function startupRuns(runs: number, loop: LoopFixture | undefined): 
   const samples: Samples = {};
   const compare = process.env.BENCH_COMPARE_DAEMON;
   const activate = loop !== undefined && existsSync('/usr/bin/systemd-socket-activate');
-  // Every start but the first since boot finds the cache an earlier one left (src/code-cache.ts).
-  const cachedRuntimeDir = join(dir, 'cached.run');
+  // Every start but the first after an upgrade finds the cache an earlier one left
+  // (src/code-cache.ts); each start has a runtime directory of its own, as after a reboot.
+  const cacheDir = join(dir, 'cache');
+  const cached = (name: string): StartDirs => ({ runtime: join(dir, `${name}.run`), cache: cacheDir });
+  const fresh = (name: string): StartDirs => ({ runtime: join(dir, `${name}.run`), cache: join(dir, `${name}.cache`) });
   try {
-    await makeCodeCache(join(dir, 'cache.sock'), cachedRuntimeDir, ready, loop);
+    await makeCodeCache(join(dir, 'cache.sock'), cached('maker'), ready, loop);
     for (let i = 0; i < runs; i++) {
       (samples['node -e 0: exec -> exit'] ??= []).push(await execToExit(process.execPath, ['-e', '0']));
       const floorT0 = now();
@@ -285,10 +295,10 @@ export async function startupRuns(runs: number, loop: LoopFixture | undefined): 
       floor.kill('SIGTERM');
       await exited(floor);
       (samples['diskseqd --version: exec -> exit (loads all its code)'] ??= []).push(await execToExit(DAEMON_SCRIPT, ['--version']));
-      await daemonStart(DAEMON_SCRIPT, join(dir, `d${i}.sock`), cachedRuntimeDir, ready, loop, samples, CACHED, 'used');
-      await daemonStart(DAEMON_SCRIPT, join(dir, `f${i}.sock`), join(dir, `f${i}.run`), ready, loop, samples, FIRST, 'absent');
-      if (compare) await daemonStart(compare, join(dir, `c${i}.sock`), join(dir, `c${i}.run`), ready, loop, samples, `compared (${compare})`);
-      if (activate) await activatedStart(join(dir, `a${i}.sock`), cachedRuntimeDir, loop!, samples);
+      await daemonStart(DAEMON_SCRIPT, join(dir, `d${i}.sock`), cached(`d${i}`), ready, loop, samples, CACHED, 'used');
+      await daemonStart(DAEMON_SCRIPT, join(dir, `f${i}.sock`), fresh(`f${i}`), ready, loop, samples, FIRST, 'absent');
+      if (compare) await daemonStart(compare, join(dir, `c${i}.sock`), fresh(`c${i}`), ready, loop, samples, `compared (${compare})`);
+      if (activate) await activatedStart(join(dir, `a${i}.sock`), cached(`a${i}`), loop!, samples);
     }
   } finally {
     ready.close();

@@ -77,7 +77,7 @@ function row(cells: (string | number)[], widths: number[]): string {
 
 /**
  * exec -> "serving", in milliseconds, over a few daemon starts (includes Node's own startup).
- * Each in a runtime directory of its own, so without a code cache: first starts since boot.
+ * Each with a cache directory of its own, so without a code cache: first starts after an upgrade.
  */
 async function startupSeries(runs: number): Promise<Series> {
   const samples: number[] = [];

@@ -4,7 +4,8 @@
  * socket activation compiled its bundle's start-up and request paths each time, about a
  * third of what it spent before it answered. This loads the bundle with V8's code cache
  * (vm.Script's cachedData): the bytecode of every function an earlier start ran, kept in
- * the runtime directory until reboot.
+ * the cache directory (--cache-dir) across reboots, so that only the first start after an
+ * upgrade of the daemon or of Node compiles it all.
  *
  * The cache is used only when it is certainly for this code:
  * - the file is the daemon's own, in a directory only it can write to (src/own-file.ts);
@@ -21,19 +22,21 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 import { native } from '../native/index.js';
-import { checkOwnDirectory, readOwnFile, writeOwnFile } from './own-file.js';
+import { checkOwnDirectory, makeOwnDirectory, readOwnFile, writeOwnFile } from './own-file.js';
 
-/** The cache's file name in the runtime directory. */
+/** The cache's file name in the cache directory. */
 export const CODE_CACHE_FILE = 'code-cache';
 /** The first line of the file: its format. */
 const MAGIC = 'diskseqd code cache 1\n';
+/** How errors name the directory. */
+const CACHE_DIRECTORY = 'cache directory';
 /** A larger file is refused unread (the daemon's cache is well under 1 MiB). */
 const MAX_BYTES = 32 * 1024 * 1024;
 
 /** What became of the cache at this start. */
 export type CodeCacheUse =
   | 'used' // V8 took it
-  | 'absent' // no file this process may read (the first start since boot; a user's --help)
+  | 'absent' // no file this process may read (the first start after an upgrade; a user's --help)
   | 'stale' // made for another bundle, Node or flag set
   | 'damaged' // its checksum or layout is wrong
   | 'untrusted' // not the daemon's own file, or its directory is writable by others
@@ -60,14 +63,16 @@ export class CodeCache {
   }
 
   /**
-   * Writes the cache into `dir` (the runtime directory, already checked by the daemon) with
-   * the bytecode of every function compiled so far; does nothing after the first call or
-   * when this start used a cache. Synchronous, on the JS thread: call it when nothing waits.
-   * Throws on a write error (the daemon logs it; the next start compiles as without one).
+   * Writes the cache into `dir` (the cache directory, created 0700 if missing, refused
+   * unless the daemon's own) with the bytecode of every function compiled so far; does
+   * nothing after the first call or when this start used a cache. Synchronous, on the JS
+   * thread: call it when nothing waits. Throws on a write error (the daemon logs it; the
+   * next start compiles as without one).
    */
   save(dir: string): void {
     if (!this.wanted) return;
     this.saved = true;
+    makeOwnDirectory(dir, CACHE_DIRECTORY);
     const data = this.script.createCachedData();
     writeOwnFile(join(dir, CODE_CACHE_FILE), [MAGIC, this.key, '\n', native.checksum(data).toString(16), '\n', data]);
   }
@@ -117,7 +122,7 @@ function readBundle(path: string): { source: string; identity: string[] } {
 function readCache(path: string, dir: string, key: string): { data?: Buffer; use: CodeCacheUse; why?: string } {
   let file: Buffer;
   try {
-    checkOwnDirectory(dir);
+    checkOwnDirectory(dir, CACHE_DIRECTORY);
     file = readOwnFile(path, MAX_BYTES);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

@@ -9,7 +9,7 @@ import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { parseIdleExit } from './systemd/idle-exit.js';
 import { ACCESS_MODES, DEFAULT_SOCKET_PATH, type AccessMode } from '../proto/contract.js';
 import { DEFAULT_VARLINK_SOCKET_PATH } from './varlink/default-path.js';
-import { DEFAULT_RUNTIME_DIR, OPTIONS } from './options.js';
+import { DEFAULT_CACHE_DIR, DEFAULT_RUNTIME_DIR, OPTIONS } from './options.js';
 
 /** The daemon's settings after parsing. */
 export interface Config {
@@ -25,6 +25,8 @@ export interface Config {
   sysfsRoot: string;
   /** Where state that must outlive a restart (until reboot) is kept: loop partitions' provenance. */
   runtimeDir: string;
+  /** Where the code cache is kept (src/code-cache.ts), across reboots. */
+  cacheDir: string;
   maxConnections: number;
   maxConnectionsPerUid: number;
   maxInFlight: number;
@@ -119,10 +121,13 @@ Options:
                            loop device without LO_FLAGS_PARTSCAN)
   --sysfs-root DIR         read block devices from DIR instead of /sys (for tests)
   --runtime-dir DIR        keep what must survive a restart or idle exit until reboot
-                           (which disk instance each loop partition was added to, and
-                           the daemon's compiled code) in DIR (default
-                           ${DEFAULT_RUNTIME_DIR}; created 0700; refused unless owned by
-                           root and writable by nobody else)
+                           (which disk instance each loop partition was added to) in
+                           DIR (default ${DEFAULT_RUNTIME_DIR}; created 0700; refused unless
+                           owned by root and writable by nobody else)
+  --cache-dir DIR          keep the daemon's compiled code (a V8 code cache, written by
+                           the first start after an upgrade of diskseqd or Node) in DIR
+                           (default ${DEFAULT_CACHE_DIR}; created 0700; not used unless
+                           owned by root and writable by nobody else). Safe to remove
   --max-connections N      connections served at once (default 1024); the next one
                            gets RESOURCE_EXHAUSTED and is closed
   --max-connections-per-uid N
@@ -265,6 +270,8 @@ export function parseCommandLine(argv: string[]): Command {
   if (varlinkSocketPath === '') throw new Error('--varlink-socket: empty path');
   const runtimeDir = values['runtime-dir'] ?? DEFAULT_RUNTIME_DIR;
   if (runtimeDir === '') throw new Error('--runtime-dir: empty path');
+  const cacheDir = values['cache-dir'] ?? DEFAULT_CACHE_DIR;
+  if (cacheDir === '') throw new Error('--cache-dir: empty path');
   const deviceStallMs = count(values['device-stall-ms'], '--device-stall-ms', 50);
   const deviceTimeoutMs = count(values['device-timeout-ms'], '--device-timeout-ms', 10_000);
   if (deviceTimeoutMs <= deviceStallMs) throw new Error('--device-timeout-ms must be longer than --device-stall-ms');
@@ -282,6 +289,7 @@ export function parseCommandLine(argv: string[]): Command {
       logFormat: logFormat as LogFormat | undefined,
       sysfsRoot: values['sysfs-root'] ?? '/sys',
       runtimeDir,
+      cacheDir,
       maxConnections: count(values['max-connections'], '--max-connections', 1024),
       maxConnectionsPerUid: count(values['max-connections-per-uid'], '--max-connections-per-uid', 256),
       maxInFlight: count(values['max-in-flight'], '--max-in-flight', 16),

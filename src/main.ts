@@ -120,7 +120,7 @@ function assemble(config: Config, createVarlink: typeof CreateVarlink | undefine
   // The code cache is written at the first quiet moment after a request has ended: the code
   // that served it is compiled by then (src/code-cache.ts).
   const trimmer = new MemoryTrimmer(TRIM_DELAY_MS, () => {
-    if (tally.total > 0 && codeCache?.wanted) saveCodeCache(codeCache, config.runtimeDir, log);
+    if (tally.total > 0 && codeCache?.wanted) saveCodeCache(codeCache, config.cacheDir, log);
     native.trimMalloc();
   });
   const idleNow = () => {

@@ -1,12 +1,15 @@
 /**
  * The daemon's command-line options, declared once. config.ts parses a command line against
- * them, strictly; start.ts reads only --runtime-dir from the same declaration, before the
+ * them, strictly; start.ts reads only --cache-dir from the same declaration, before the
  * rest of the daemon is loaded, to find the code cache there (src/code-cache.ts).
  */
 import { parseArgs } from 'node:util';
 
 /** The service's RuntimeDirectory= (systemd/diskseqd.service), kept until reboot. */
 export const DEFAULT_RUNTIME_DIR = '/run/diskseqd';
+
+/** The service's CacheDirectory= (systemd/diskseqd.service), kept across reboots. */
+export const DEFAULT_CACHE_DIR = '/var/cache/diskseqd';
 
 /** Every option of the command line and its kind (the --help text is in config.ts). */
 export const OPTIONS = {
@@ -17,6 +20,7 @@ export const OPTIONS = {
   'log-format': { type: 'string' },
   'sysfs-root': { type: 'string' },
   'runtime-dir': { type: 'string' },
+  'cache-dir': { type: 'string' },
   policy: { type: 'string' },
   'check-policy': { type: 'string' },
   uid: { type: 'string' },
@@ -54,13 +58,13 @@ export const OPTIONS = {
 } as const;
 
 /**
- * The runtime directory this command line names, as config.ts will read it when the line
- * is valid. Never throws: a line config.ts rejects still gives a directory, the daemon then
+ * The cache directory this command line names, as config.ts will read it when the line is
+ * valid. Never throws: a line config.ts rejects still gives a directory, the daemon then
  * exits with a usage error, and from that directory only a file that passes the checks of
  * src/own-file.ts was read.
  */
-export function runtimeDirOf(argv: string[]): string {
+export function cacheDirOf(argv: string[]): string {
   const { values } = parseArgs({ args: argv, strict: false, allowPositionals: true, options: OPTIONS });
-  const dir = values['runtime-dir'];
-  return typeof dir === 'string' && dir !== '' ? dir : DEFAULT_RUNTIME_DIR;
+  const dir = values['cache-dir'];
+  return typeof dir === 'string' && dir !== '' ? dir : DEFAULT_CACHE_DIR;
 }

@@ -1,10 +1,11 @@
 /**
- * Files the daemon keeps for itself in its runtime directory (loop partitions' provenance,
- * the code cache). Whoever could write one could make the daemon serve what it must not or
- * run what it did not ship, so a file is read only when it is the daemon's own, in a
- * directory nobody else can write to, and written whole or not at all: to a temporary
- * file, then renamed over the old one (no fsync: the runtime directory is on tmpfs and
- * ends with the boot).
+ * Files the daemon keeps for itself: loop partitions' provenance in its runtime directory,
+ * the code cache in its cache directory. Whoever could write one could make the daemon
+ * serve what it must not or run what it did not ship, so a file is read only when it is
+ * the daemon's own, in a directory nobody else can write to, and written whole or not at
+ * all: to a temporary file, then renamed over the old one. No fsync: the runtime directory
+ * is on tmpfs and ends with the boot, and a code cache that a crash left torn fails its
+ * checksum and is written again.
  */
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 
@@ -13,23 +14,23 @@ const octal = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, 
 
 /**
  * Throws unless `dir` is a directory (not a symlink to one) owned by root or by this
- * process's user and writable by nobody else.
+ * process's user and writable by nobody else. `what` names it in the error.
  */
-export function checkOwnDirectory(dir: string): void {
+export function checkOwnDirectory(dir: string, what = 'runtime directory'): void {
   const stat = lstatSync(dir);
-  if (!stat.isDirectory()) throw new Error(`runtime directory ${dir} is not a directory`);
-  if (stat.uid !== 0 && stat.uid !== euid()) throw new Error(`runtime directory ${dir} is owned by uid ${stat.uid}; it must be owned by root`);
-  if ((stat.mode & 0o022) !== 0) throw new Error(`runtime directory ${dir} is writable by others (mode ${octal(stat.mode)})`);
+  if (!stat.isDirectory()) throw new Error(`${what} ${dir} is not a directory`);
+  if (stat.uid !== 0 && stat.uid !== euid()) throw new Error(`${what} ${dir} is owned by uid ${stat.uid}; it must be owned by root`);
+  if ((stat.mode & 0o022) !== 0) throw new Error(`${what} ${dir} is writable by others (mode ${octal(stat.mode)})`);
 }
 
 /** checkOwnDirectory, after creating `dir` (mode 0700) if it is missing. */
-export function makeOwnDirectory(dir: string): void {
+export function makeOwnDirectory(dir: string, what = 'runtime directory'): void {
   try {
     mkdirSync(dir, { mode: 0o700 });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`runtime directory ${dir}: ${(error as Error).message}`);
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`${what} ${dir}: ${(error as Error).message}`);
   }
-  checkOwnDirectory(dir);
+  checkOwnDirectory(dir, what);
 }
 
 /**

@@ -7,7 +7,7 @@
  * one uses it and serves.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { native } from '../native/index.js';
@@ -57,7 +57,7 @@ function load(bundle: string, dir: string, options: { save?: boolean; flags?: st
   return JSON.parse(result.stdout) as Load;
 }
 
-/** A bundle whose value() says `word`, and a runtime directory (0700) with its saved cache. */
+/** A bundle whose value() says `word`, and a cache directory (0700) with its saved cache. */
 function cached(t: ExecutionContext, word: string): { bundle: string; dir: string; file: string } {
   const root = tempDir(t, 'diskseqd-code-cache-');
   const bundle = join(root, 'bundle.cjs');
@@ -175,23 +175,30 @@ test('bundles: a start loads no node:module', (t) => {
   t.false(loaded.includes('NativeModule module'), 'node:module was loaded');
 });
 
-test('daemon: the first start writes the cache after its first request; the next uses it and opens', async (t) => {
+test('daemon: the first start writes the cache into --cache-dir after its first request; the next, after a reboot, uses it and opens', async (t) => {
   if (!needsRoot(t)) return;
   const loop = createLoop({});
   t.teardown(() => loop.cleanup());
-  const runtimeDir = join(tempDir(t, 'diskseqd-code-cache-daemon-'), 'run');
+  // Each start gets a runtime directory of its own, as after a reboot (/run is emptied);
+  // the cache directory persists, and the daemon creates it.
+  const base = tempDir(t, 'diskseqd-code-cache-daemon-');
+  const cacheDir = join(base, 'cache');
+  let boots = 0;
+  const start = () => DaemonProcess.start({ cacheDir, runtimeDir: join(base, `run${boots++}`) }, t);
   const serving = async (daemon: DaemonProcess) => (await daemon.waitForLog((l) => l.msg === 'serving')).codeCache;
 
-  const first = await DaemonProcess.start({ runtimeDir }, t);
+  const first = await start();
   t.is(await serving(first), 'absent');
   const client = WireClient.connect(first.socketPath);
   await client.hello();
   client.close();
   await first.waitForLog((l) => l.msg === 'code cache saved', 10_000);
   await first.stop();
-  t.is(statSync(join(runtimeDir, CODE_CACHE_FILE)).mode & 0o777, 0o600);
+  t.is(statSync(cacheDir).mode & 0o777, 0o700);
+  t.is(statSync(join(cacheDir, CODE_CACHE_FILE)).mode & 0o777, 0o600);
+  t.false(existsSync(join(first.runtimeDir, CODE_CACHE_FILE)), 'not in the runtime directory');
 
-  const next = await DaemonProcess.start({ runtimeDir }, t);
+  const next = await start();
   t.is(await serving(next), 'used');
   const again = WireClient.connect(next.socketPath);
   try {
@@ -207,17 +214,17 @@ test('daemon: the first start writes the cache after its first request; the next
   await next.stop();
 
   // A damaged file is said so, and replaced by that start.
-  const { head, data } = parts(join(runtimeDir, CODE_CACHE_FILE));
+  const { head, data } = parts(join(cacheDir, CODE_CACHE_FILE));
   data[data.length >> 1]! ^= 0xff;
-  writeFileSync(join(runtimeDir, CODE_CACHE_FILE), Buffer.concat([head, data]), { mode: 0o600 });
-  const third = await DaemonProcess.start({ runtimeDir }, t);
+  writeFileSync(join(cacheDir, CODE_CACHE_FILE), Buffer.concat([head, data]), { mode: 0o600 });
+  const third = await start();
   t.like(await third.waitForLog((l) => l.msg === 'code cache ignored; the daemon is compiled anew'), { use: 'damaged', why: 'checksum mismatch' });
   const probe = WireClient.connect(third.socketPath);
   await probe.hello();
   probe.close();
   await third.waitForLog((l) => l.msg === 'code cache saved', 10_000);
   await third.stop();
-  const fourth = await DaemonProcess.start({ runtimeDir }, t);
+  const fourth = await start();
   t.is(await serving(fourth), 'used');
   await fourth.stop();
 });

@@ -40,14 +40,16 @@ function unitSecureBits(): string {
 
 /**
  * The shell script that builds the sandbox and execs "$@" in it (no fork: pid unchanged).
- * `runtimeDir` gets a writable tmpfs of its own, as RuntimeDirectory= gives the service.
+ * `runtimeDir` and `cacheDir` get a writable tmpfs each, as RuntimeDirectory= and
+ * CacheDirectory= give the service writable directories in a read-only system.
  */
-function sandboxScript(caps: string, secureBits: string, runtimeDir: string): string {
+function sandboxScript(caps: string, secureBits: string, runtimeDir: string, cacheDir: string): string {
   if (!/^[-+a-z_,]+$/.test(caps) || !/^[-+a-z_,=]*$/.test(secureBits)) throw new Error(`unexpected ${caps} ${secureBits}`);
-  if (!/^[-\w./]+$/.test(runtimeDir)) throw new Error(`unexpected ${runtimeDir}`);
+  for (const path of [runtimeDir, cacheDir]) if (!/^[-\w./]+$/.test(path)) throw new Error(`unexpected ${path}`);
   return [
-    `mkdir -m 0700 ${runtimeDir}`,
+    `mkdir -m 0700 ${runtimeDir} ${cacheDir}`,
     `mount -t tmpfs -o mode=0700 diskseqd-runtime ${runtimeDir}`,
+    `mount -t tmpfs -o mode=0700 diskseqd-cache ${cacheDir}`,
     'mount -o remount,bind,ro /',
     'mount -o remount,bind,ro /sys',
     'mount -t proc -o hidepid=invisible proc /proc',
@@ -77,8 +79,8 @@ test('in the unit\'s sandbox, with only its capabilities, the daemon serves root
   for (const key of ['LISTEN_PID', 'LISTEN_FDS', 'NOTIFY_SOCKET', 'WATCHDOG_USEC']) delete env[key];
   // unshare and sh exec in place, so LISTEN_PID (set by systemd-socket-activate) stays right.
   const run = spawnTracked(t, activate, ['--seqpacket', '-l', socketPath,
-    unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits(), join(dir, 'run')), 'sandbox',
-    ...daemonArgv('--policy', policyPath, '--runtime-dir', join(dir, 'run'))], env);
+    unshare, '--mount', '--propagation', 'private', '--', 'sh', '-c', sandboxScript(caps, unitSecureBits(), join(dir, 'run'), join(dir, 'cache')), 'sandbox',
+    ...daemonArgv('--policy', policyPath, '--runtime-dir', join(dir, 'run'), '--cache-dir', join(dir, 'cache'))], env);
   for (let i = 0; i < 2000 && !run.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
   chmodSync(socketPath, 0o666);
 

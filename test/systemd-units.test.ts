@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from '../testkit/repo.js';
 import { tempDir } from '../testkit/cleanup.js';
 import { needsTool } from './helpers/ci.js';
-import { DEFAULT_RUNTIME_DIR } from '../src/options.js';
+import { DEFAULT_CACHE_DIR, DEFAULT_RUNTIME_DIR } from '../src/options.js';
 
 const run = promisify(execFile);
 const service = readFileSync(join(REPO_ROOT, 'systemd/diskseqd.service'), 'utf8');
@@ -89,6 +89,9 @@ test('the service is Type=notify, socket-activated, idle-exiting, and hardened w
   t.is(`/run/${directive(service, 'RuntimeDirectory')[0]}`, DEFAULT_RUNTIME_DIR, 'the daemon\'s default --runtime-dir');
   t.deepEqual(directive(service, 'RuntimeDirectoryMode'), ['0700']);
   t.deepEqual(directive(service, 'RuntimeDirectoryPreserve'), ['yes']);
+  t.deepEqual(directive(service, 'CacheDirectory'), ['diskseqd']);
+  t.is(`/var/cache/${directive(service, 'CacheDirectory')[0]}`, DEFAULT_CACHE_DIR, 'the daemon\'s default --cache-dir');
+  t.deepEqual(directive(service, 'CacheDirectoryMode'), ['0700']);
   const caps = directive(service, 'CapabilityBoundingSet').join(' ').split(/\s+/).sort();
   t.deepEqual(caps, ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_MKNOD']);
 });

@@ -60,6 +60,12 @@ export interface DaemonOptions {
    * the same directory to two daemons to test what survives a restart; never /run/diskseqd.
    */
   runtimeDir?: string;
+  /**
+   * --cache-dir (default: `cache` in the daemon's fresh temp dir). Give the same directory
+   * to two daemons for the second to start from the code cache the first wrote; never
+   * /var/cache/diskseqd.
+   */
+  cacheDir?: string;
   /** A policy file, or a policy to write (0644) to policy.json in the daemon's directory. */
   policy?: string | object;
   extraArgs?: string[];
@@ -116,6 +122,8 @@ export class DaemonProcess {
   readonly dir: string;
   /** Its --runtime-dir. */
   readonly runtimeDir: string;
+  /** Its --cache-dir. */
+  readonly cacheDir: string;
   readonly capture: LogCapture;
   /** stdout lines that were not JSON. */
   readonly nonJsonStdout: string[] = [];
@@ -141,7 +149,8 @@ export class DaemonProcess {
     this.socketPath = options.socketPath ?? join(this.dir, 'd.sock');
     this.varlinkPath = options.varlink ? join(this.dir, 'varlink', 'diskseq') : undefined;
     this.runtimeDir = options.runtimeDir ?? join(this.dir, 'run');
-    const args = ['--socket', this.socketPath, '--runtime-dir', this.runtimeDir, '--log-level', options.logLevel ?? 'info'];
+    this.cacheDir = options.cacheDir ?? join(this.dir, 'cache');
+    const args = ['--socket', this.socketPath, '--runtime-dir', this.runtimeDir, '--cache-dir', this.cacheDir, '--log-level', options.logLevel ?? 'info'];
     if (this.varlinkPath !== undefined) args.push('--varlink-socket', this.varlinkPath);
     if (options.sysfsRoot) args.push('--sysfs-root', options.sysfsRoot);
     if (options.policy !== undefined) args.push('--policy', this.policyFile(options.policy));

@@ -51,17 +51,25 @@ export function privateRuntimeDir(): string {
   return join(parent, 'run');
 }
 
+/** A --cache-dir of its own (not yet created, as the daemon creates it), removed at exit. */
+export function privateCacheDir(): string {
+  const parent = mkdtempSync(join(tmpdir(), 'diskseqd-cache-'));
+  onExit(() => rmSync(parent, { recursive: true, force: true }));
+  return join(parent, 'cache');
+}
+
 /**
  * argv that runs the daemon with `args`: this node, the shebang's flags, bin/diskseqd.cjs,
- * a private --runtime-dir unless `args` name one, and --no-varlink unless `args` choose a
- * Varlink path (--varlink-socket) themselves: the daemon's default Varlink path and runtime
- * directory are shared by every daemon on this machine, so no daemon a test or benchmark
- * starts may ever use them.
+ * a private --runtime-dir and --cache-dir unless `args` name them, and --no-varlink unless
+ * `args` choose a Varlink path (--varlink-socket) themselves: the daemon's default Varlink
+ * path, runtime and cache directories are shared by every daemon on this machine, so no
+ * daemon a test or benchmark starts may ever use them.
  */
 export function daemonArgv(...args: string[]): string[] {
   const runtime = args.includes('--runtime-dir') ? [] : ['--runtime-dir', privateRuntimeDir()];
+  const cache = args.includes('--cache-dir') ? [] : ['--cache-dir', privateCacheDir()];
   const varlink = args.includes('--varlink-socket') || args.includes('--no-varlink') ? [] : ['--no-varlink'];
-  return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...runtime, ...args, ...varlink];
+  return [process.execPath, ...SHEBANG_NODE_FLAGS, DAEMON_SCRIPT, ...runtime, ...cache, ...args, ...varlink];
 }
 
 /** argv that runs diskseq-open with `args`. */

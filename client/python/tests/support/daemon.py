@@ -1,6 +1,7 @@
 """The real daemon (bin/diskseqd.cjs) on a private socket in a temp dir, started with the
 node flags of its shebang line, its JSON log lines collected. Never the default socket, and
-no Varlink listener and a private --runtime-dir (their defaults are one per host)."""
+no Varlink listener and a private --runtime-dir and --cache-dir (their defaults are one per
+host)."""
 from __future__ import annotations
 
 import json
@@ -37,7 +38,8 @@ class Daemon:
         self.other_output: list[str] = []
         self._changed = threading.Condition()
         args = [NODE, *shebang_node_flags(), str(DAEMON_SCRIPT), "--socket", self.socket_path,
-                "--runtime-dir", os.path.join(self.dir, "run"), "--log-level", "info", "--no-varlink",
+                "--runtime-dir", os.path.join(self.dir, "run"), "--cache-dir", os.path.join(self.dir, "cache"),
+                "--log-level", "info", "--no-varlink",
                 *(extra_args or [])]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
