@@ -90,7 +90,7 @@ function asciiComments(file) {
 const daemonBundle = join(root, 'dist', 'bundle', 'diskseqd.cjs');
 await build({ ...common, entryPoints: [join(root, 'dist', 'src', 'main.js')], outfile: daemonBundle });
 asciiComments(daemonBundle);
-// What the bin runs: reads --runtime-dir, then loads the daemon's bundle. Small: it is
+// What the bin runs: reads --cache-dir, then loads the daemon's bundle. Small: it is
 // compiled on every start, before the cache can help.
 const loaderBundle = join(root, 'dist', 'bundle', 'start.cjs');
 await build({ ...common, entryPoints: [join(root, 'dist', 'src', 'start.js')], outfile: loaderBundle });
