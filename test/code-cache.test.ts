@@ -165,9 +165,12 @@ test('bundles: the loader and the daemon are ASCII, so that Node reads them into
 // scripts/bundle.js gives the bundles their own require() for createRequire(): node:module,
 // with the ES module loader it brings, cost every start ~1.1 ms.
 test('bundles: a start loads no node:module', (t) => {
-  const probe = join(tempDir(t), 'probe.cjs');
+  const dir = tempDir(t);
+  const probe = join(dir, 'probe.cjs');
   writeFileSync(probe, "process.on('exit', () => require('node:fs').writeSync(3, JSON.stringify(process.moduleLoadList)));\n");
-  const run = spawnSync(process.execPath, ['-r', probe, join(REPO_ROOT, 'bin', 'diskseqd.cjs'), '--version'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
+  // A --cache-dir of its own: the loader reads the cache directory first, never the machine's here.
+  const run = spawnSync(process.execPath, ['-r', probe, join(REPO_ROOT, 'bin', 'diskseqd.cjs'), '--cache-dir', join(dir, 'cache'), '--version'],
+    { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
   t.is(run.status, 0, run.stderr);
   t.regex(run.stdout, /^diskseqd [0-9]/);
   const loaded = JSON.parse(run.output[3] as string) as string[];
