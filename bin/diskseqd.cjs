@@ -16,6 +16,6 @@
 //
 // CommonJS, and the daemon as one bundled file (scripts/bundle.js): an ES module entry
 // point alone costs Node its ES module loader before the first line runs. start.cjs loads
-// that file with the code cache of the runtime directory (src/code-cache.ts).
+// that file with the code cache of the cache directory (src/code-cache.ts).
 'use strict';
 require('../dist/bundle/start.cjs');

@@ -1,5 +1,5 @@
 /**
- * The daemon's code compiled once per boot, not once per start (docs/design.md, "Startup
+ * The daemon's code compiled once per upgrade, not once per start (docs/design.md, "Startup
  * and memory"). V8 compiles a function when it first runs; a daemon that starts on every
  * socket activation compiled its bundle's start-up and request paths each time, about a
  * third of what it spent before it answered. This loads the bundle with V8's code cache
