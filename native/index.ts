@@ -86,6 +86,13 @@ export interface JobPoolStats {
   spinning: boolean;
   /** Sleeping threads woken for a job. */
   wakeups: number;
+  /**
+   * The JS thread's wait window now, in µs: how long it waits for outstanding results before
+   * the loop blocks (0: it blocks at once, and a result wakes it through uv_async).
+   */
+  awaitUs: number;
+  /** Waits that ended with results, settled without a wake-up of the JS thread. */
+  awaitHits: number;
   /** Jobs submitted since the addon loaded, by kind: open, probe, close, openVerify. */
   submitted: Record<string, number>;
 }

@@ -7,6 +7,7 @@
 #include "jobs.h"
 
 #include <dlfcn.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -75,6 +76,15 @@ using Clock = std::chrono::steady_clock;
  * later. Back-to-back opens so keep one thread spinning between them; a daemon that serves
  * an open now and then spins at most a few windows after each burst and then not at all.
  *
+ * The other direction is the same hop: a result wakes a JS thread asleep in epoll through
+ * uv_async. So before the loop would block (uv_prepare) with jobs outstanding, the JS thread
+ * waits for their results a while (AwaitResults), polling the loop's epoll fd for anything
+ * else and yielding like the spin; a job that finishes meanwhile sends no uv_async, and its
+ * promise settles in that turn. Its window adapts as the threads' does (the same maximum):
+ * it grows when the loop blocked and a result woke it within the maximum, and halves
+ * whenever it passes with nothing, so a job stuck on a hung device closes it in a few turns.
+ * Nothing waits while something runs without polling (setImmediate: uv_backend_timeout 0).
+ *
  * Lifetime: threads are detached and may outlive the environment (blocked on a hung
  * device). The JS side and each live thread hold the pool; the last to let go deletes it.
  * The addon itself is pinned in memory (RTLD_NODELETE), so no thread ever runs unloaded code.
@@ -108,6 +118,11 @@ class JobPool {
   static void OnPrepare(uv_prepare_t* prepare);
   static void OnCleanup(napi_async_cleanup_hook_handle hook, void* arg);
   static void OnClosed(uv_handle_t* handle);
+  /**
+   * JS thread, before the loop would block, with jobs outstanding: waits a short, adaptive
+   * window for their results (or any other event) without sleeping, and settles what came.
+   */
+  void AwaitResults();
 
   /** Under mu_ (JS or worker thread): starts a detached thread, counted as searching. */
   int StartThread();
@@ -158,6 +173,11 @@ class JobPool {
   std::vector<Job*> pending_;
   std::vector<Job*> delivering_;
   std::vector<std::pair<const char*, double>> submitted_;
+  /** The JS thread's wait window now (AwaitResults), and when it last blocked with jobs outstanding. */
+  int64_t await_ns_ = 0;
+  Clock::time_point blocked_at_{};
+  bool blocked_waiting_ = false;
+  double await_hits_ = 0;
 
   std::mutex mu_;
   /** Bumped (under mu_) whenever jobs are queued: what a spinning thread watches. */
@@ -166,6 +186,10 @@ class JobPool {
   std::deque<Job*> closes_;
   std::deque<Job*> queue_;
   std::vector<Job*> done_;
+  /** done_ is not empty: what the JS thread's wait watches. */
+  std::atomic<bool> results_ready_{false};
+  /** The JS thread waits in AwaitResults: a finished job needs no uv_async_send. */
+  bool js_awaiting_ = false;
   int alive_ = 0;
   int searching_ = 0;
   /** Idle threads, the one idle the shortest time last. */
@@ -214,6 +238,7 @@ void JobPool::Configure(int max_threads, int idle_ms, int spin_max_us) {
     idle_ms_ = idle_ms;
     spin_max_ns_ = spin_max_us * int64_t{1000};
     spin_ns_ = std::min(spin_ns_, spin_max_ns_);
+    await_ns_ = std::min(await_ns_, spin_max_ns_);
     config_generation_++;
     NotifyAllIdle();  // idle threads start their wait again, with the new idle time
   }
@@ -321,7 +346,7 @@ void JobPool::AddPending(Job* job) {
 
 void JobPool::Flush() {
   uv_check_stop(&check_);
-  uv_prepare_stop(&prepare_);
+  if (unsettled_ == 0) uv_prepare_stop(&prepare_);
   if (pending_.empty()) return;
   std::shared_ptr<Idler> woken;
   {
@@ -342,7 +367,57 @@ void JobPool::OnCheck(uv_check_t* check) {
 }
 
 void JobPool::OnPrepare(uv_prepare_t* prepare) {
-  static_cast<JobPool*>(prepare->data)->Flush();
+  JobPool* pool = static_cast<JobPool*>(prepare->data);
+  pool->Flush();
+  if (!pool->tearing_down_) pool->AwaitResults();
+}
+
+void JobPool::AwaitResults() {
+  uv_loop_t* loop = async_.loop;
+  const int backend = uv_backend_fd(loop);
+  // One window per turn of the loop, however many results it brings.
+  const Clock::time_point deadline = Clock::now() + std::chrono::nanoseconds(await_ns_);
+  // uv_backend_timeout 0: something runs without polling (setImmediate, a handle closing).
+  while (await_ns_ > 0 && unsettled_ > 0 && !tearing_down_ && uv_backend_timeout(loop) != 0) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      js_awaiting_ = true;
+    }
+    bool other_event = false;
+    bool expired = false;
+    for (;;) {
+      if (results_ready_.load(std::memory_order_acquire)) break;
+      struct pollfd ready = {backend, POLLIN, 0};
+      if (poll(&ready, 1, 0) > 0) {  // a socket, a signal, another uv_async: the loop's turn
+        other_event = true;
+        break;
+      }
+      if (Clock::now() >= deadline) {
+        expired = true;
+        break;
+      }
+      sched_yield();  // as the threads' spin: whatever else is runnable on this CPU goes first
+    }
+    bool results;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      js_awaiting_ = false;
+      results = !done_.empty();  // also those finished as the wait ended: they sent no uv_async
+    }
+    if (results) {
+      await_hits_++;
+      Deliver();
+      Flush();  // what their continuations submitted, before the loop may block
+    } else if (expired) {
+      await_ns_ /= 2;  // no result within the window: shrink it, as the threads' spin
+      if (await_ns_ < kSpinStartNs) await_ns_ = 0;
+    }
+    if (!results || other_event) break;
+  }
+  if (unsettled_ > 0) {  // the loop may block now: a result that wakes it says whether to wait next time
+    blocked_at_ = Clock::now();
+    blocked_waiting_ = true;
+  }
 }
 
 void* JobPool::ThreadMain(void* arg) {
@@ -389,8 +464,10 @@ void JobPool::Work() {
       } else if (deliver) {
         bool first = done_.empty();
         done_.push_back(job);
+        results_ready_.store(true, std::memory_order_release);
         // uv_async_send coalesces anyway; sending only on empty -> non-empty saves a write.
-        if (first) uv_async_send(&async_);
+        // A JS thread in AwaitResults sees results_ready_ and takes them itself.
+        if (first && !js_awaiting_) uv_async_send(&async_);
       }
       searching_++;
       continue;
@@ -440,8 +517,15 @@ void JobPool::Deliver() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     delivering_.swap(done_);  // done_ gets the old, cleared vector's capacity back
+    results_ready_.store(false, std::memory_order_relaxed);
   }
   if (delivering_.empty()) return;
+  if (blocked_waiting_) {
+    // The loop blocked with jobs outstanding and a result woke it: had it waited, how long?
+    blocked_waiting_ = false;
+    const int64_t waited = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - blocked_at_).count();
+    if (waited <= spin_max_ns_) await_ns_ = std::min(std::max(await_ns_ * 2, kSpinStartNs), spin_max_ns_);
+  }
   Napi::Env env(env_);
   Napi::HandleScope scope(env);
   napi_value resource;
@@ -465,6 +549,7 @@ void JobPool::Deliver() {
   }
   unsettled_ -= delivering_.size();
   if (unsettled_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  if (unsettled_ == 0 && pending_.empty()) uv_prepare_stop(&prepare_);
   delivering_.clear();
   // An exception in a tick callback becomes an uncaughtException there (node::CallbackScope),
   // as for napi_make_callback.
@@ -590,6 +675,7 @@ Napi::Value JobPool::Submit(Napi::Env env, Job* job) {
     AddPending(job);
     // The first unsettled promise keeps the loop alive until it settles.
     if (unsettled_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
+    uv_prepare_start(&prepare_, &JobPool::OnPrepare);  // AwaitResults while jobs are outstanding
     return Napi::Value(env, promise);
   }
   // No thread at all and none can start. A close must still happen; the rest fail.
@@ -620,6 +706,8 @@ Napi::Object JobPool::Stats(Napi::Env env) {
     stats.Set("spinning", spinning_);
     stats.Set("wakeups", wakeups_);
   }
+  stats.Set("awaitUs", static_cast<double>(await_ns_) / 1000);
+  stats.Set("awaitHits", await_hits_);
   Napi::Object submitted = Napi::Object::New(env);
   for (const auto& entry : submitted_) submitted.Set(entry.first, entry.second);
   stats.Set("submitted", submitted);

@@ -52,7 +52,7 @@ export interface Config {
   maxDeviceJobsPerUid: number;
   maxDeviceThreads: number;
   deviceThreadIdleMs: number;
-  /** The largest spin window of a device thread out of work, µs (0: never spin). */
+  /** The largest spin window of a device thread out of work, and of the JS thread awaiting results, µs (0: never). */
   deviceThreadSpinUs: number;
   /** --idle-exit: exit after this many ms with no connections and no requests; undefined = never. */
   idleExitMs: number | undefined;
@@ -195,8 +195,9 @@ Options:
                            one always stays
   --device-thread-spin-us N
                            a device thread out of work looks for the next job for
-                           up to N us before it sleeps, while jobs come that often
-                           (default 500; 0: never): a job it finds needs no wake-up
+                           up to N us before it sleeps, and the main thread waits
+                           as long for outstanding results, while they come that
+                           often (default 500; 0: never): no wake-up for either
   --idle-exit SECONDS      exit cleanly after SECONDS with no connections and no
                            request in flight or waiting (for socket activation)
   --help                   show this help and exit

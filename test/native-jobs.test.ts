@@ -7,6 +7,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { closeSync, constants, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -255,4 +256,59 @@ test.serial('back-to-back jobs are found by a spinning thread without a wake-up;
   for (let i = 0; i < 300; i++) await native.probeFd(0);
   t.is(stats().spinHits - off.spinHits, 0, 'never spins');
   t.is(stats().spinUs, 0);
+});
+
+test.serial('the JS thread waits for back-to-back results instead of sleeping; with a result that does not come the window closes; other events end the wait; a maximum of 0 never waits', async (t) => {
+  t.teardown(() => native.configureJobPool(64, 10_000, 500));
+  native.configureJobPool(64, 10_000, 500);
+  const stats = native.jobPoolStats;
+  // Back to back: each result comes within microseconds of the loop's last turn.
+  const before = stats();
+  for (let i = 0; i < 300; i++) await native.probeFd(0);
+  const after = stats();
+  const hits = after.awaitHits - before.awaitHits;
+  t.true(hits >= 100, `of 300 results each awaited alone, ${hits} were taken by the waiting JS thread`);
+  t.true(after.awaitUs > 0 && after.awaitUs <= 500, `window after them: ${after.awaitUs} us`);
+
+  // A job blocked in open keeps a result outstanding that does not come: each turn of the
+  // loop waits out the window and halves it (at most 500 -> 250 -> 125 -> 62 -> 31 -> 0).
+  const fifo = makeFifo(t);
+  const blocked = native.openDevice(fifo, constants.O_RDONLY);
+  for (let i = 0; i < 12; i++) await new Promise((resolve) => setTimeout(resolve, 2));
+  t.is(stats().awaitUs, 0, 'an outstanding job that does not return: the JS thread blocks at once');
+  const writer = (await openWriter(fifo))!;
+  t.teardown(() => closeSync(writer));
+  await native.closeAsync((await blocked).fd);
+
+  // Results while other events keep coming (a UDP socket that talks to itself): a wait that
+  // an event ends settles what finished meanwhile, which sent no uv_async: nothing is lost.
+  const socket = createSocket('udp4');
+  t.teardown(() => socket.close());
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  let messages = 0;
+  let talking = true;
+  socket.on('message', () => {
+    messages++;
+    if (talking) socket.send('x', port, '127.0.0.1');
+  });
+  socket.send('x', port, '127.0.0.1');
+  const chains = await Promise.all(Array.from({ length: 4 }, async () => {
+    let settled = 0;
+    for (let i = 0; i < 500; i++) {
+      await native.probeFd(0);
+      settled++;
+    }
+    return settled;
+  }));
+  talking = false;
+  t.deepEqual(chains, [500, 500, 500, 500], 'every result settled');
+  t.true(messages > 0, `the socket was served meanwhile (${messages} messages)`);
+
+  native.configureJobPool(64, 10_000, 0);
+  t.is(stats().awaitUs, 0, 'a maximum of 0 closes the window at once');
+  const off = stats();
+  for (let i = 0; i < 300; i++) await native.probeFd(0);
+  t.is(stats().awaitHits - off.awaitHits, 0, 'never waits');
+  t.is(stats().awaitUs, 0);
 });

@@ -62,6 +62,10 @@ test('a loop attached without LO_FLAGS_PARTSCAN while its partition is awaited: 
   // Long enough for the attach to be indexed first on a busy machine (checked below),
   // since the hint is about what is indexed then.
   const WAIT_MS = 15_000;
+  // A List is answered once the first scan has indexed every bound disk. Before that an
+  // open waits for the index while the hellos below are answered, and the attach could be
+  // indexed by the time the opens go on (NOT_FOUND at once, not the TIMEOUT asked about).
+  await client.list(false);
   const base = highestDiskseq();
   const waits = new Map<bigint, { connection: WireClient; wait: Promise<OpenOutcome> }>();
   for (let i = 1n; i <= 32n; i++) {
