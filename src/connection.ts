@@ -165,11 +165,11 @@ export class Connection implements Linked<Connection> {
       decision = failure.code === ErrorCode.ERROR_CODE_PERMISSION_DENIED ? 'deny' : 'error';
       this.socket.send(encodeError(request.id, failure));
     } finally {
-      this.log.info({
-        op: request.kind, id: u64FromLong(request.id).toString(), request: summarize(request), device: trace.device,
-        rule: trace.rule, retried: trace.retried, decision, code,
+      this.log.audit({
+        op: request.kind, id: u64FromLong(request.id).toString(), open: request.kind === 'open' ? request.params : undefined,
+        request: summarize(request), device: trace.device, rule: trace.rule, retried: trace.retried, decision, code,
         us: Number((process.hrtime.bigint() - started) / 1000n),
-      }, 'audit');
+      });
       this.requestEnded(request.kind, code);
     }
   }
@@ -299,17 +299,9 @@ export class Connection implements Linked<Connection> {
   }
 }
 
-/** The request as the audit line shows it (ids and diskseqs as decimal strings). */
+/** A request other than an open as the audit line shows it (an open's is the record's `open`). */
 function summarize(request: ParsedRequest): Record<string, unknown> | undefined {
   switch (request.kind) {
-    case 'open': {
-      const p = request.params;
-      return {
-        diskseq: p.diskseq.toString(), partition: p.partition, access: p.access, exclusive: p.exclusive,
-        direct: p.direct, nonblock: p.nonblock, sync: p.sync, dsync: p.dsync, wait_ms: p.waitMs,
-        expect: p.expect.size > 0 ? Object.fromEntries(p.expect) : undefined,
-      };
-    }
     case 'hello':
       return { protocol_version: request.protocolVersion, client_name: request.clientName };
     case 'list':

@@ -12,6 +12,7 @@ import {
   jsonFormat, LEVEL_VALUE, priorityPrefix, textFormat, type Fields, type LineFormat, type LogFormat, type LogLevel, type RecordLevel,
 } from './log-format.js';
 import { FdSink, isTerminal, type LineSink } from './log-sink.js';
+import type { AuditRecord } from './audit-line.js';
 
 export { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log-format.js';
 
@@ -30,6 +31,8 @@ export interface Logger {
   info: LogFn;
   debug: LogFn;
   trace: LogFn;
+  /** A request's audit line: an info record with msg "audit" and the record's fields (src/audit-line.ts). */
+  audit(record: AuditRecord): void;
   /** A logger whose every line also carries `bindings` (after the parent's). */
   child(bindings: Fields): Logger;
   isLevelEnabled(level: LogLevel): boolean;
@@ -121,6 +124,13 @@ class LeveledLogger implements Logger {
 
   get dropped(): number {
     return this.core.sink.dropped;
+  }
+
+  audit(record: AuditRecord): void {
+    const { core } = this;
+    if (LEVEL_VALUE.info < core.threshold) return;
+    const line = core.format.audit(core.now(), this.prepared, record);
+    core.sink.write(core.journal ? priorityPrefix('info') + line : line, true);
   }
 
   child(bindings: Fields): Logger {
