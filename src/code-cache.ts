@@ -17,6 +17,7 @@
  * and then compiles as without one. The file is written once per bundle and Node, by the
  * start that had no usable cache, when the daemon has served its first request (save()).
  */
+import { isAscii } from 'node:buffer';
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -27,7 +28,9 @@ import { checkOwnDirectory, makeOwnDirectory, readOwnFile, writeOwnFile } from '
 /** The cache's file name in the cache directory. */
 export const CODE_CACHE_FILE = 'code-cache';
 /** The first line of the file: its format. */
-const MAGIC = 'diskseqd code cache 1\n';
+const MAGIC = 'diskseqd code cache 2\n';
+/** What every format's first line starts with: a file of another format is stale, not damaged. */
+const MAGIC_PREFIX = 'diskseqd code cache ';
 /** How errors name the directory. */
 const CACHE_DIRECTORY = 'cache directory';
 /** A larger file is refused unread (the daemon's cache is well under 1 MiB). */
@@ -112,7 +115,10 @@ function readBundle(path: string): { source: string; identity: string[] } {
   try {
     const stat = fstatSync(fd, { bigint: true });
     const identity = [stat.dev, stat.ino, stat.size, stat.mtimeNs, stat.ctimeNs].map(String);
-    return { source: readFileSync(fd, 'utf8'), identity };
+    const bytes = readFileSync(fd);
+    // The build makes the bundle ASCII (scripts/bundle.js): then latin1 is the same text,
+    // decoded without UTF-8's checks (~0.7 ms less for its 500 KB).
+    return { source: bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8'), identity };
   } finally {
     closeSync(fd);
   }
@@ -132,7 +138,12 @@ function readCache(path: string, dir: string, key: string): { data?: Buffer; use
   }
   const keyEnd = file.indexOf('\n', MAGIC.length);
   const sumEnd = keyEnd < 0 ? -1 : file.indexOf('\n', keyEnd + 1);
-  if (sumEnd < 0 || file.toString('latin1', 0, MAGIC.length) !== MAGIC) return { use: 'damaged', why: 'not a code cache of this format' };
+  if (file.toString('latin1', 0, MAGIC.length) !== MAGIC) {
+    // An older daemon's format (2: XXH64 instead of FNV-1a) is replaced like any other stale cache.
+    if (file.toString('latin1', 0, MAGIC_PREFIX.length) === MAGIC_PREFIX) return { use: 'stale' };
+    return { use: 'damaged', why: 'not a code cache of this format' };
+  }
+  if (sumEnd < 0) return { use: 'damaged', why: 'not a code cache of this format' };
   if (file.toString('utf8', MAGIC.length, keyEnd) !== key) return { use: 'stale' };
   const data = file.subarray(sumEnd + 1);
   if (file.toString('latin1', keyEnd + 1, sumEnd) !== native.checksum(data).toString(16)) return { use: 'damaged', why: 'checksum mismatch' };

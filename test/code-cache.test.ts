@@ -90,12 +90,38 @@ function parts(file: string): { head: Buffer; data: Buffer } {
 test('code cache: saved 0600 by a start that had none, used by the next, never rewritten by it', (t) => {
   const { bundle, dir, file } = cached(t, 'first');
   t.is(statSync(file).mode & 0o777, 0o600);
-  t.true(readFileSync(file).subarray(0, 21).equals(Buffer.from('diskseqd code cache 1')));
+  t.true(readFileSync(file).subarray(0, 22).equals(Buffer.from('diskseqd code cache 2\n')));
   const written = statSync(file, { bigint: true });
   const next = load(bundle, dir, { save: true });
   t.deepEqual(next, { use: 'used', value: 'first' });
   const now = statSync(file, { bigint: true });
   t.deepEqual([now.ino, now.mtimeNs], [written.ino, written.mtimeNs], 'a start that used the cache does not write it');
+});
+
+test('code cache: a bundle beyond ASCII is read as UTF-8 (only an ASCII one as latin1), with or without the cache', (t) => {
+  const word = 'caf\u00e9 \u2014 \ud83d\ude42';
+  const { bundle, dir } = cached(t, word);
+  t.deepEqual(load(bundle, dir), { use: 'used', value: word });
+});
+
+test('code cache: the checksum is XXH64 (its published vectors); an older format is stale, not damaged', (t) => {
+  t.is(native.checksum(Buffer.from('')), 0xef46db3751d8e999n);
+  t.is(native.checksum(Buffer.from('a')), 0xd24ec4f1a98c6e5bn);
+  t.is(native.checksum(Buffer.from('abc')), 0x44bc2cf5ad770999n);
+  // Every length up to two stripes, and a flipped bit anywhere, changes it.
+  const bytes = Buffer.from(Array.from({ length: 80 }, (_, i) => (i * 37) & 0xff));
+  const seen = new Set<bigint>();
+  for (let length = 0; length <= bytes.length; length++) seen.add(native.checksum(bytes.subarray(0, length)));
+  t.is(seen.size, bytes.length + 1);
+  for (let at = 0; at < bytes.length; at++) {
+    const flipped = Buffer.from(bytes);
+    flipped[at]! ^= 0x10;
+    t.not(native.checksum(flipped), native.checksum(bytes), `bit flipped at byte ${at}`);
+  }
+  const { bundle, dir, file } = cached(t, 'older');
+  const text = readFileSync(file);
+  writeFileSync(file, Buffer.concat([Buffer.from('diskseqd code cache 1\n'), text.subarray(text.indexOf('\n') + 1)]), { mode: 0o600 });
+  t.deepEqual(load(bundle, dir), { use: 'stale', value: 'older' });
 });
 
 test('code cache: an edit of the same length runs as edited; V8 alone would have run the old code', (t) => {
@@ -176,6 +202,28 @@ test('bundles: a start loads no node:module', (t) => {
   const loaded = JSON.parse(run.output[3] as string) as string[];
   t.true(loaded.includes('NativeModule vm'), 'the list is of the loader\'s modules');
   t.false(loaded.includes('NativeModule module'), 'node:module was loaded');
+});
+
+// The bundles load the addon with process.dlopen through one registry on the process
+// (scripts/bundle.js): the loader and the daemon's bundle share one copy, initialised once.
+test('bundles: a start opens the addon once, with process.dlopen, and never through require()', (t) => {
+  const dir = tempDir(t);
+  const probe = join(dir, 'probe.cjs');
+  writeFileSync(probe, `const opened = [];
+const dlopen = process.dlopen;
+process.dlopen = function (module, path, ...rest) { opened.push(path); return dlopen.call(this, module, path, ...rest); };
+const Module = require('node:module');
+const load = Module._load;
+const required = [];
+Module._load = function (request, ...rest) { if (String(request).endsWith('.node')) required.push(request); return load.call(this, request, ...rest); };
+process.on('exit', () => require('node:fs').writeSync(3, JSON.stringify({ opened, required })));
+`);
+  const run = spawnSync(process.execPath, ['-r', probe, join(REPO_ROOT, 'bin', 'diskseqd.cjs'), '--cache-dir', join(dir, 'cache'), '--version'],
+    { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
+  t.is(run.status, 0, run.stderr);
+  const { opened, required } = JSON.parse(run.output[3] as string) as { opened: string[]; required: string[] };
+  t.deepEqual(opened, [join(REPO_ROOT, 'build', 'Release', 'diskseqd.node')]);
+  t.deepEqual(required, []);
 });
 
 test('daemon: the first start writes the cache into --cache-dir after its first request; the next, after a reboot, uses it and opens', async (t) => {
