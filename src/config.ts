@@ -3,13 +3,12 @@
  * describes exactly these. Parsing is strict: an unknown option or a bad value is a usage
  * error, never silently ignored.
  */
-import { parseArgs } from 'node:util';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from './log-format.js';
 import { DEFAULT_POLICY_FILE } from './policy/index.js';
 import { parseIdleExit } from './systemd/idle-exit.js';
 import { ACCESS_MODES, DEFAULT_SOCKET_PATH, type AccessMode } from '../proto/contract.js';
 import { DEFAULT_VARLINK_SOCKET_PATH } from './varlink/default-path.js';
-import { DEFAULT_CACHE_DIR, DEFAULT_RUNTIME_DIR, OPTIONS } from './options.js';
+import { DEFAULT_CACHE_DIR, DEFAULT_RUNTIME_DIR, OPTIONS, parseOptions } from './options.js';
 
 /** The daemon's settings after parsing. */
 export interface Config {
@@ -220,8 +219,9 @@ policy file, the socket in use); 2 on a usage error.
 const DRY_RUN_OPTIONS = ['uid', 'gid', 'groups', 'device', 'access', 'exclusive'] as const;
 
 /**
- * Says, in our own words, what parseArgs would reject with Node's text (which talks about
- * positional arguments): an unknown option, a missing value, a value for a flag.
+ * Rejects, in our own words, what node:util's strict parseArgs would reject with Node's
+ * text (which talks about positional arguments): an unknown option, a missing value, a
+ * value for a flag. What passes, parseOptions reads as parseArgs would.
  */
 function checkOptionSyntax(argv: string[]): void {
   for (let i = 0; i < argv.length; i++) {
@@ -246,7 +246,7 @@ function checkOptionSyntax(argv: string[]): void {
 /** Parses argv (without node and the script). Throws an Error with a usage message. */
 export function parseCommandLine(argv: string[]): Command {
   checkOptionSyntax(argv);
-  const { values, positionals } = parseArgs({ args: argv, strict: true, allowPositionals: true, options: OPTIONS });
+  const { values, positionals } = parseOptions(argv);
   if (positionals.length > 0) throw new Error(`unexpected argument: ${positionals[0]}`);
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };

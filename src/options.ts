@@ -1,9 +1,9 @@
 /**
- * The daemon's command-line options, declared once. config.ts parses a command line against
- * them, strictly; start.ts reads only --cache-dir from the same declaration, before the
- * rest of the daemon is loaded, to find the code cache there (src/code-cache.ts).
+ * The daemon's command-line options, declared once, and their parser. config.ts parses a
+ * command line against them, strictly; start.ts reads only --cache-dir from the same
+ * declaration, before the rest of the daemon is loaded, to find the code cache there
+ * (src/code-cache.ts).
  */
-import { parseArgs } from 'node:util';
 
 /** The service's RuntimeDirectory= (systemd/diskseqd.service), kept until reboot. */
 export const DEFAULT_RUNTIME_DIR = '/run/diskseqd';
@@ -64,7 +64,47 @@ export const OPTIONS = {
  * src/own-file.ts was read.
  */
 export function cacheDirOf(argv: string[]): string {
-  const { values } = parseArgs({ args: argv, strict: false, allowPositionals: true, options: OPTIONS });
-  const dir = values['cache-dir'];
+  const dir = parseOptions(argv).values['cache-dir'];
   return typeof dir === 'string' && dir !== '' ? dir : DEFAULT_CACHE_DIR;
+}
+
+/** An option's name. */
+export type OptionName = keyof typeof OPTIONS;
+
+/** The values of a command line: a string option's text, a flag's true; the last of a repeated one. */
+export type OptionValues = { -readonly [K in OptionName]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean };
+
+/**
+ * Reads argv against OPTIONS: `--name=value` and `--name value` for a string option (the
+ * next argument, whatever it is), `--name` for a flag, positionals, and after `--`
+ * positionals only. For a line that config.ts's syntax check passed, this is what
+ * node:util's parseArgs({ strict: true, allowPositionals: true }) returns. Not parseArgs
+ * itself: its first call compiles Node's own parser, ~0.8 ms of every start. Never throws:
+ * an unknown option, or a string option at the end of the line, is left out.
+ */
+export function parseOptions(argv: readonly string[]): { values: OptionValues; positionals: string[] } {
+  const values: Record<string, string | boolean> = {};
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('--')) {
+      if (!arg.startsWith('-') || arg === '-') positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    if (!Object.hasOwn(OPTIONS, name)) continue;
+    if (OPTIONS[name as OptionName].type === 'boolean') {
+      values[name] = true;
+    } else if (eq >= 0) {
+      values[name] = arg.slice(eq + 1);
+    } else if (i + 1 < argv.length) {
+      values[name] = argv[++i]!;
+    }
+  }
+  return { values: values as OptionValues, positionals };
 }
