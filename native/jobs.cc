@@ -407,6 +407,7 @@ void JobPool::AwaitResults() {
     if (results) {
       await_hits_++;
       Deliver();
+      if (tearing_down_) return;  // a continuation ended the environment (OnCleanup flushed)
       Flush();  // what their continuations submitted, before the loop may block
     } else if (expired) {
       await_ns_ /= 2;  // no result within the window: shrink it, as the threads' spin

@@ -8,14 +8,13 @@
  * Errors become { type, message, code, errno, syscall, stack }; bigints become strings;
  * nothing a caller passes can make formatting throw.
  */
+import { auditFields, auditJsonBody, type AuditRecord } from './audit-line.js';
 
 /** The levels, quietest last; `silent` writes nothing. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 /** A level a record can have. */
 export type RecordLevel = Exclude<LogLevel, 'silent'>;
-
-import { auditFields, auditJsonBody, type AuditRecord } from './audit-line.js';
 
 /** Severity order (pino's numbers, kept only inside the daemon). */
 export const LEVEL_VALUE: Readonly<Record<LogLevel, number>> = {
