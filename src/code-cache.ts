@@ -139,7 +139,7 @@ function readCache(path: string, dir: string, key: string): { data?: Buffer; use
   const keyEnd = file.indexOf('\n', MAGIC.length);
   const sumEnd = keyEnd < 0 ? -1 : file.indexOf('\n', keyEnd + 1);
   if (file.toString('latin1', 0, MAGIC.length) !== MAGIC) {
-    // An older daemon's format (2: XXH64 instead of FNV-1a) is replaced like any other stale cache.
+    // A file in an older daemon's format (1: an FNV-1a checksum) is replaced like any stale cache.
     if (file.toString('latin1', 0, MAGIC_PREFIX.length) === MAGIC_PREFIX) return { use: 'stale' };
     return { use: 'damaged', why: 'not a code cache of this format' };
   }
