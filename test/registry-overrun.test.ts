@@ -110,7 +110,13 @@ test('after a uevent overrun (ENOBUFS) the registry rescans and equals sysfs aga
 
   t.true(control.state.overruns >= 1, 'the control saw the overrun too');
   t.is(control.registry.find(roBefore)?.name, ro.name, 'control: without a rescan the old instance stays indexed');
-  t.deepEqual(registryView(control.registry, churnedName), churnedBefore, 'control: the churn went unnoticed');
+  if (churned.name === churnedName) {
+    t.deepEqual(registryView(control.registry, churnedName), churnedBefore, 'control: the churn went unnoticed');
+  } else {
+    // Another process attached the old name after our detach: its events came later than
+    // the burst and may reach the control. The read-only loop above still shows the loss.
+    t.log(`control: ${churnedName} is another process's device now; its view is not compared`);
+  }
 
   t.true(live.state.overruns >= 1, 'ENOBUFS was reported');
   t.is(live.registry.find(roAfter)?.name, ro.name, 'the current instance is indexed');
