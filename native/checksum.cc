@@ -40,7 +40,7 @@ uint64_t Merge(uint64_t acc, uint64_t lane) { return (acc ^ Round(0, lane)) * kP
  * which V8 itself would not notice: a release build checks a code cache's length and
  * versions, not its checksum (--verify-snapshot-checksum is off). XXH64 rather than FNV-1a:
  * four independent lanes of eight bytes each, where FNV-1a's one multiply per byte in a
- * chain took ~0.33 ms of every start over the 280 KB cache, this ~0.03 ms. In C++ because
+ * chain took ~0.33 ms of every start over the 280 KB cache, this ~0.05 ms. In C++ because
  * JavaScript would spend milliseconds on it before anything is compiled.
  */
 Napi::Value Checksum(const Napi::CallbackInfo& info) {

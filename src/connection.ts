@@ -67,7 +67,6 @@ export class Connection implements Linked<Connection> {
   private inFlight = 0;
   /** Aborts when the connection closes: made on first use (closedSignal). */
   private closedController: AbortController | undefined;
-  private hasClosed = false;
   private stopWatching: (() => void) | undefined;
   private fdRefusalLogged = false;
 
@@ -112,7 +111,7 @@ export class Connection implements Linked<Connection> {
       // Each request in flight may listen for the close (a wait, a snapshot slot): a bounded
       // number, more than Node's default warning threshold of 10.
       setMaxListeners(this.ctx.limits.maxInFlight + 2, this.closedController.signal);
-      if (this.hasClosed) this.closedController.abort();
+      if (this.socket.isClosed) this.closedController.abort();
     }
     return this.closedController.signal;
   }
@@ -307,7 +306,6 @@ export class Connection implements Linked<Connection> {
   }
 
   private onClose(reason: CloseReason): void {
-    this.hasClosed = true;
     this.closedController?.abort();
     this.stopWatching?.();
     if (reason.kind === 'output-overflow' || reason.kind === 'output-stalled') {

@@ -129,8 +129,13 @@ class LeveledLogger implements Logger {
   audit(record: AuditRecord): void {
     const { core } = this;
     if (LEVEL_VALUE.info < core.threshold) return;
-    const line = core.format.audit(core.now(), this.prepared, record);
-    core.sink.write(core.journal ? priorityPrefix('info') + line : line, true);
+    this.write('info', core.format.audit(core.now(), this.prepared, record), true);
+  }
+
+  /** One line to the sink, behind the journal's priority prefix when stdout is the journal. */
+  private write(level: RecordLevel, line: string, important: boolean): void {
+    const { core } = this;
+    core.sink.write(core.journal ? priorityPrefix(level) + line : line, important);
   }
 
   child(bindings: Fields): Logger {
@@ -154,8 +159,7 @@ class LeveledLogger implements Logger {
       const fields = typeof first === 'string' ? undefined : first;
       const msg = typeof first === 'string' ? first : second ?? '';
       const { core } = this;
-      const line = core.format.line(level, core.now(), this.prepared, fields, msg);
-      core.sink.write(core.journal ? priorityPrefix(level) + line : line, important || msg === 'audit');
+      this.write(level, core.format.line(level, core.now(), this.prepared, fields, msg), important || msg === 'audit');
     }) as LogFn;
   }
 }
